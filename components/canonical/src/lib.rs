@@ -1,0 +1,126 @@
+//! Normalization every trigger applies before an event leaves it, so that the
+//! rest of Dripline compares identities byte for byte: emails lower-cased,
+//! phones in E.164, field names in one spelling, ids derived the same way.
+
+use sha2::{Digest, Sha256};
+
+/// Lower-cases and trims an email; `None` if it is not plausibly an address.
+/// Deliverability is the channel's business: this only refuses what cannot be
+/// an address at all, so that a typo does not become a contact's identity.
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.split_once('@')?;
+    let plausible = !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    plausible.then_some(email)
+}
+
+/// Brings a phone number to E.164 (`+8613800138000`). A number without an
+/// international prefix takes `default_country_code` (digits, such as `"86"`);
+/// without one it is refused, since guessing a country sends SMS to strangers.
+pub fn normalize_phone(raw: &str, default_country_code: Option<&str>) -> Option<String> {
+    let trimmed = raw.trim();
+    let mut digits: String = trimmed.chars().filter(char::is_ascii_digit).collect();
+    let allowed = |c: char| c.is_ascii_digit() || " -().+".contains(c);
+    if digits.is_empty() || !trimmed.chars().all(allowed) {
+        return None;
+    }
+    if trimmed.starts_with('+') {
+        // already international
+    } else if let Some(rest) = digits.strip_prefix("00") {
+        digits = rest.to_string();
+    } else {
+        let country = default_country_code?;
+        let national = digits.trim_start_matches('0');
+        digits = format!("{country}{national}");
+    }
+    // E.164 allows at most 15 digits; fewer than 8 is no reachable number.
+    (8..=15)
+        .contains(&digits.len())
+        .then(|| format!("+{digits}"))
+}
+
+/// The one spelling of a form or payload field name that carries an identity:
+/// `mobile`, `tel` and `phone_number` are all `phone`; `e-mail` is `email`.
+pub fn canonical_field(name: &str) -> &str {
+    match name.trim().to_ascii_lowercase().as_str() {
+        "email" | "e-mail" | "email_address" | "mail" => "email",
+        "phone" | "mobile" | "tel" | "telephone" | "phone_number" | "mobile_phone" => "phone",
+        _ => name,
+    }
+}
+
+/// A stable event id from the parts that make a delivery unique: the same
+/// parts always give the same id, so a replay is recognized downstream.
+pub fn stable_id(source: &str, parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(source.as_bytes());
+    for part in parts {
+        // Length-prefix each part so ("ab","c") and ("a","bc") differ.
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    format!("{source}-{}", hex::encode(&hasher.finalize()[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_trimmed_and_lower_cased() {
+        assert_eq!(
+            normalize_email("  Li.Wei@Example.COM "),
+            Some("li.wei@example.com".into())
+        );
+    }
+
+    #[test]
+    fn text_without_an_at_sign_is_no_email() {
+        assert_eq!(normalize_email("li.wei.example.com"), None);
+        assert_eq!(normalize_email("li@localhost"), None);
+    }
+
+    #[test]
+    fn an_international_phone_keeps_its_country_code() {
+        assert_eq!(
+            normalize_phone("+86 138-0013-8000", None),
+            Some("+8613800138000".into())
+        );
+        assert_eq!(
+            normalize_phone("0044 20 7946 0958", None),
+            Some("+442079460958".into())
+        );
+    }
+
+    #[test]
+    fn a_national_phone_takes_the_default_country_code() {
+        assert_eq!(
+            normalize_phone("(020) 7946 0958", Some("44")),
+            Some("+442079460958".into())
+        );
+        assert_eq!(normalize_phone("13800138000", None), None);
+    }
+
+    #[test]
+    fn letters_in_a_phone_number_are_refused() {
+        assert_eq!(normalize_phone("+1 800 FLOWERS", None), None);
+    }
+
+    #[test]
+    fn identity_field_names_have_one_spelling() {
+        assert_eq!(canonical_field("Mobile"), "phone");
+        assert_eq!(canonical_field("E-mail"), "email");
+        assert_eq!(canonical_field("company"), "company");
+    }
+
+    #[test]
+    fn stable_ids_depend_on_every_part_and_its_boundaries() {
+        let a = stable_id("form", &[b"ab", b"c"]);
+        assert_eq!(a, stable_id("form", &[b"ab", b"c"]));
+        assert_ne!(a, stable_id("form", &[b"a", b"bc"]));
+    }
+}

@@ -1,0 +1,21 @@
+//! The Dripline host runtime.
+//!
+//! A webhook's path through this crate: the gateway's trigger component turns
+//! it into canonical events ([`trigger_plugin`]); journeys decide what happens
+//! to the contact; each journey step runs as a step component ([`step_plugin`])
+//! inside the [`sandbox`], whose effects the runtime makes durable. The
+//! [`plugins`] module loads a directory of components and sorts them by world;
+//! [`server`] is the HTTP side of `dripline up`.
+
+pub mod bench;
+pub mod bindings;
+pub mod plugins;
+pub mod sandbox;
+pub mod server;
+pub mod step_plugin;
+pub mod trigger_plugin;
+
+pub use plugins::Plugins;
+pub use sandbox::{PluginError, Sandbox, SandboxConfig};
+pub use step_plugin::{AcceptAll, Effect, Messenger, StepPlugin, StepRun};
+pub use trigger_plugin::TriggerPlugin;
