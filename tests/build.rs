@@ -32,6 +32,9 @@ fn main() {
         .arg(root.join("components/Cargo.toml"))
         .arg("--target-dir")
         .arg(&wasm_target)
+        // Cargo reads `.cargo/config.toml` from the working directory: the
+        // guests' link settings live in `components/.cargo/config.toml`.
+        .current_dir(root.join("components"))
         // The outer build's flags are for the host, not for the guests.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dripline::clock::Clock as _;
 use dripline::{Sandbox, SandboxConfig, StepPlugin, TriggerPlugin};
 
 /// The directory of freshly built components.
@@ -67,4 +68,98 @@ pub fn fixtures() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A deployment in a temporary directory: the repository's journeys and
+/// templates, the shipped step components, a fresh SQLite file, and a manual
+/// clock. What `dripline up` runs, minus the HTTP.
+pub struct Deployment {
+    /// Owns the temporary directory for the deployment's lifetime.
+    pub dir: tempfile::TempDir,
+    /// The runner, driven by the test.
+    pub runner: dripline::runner::Runner,
+    /// The store it writes.
+    pub store: Arc<dyn dripline_store::Store>,
+    /// The clock it reads.
+    pub clock: Arc<dripline::clock::ManualClock>,
+}
+
+/// The step components a deployment ships (the fixtures are not among them).
+pub const SHIPPED_STEPS: &[&str] = &["tag", "send"];
+
+impl Deployment {
+    /// A deployment of the repository's `journeys/` at time `now_ms`.
+    pub fn new(now_ms: i64) -> Self {
+        Self::with_journeys(&repo_root().join("journeys"), now_ms)
+    }
+
+    /// A deployment of the journeys in `journeys` at time `now_ms`.
+    pub fn with_journeys(journeys: &Path, now_ms: i64) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let components = dir.path().join("components");
+        std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("{e}"));
+        for name in SHIPPED_STEPS {
+            std::fs::copy(component(name), components.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copying {name}: {e}"));
+        }
+        let deployment = dripline::commands::Deployment {
+            components,
+            journeys: journeys.to_path_buf(),
+            templates: repo_root().join("templates"),
+            database: dir.path().join("dripline.db"),
+        };
+        let clock = Arc::new(dripline::clock::ManualClock::new(now_ms));
+        let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
+        let (runner, store) = dripline::commands::open_runner(&deployment, &sandbox, clock.clone())
+            .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"));
+        Self {
+            dir,
+            runner,
+            store,
+            clock,
+        }
+    }
+
+    /// Puts a canonical event (JSON) in the inbox, as the gateway does.
+    pub fn receive(&self, event: serde_json::Value) {
+        let id = event["id"].as_str().unwrap_or_default().to_string();
+        let received = event["received_at"]
+            .as_i64()
+            .unwrap_or_else(|| self.clock.now_ms());
+        let write = dripline_store::Write::inbox_put(received, &id, event.to_string().into_bytes());
+        self.store
+            .apply(&[write])
+            .unwrap_or_else(|e| panic!("inbox: {e}"));
+    }
+
+    /// Moves the clock to `now_ms` and processes everything due by then.
+    pub fn run_at(&mut self, now_ms: i64) {
+        assert!(
+            now_ms >= self.clock.now_ms(),
+            "the clock only moves forward"
+        );
+        self.clock.set(now_ms);
+        self.runner
+            .run_until_idle()
+            .unwrap_or_else(|e| panic!("runner: {e}"));
+    }
+
+    /// Every outbox message so far, oldest first.
+    pub fn outbox(&self) -> Vec<dripline_store::OutboxMessage> {
+        self.store
+            .outbox_list(None, 10_000)
+            .unwrap_or_else(|e| panic!("outbox: {e}"))
+    }
+
+    /// The stored contact with this email.
+    pub fn contact_by_email(&self, email: &str) -> dripline::contacts::ContactRecord {
+        let identity = dripline_store::Identity::Email(email.to_string());
+        let found = self
+            .store
+            .contact_find_by_identity(&identity)
+            .unwrap_or_else(|e| panic!("{e}"));
+        dripline::contacts::ContactRecord::from_stored(
+            found.unwrap_or_else(|| panic!("no contact {email}")),
+        )
+    }
 }

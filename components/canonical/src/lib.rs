@@ -1,7 +1,18 @@
 //! Normalization every trigger applies before an event leaves it, so that the
 //! rest of Dripline compares identities byte for byte: emails lower-cased,
-//! phones in E.164, field names in one spelling, ids derived the same way.
+//! phones in E.164, field names in one spelling, ids derived the same way,
+//! timestamps in ms since the epoch. Also the plain-Rust canonical event
+//! ([`Event`], [`TriggerError`]) that every trigger's logic returns, and the
+//! small request and JSON helpers they share.
 
+pub mod calling_codes;
+pub mod event;
+mod export;
+
+pub use calling_codes::calling_code;
+pub use event::{Event, Identities, Request, TriggerError};
+
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Lower-cases and trims an email; `None` if it is not plausibly an address.
@@ -66,6 +77,84 @@ pub fn stable_id(source: &str, parts: &[&[u8]]) -> String {
     format!("{source}-{}", hex::encode(&hasher.finalize()[..16]))
 }
 
+/// Parses an RFC 3339 timestamp (`2024-03-01T09:30:00.123Z`,
+/// `2024-03-01T17:30:00+08:00`) into ms since the epoch. Also takes an offset
+/// without a colon (`+0000`), which some analytics libraries send.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    chrono::DateTime::parse_from_rfc3339(text)
+        .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z"))
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+/// The first value of a header; `name` is matched case-insensitively.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The media type of the `content-type` header, lower case, without
+/// parameters (`application/json; charset=utf-8` → `application/json`);
+/// empty if there is none.
+pub fn media_type(headers: &[(String, String)]) -> String {
+    header(headers, "content-type")
+        .and_then(|v| v.split(';').next())
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Refuses a request whose media type is not `expected`, naming what came.
+pub fn require_media_type(
+    headers: &[(String, String)],
+    expected: &str,
+) -> Result<(), TriggerError> {
+    let got = media_type(headers);
+    if got == expected {
+        Ok(())
+    } else {
+        Err(TriggerError::UnsupportedContentType(format!(
+            "expected {expected}, got {}",
+            if got.is_empty() {
+                "nothing"
+            } else {
+                got.as_str()
+            }
+        )))
+    }
+}
+
+/// Parses a JSON object body, naming the problem (`body: not JSON: ...`).
+pub fn parse_json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, TriggerError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(TriggerError::Malformed("body: not a JSON object".into())),
+        Err(e) => Err(TriggerError::Malformed(format!("body: not JSON: {e}"))),
+    }
+}
+
+/// A JSON value as identifier text: strings trimmed, integers in decimal
+/// (Shopify ids and some `userId`s are numbers); `None` for anything else or
+/// for empty text.
+pub fn id_text(value: Option<&Value>) -> Option<String> {
+    let text = match value? {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        _ => return None,
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// A JSON value as a string slice, if it is a non-empty string.
+pub fn str_of(value: Option<&Value>) -> Option<&str> {
+    value
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +204,54 @@ mod tests {
         assert_eq!(canonical_field("Mobile"), "phone");
         assert_eq!(canonical_field("E-mail"), "email");
         assert_eq!(canonical_field("company"), "company");
+    }
+
+    #[test]
+    fn timestamps_with_any_offset_become_utc_milliseconds() {
+        assert_eq!(
+            parse_timestamp("2024-03-01T09:30:00Z"),
+            Some(1_709_285_400_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-03-01T17:30:00.250+08:00"),
+            Some(1_709_285_400_250)
+        );
+        assert_eq!(
+            parse_timestamp("2024-03-01T09:30:00+0000"),
+            Some(1_709_285_400_000)
+        );
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn a_content_type_other_than_the_expected_one_is_named() {
+        let headers = [(
+            "Content-Type".to_string(),
+            "Text/Plain; charset=x".to_string(),
+        )];
+        assert_eq!(
+            require_media_type(&headers, "application/json"),
+            Err(TriggerError::UnsupportedContentType(
+                "expected application/json, got text/plain".into()
+            ))
+        );
+        assert_eq!(
+            require_media_type(&[], "application/json"),
+            Err(TriggerError::UnsupportedContentType(
+                "expected application/json, got nothing".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn numeric_and_text_ids_read_alike() {
+        assert_eq!(
+            id_text(Some(&serde_json::json!(7385439482u64))),
+            Some("7385439482".into())
+        );
+        assert_eq!(id_text(Some(&serde_json::json!(" u1 "))), Some("u1".into()));
+        assert_eq!(id_text(Some(&serde_json::json!(""))), None);
+        assert_eq!(id_text(Some(&serde_json::json!(1.5))), None);
     }
 
     #[test]

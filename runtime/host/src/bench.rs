@@ -56,6 +56,24 @@ pub fn steps(components: &Path, iterations: usize) -> anyhow::Result<()> {
         Ok(std::hint::black_box(effects.len()))
     })?;
 
+    if std::env::var_os("DRIPLINE_BENCH_PHASES").is_some() {
+        let store_only = median_ns(iterations, 10, || {
+            let store = sandbox.store(());
+            drop(std::hint::black_box(store));
+            Ok(0)
+        })?;
+        let instantiate_only = median_ns(iterations, 10, || {
+            let instance = plugin.instantiate(&context, messenger.clone())?;
+            Ok(std::hint::black_box(instance)
+                .store
+                .data()
+                .data
+                .effects
+                .len())
+        })?;
+        println!("phase_store_new_drop: {:.2} µs", store_only / 1e3);
+        println!("phase_instantiate_drop: {:.2} µs", instantiate_only / 1e3);
+    }
     println!("iterations: {iterations} calls");
     println!("fresh_instance_median: {:.2} µs", fresh / 1e3);
     println!("reused_instance_median: {:.2} µs", reused / 1e3);

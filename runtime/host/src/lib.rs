@@ -6,10 +6,23 @@
 //! inside the [`sandbox`], whose effects the runtime makes durable. The
 //! [`plugins`] module loads a directory of components and sorts them by world;
 //! [`server`] is the HTTP side of `dripline up`.
+//!
+//! The journeys themselves run in the [`runner`]: it consumes the inbox and the
+//! due timers, asks the engine (`dripline-engine`) what each input means, runs
+//! the steps it asks for, and commits each input's consequences at once.
 
 pub mod bench;
+pub mod bench_timers;
 pub mod bindings;
+pub mod clock;
+pub mod commands;
+pub mod contacts;
+pub mod crash;
+pub mod gateway;
+pub mod journeys;
 pub mod plugins;
+pub mod policy;
+pub mod runner;
 pub mod sandbox;
 pub mod server;
 pub mod step_plugin;

@@ -55,6 +55,18 @@ impl Plugins {
             .exports(sandbox.engine())
             .map(|(n, _)| n.to_string())
             .collect();
+        if exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@"))
+        {
+            // An HTTP component (the Spin gateway): `spin.toml` says where it
+            // serves, and the gateway loads it from there.
+            tracing::debug!(
+                plugin = name,
+                "skipping an HTTP component; spin.toml routes to it"
+            );
+            return Ok(());
+        }
         if exports.iter().any(|e| e == STEP_EXPORT) {
             self.steps.insert(
                 name.into(),

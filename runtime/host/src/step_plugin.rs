@@ -78,7 +78,7 @@ pub struct StepCall {
     /// `{enrollment}/{step}/{attempt}`: the prefix of every effect's key.
     call_key: String,
     messenger: Arc<dyn Messenger>,
-    effects: Vec<Effect>,
+    pub(crate) effects: Vec<Effect>,
 }
 
 impl StepCall {
@@ -217,7 +217,7 @@ impl StepPlugin {
 /// A live instance of a step component.
 pub struct StepInstance<'a> {
     plugin: &'a StepPlugin,
-    store: Store<Sandboxed<StepCall>>,
+    pub(crate) store: Store<Sandboxed<StepCall>>,
     step: Step,
 }
 

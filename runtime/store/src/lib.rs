@@ -344,6 +344,11 @@ pub enum Write {
         /// The timer's key.
         key: String,
     },
+    /// Lapses every claim at once. For a deployment with one scheduler (the
+    /// embedded default), which calls it at start: whatever it had claimed
+    /// before a crash fires now instead of after the lease. Result:
+    /// [`WriteResult::Count`], the claims released.
+    TimerReleaseClaims,
     /// Inserts a message unless one with its idempotency key exists.
     /// Result: [`WriteResult::Outbox`].
     OutboxInsert(NewOutboxMessage),

@@ -301,6 +301,22 @@ impl State {
                 }
                 WriteResult::Flag(claimed)
             }
+            Write::TimerReleaseClaims => {
+                let claimed: Vec<String> = self
+                    .timers_by_lease
+                    .iter()
+                    .map(|(_, key)| key.clone())
+                    .collect();
+                for key in &claimed {
+                    let Some(mut row) = self.timers.get(key).cloned() else {
+                        continue;
+                    };
+                    row.claimed_until_ms = None;
+                    let old = self.set_timer(key, Some(row));
+                    log.push(Undo::Timer(key.clone(), old));
+                }
+                WriteResult::Count(claimed.len() as u64)
+            }
             Write::TimerCancel { key } => {
                 let old = self.set_timer(key, None);
                 let existed = old.is_some();

@@ -167,9 +167,6 @@ fn connect(path: &Path) -> Result<Connection> {
     // FULL would cost an fsync per batch for the rest.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(64);
-    if let Ok(extra) = std::env::var("XPRAGMAS") {
-        conn.execute_batch(&extra)?;
-    }
     Ok(conn)
 }
 
@@ -358,6 +355,9 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
             WriteResult::Flag(claimed)
         }
         Write::TimerCancel { key } => WriteResult::Flag(timer_delete(tx, key)?),
+        Write::TimerReleaseClaims => {
+            WriteResult::Count(tx.prepare_cached("DELETE FROM timer_claims")?.execute([])? as u64)
+        }
         Write::OutboxInsert(m) => {
             let inserted: Option<i64> = tx
                 .prepare_cached(

@@ -1,0 +1,217 @@
+//! `dripline bench timers --pending N`: the scheduler at scale. It fills a
+//! fresh SQLite store with N waiting enrollments (and their contacts and
+//! timers), due evenly over a window that starts a few seconds later, then:
+//! restarts (a new store handle, runner and journey catalog) and times how long
+//! until it is ready; fires every timer in real time, printing the fire rate and
+//! the lateness of each fire (commit time minus due time) at p50 and p99; and
+//! prints the process's peak RSS.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use dripline_engine::{AfterTimer, Enrollment, EnrollmentStatus, Event, Pending, Timer, TimerKind};
+use dripline_store::{Contact, Identity, SqliteStore, Store, Write};
+
+use crate::clock::{Clock, SystemClock};
+use crate::journeys::{Journeys, Templates};
+use crate::plugins::Plugins;
+use crate::policy::DeliveryPolicy;
+use crate::runner::Runner;
+
+const JOURNEY: &str = r#"
+name = "Timer benchmark"
+version = 1
+
+[[steps]]
+id = "wait"
+wait = "1h"
+next = "done"
+
+[[steps]]
+id = "done"
+exit = "done"
+"#;
+
+/// Timers come due at this rate, above the 20,000/s the scheduler must sustain,
+/// so lateness shows whether it keeps up.
+const ARRIVALS_PER_SECOND: usize = 25_000;
+
+/// Runs the benchmark and prints `name: value unit` lines.
+pub fn run(pending: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let journeys_dir = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys_dir)?;
+    std::fs::write(journeys_dir.join("timer-bench.toml"), JOURNEY)?;
+    let database = dir.path().join("dripline.db");
+
+    let window_ms = (pending * 1000 / ARRIVALS_PER_SECOND).max(1) as i64;
+    let fill_started = Instant::now();
+    // The window opens after the fill and the restart, whatever they take.
+    let estimated_fill_ms = (pending as i64 / 20).max(2_000);
+    let first_due = SystemClock.now_ms() + estimated_fill_ms + 5_000;
+    {
+        let store = SqliteStore::open(&database)?;
+        let (_journeys, problems) = Journeys::load(&journeys_dir, &store)?;
+        anyhow::ensure!(problems.is_empty(), "bench journey: {problems:?}");
+        fill(&store, pending, first_due, window_ms)?;
+    }
+    let fill_s = fill_started.elapsed().as_secs_f64();
+
+    // Restart: everything the runner needs, from the file alone.
+    let restart = Instant::now();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database)?);
+    let (journeys, _) = Journeys::load(&journeys_dir, store.as_ref())?;
+    let plugins = Arc::new(Plugins {
+        steps: BTreeMap::new(),
+        triggers: BTreeMap::new(),
+    });
+    let mut runner = Runner::new(
+        store.clone(),
+        plugins,
+        journeys,
+        Templates::default(),
+        Arc::new(SystemClock),
+        Arc::new(DeliveryPolicy),
+    );
+    let pending_now = store.timers_pending_count()?;
+    let next_due = store.next_due_at()?;
+    let restart_ms = restart.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(
+        pending_now as usize == pending,
+        "{pending_now} timers pending, expected {pending}"
+    );
+    let rss_pending = peak_rss_mib();
+
+    if SystemClock.now_ms() > first_due {
+        eprintln!("warning: the fill took longer than planned; the first timers are already late");
+    }
+    let mut lateness = Vec::with_capacity(pending);
+    let mut fired_total = 0;
+    let mut first_fire: Option<Instant> = None;
+    while fired_total < pending {
+        let now_before = SystemClock.now_ms();
+        let fired = runner.fire_due_timers_observed(4096, &mut |due| {
+            lateness.push(SystemClock.now_ms() - due);
+        })?;
+        if fired == 0 {
+            let wait = next_due.map_or(1, |_| 1).max(1);
+            std::thread::sleep(std::time::Duration::from_millis(wait));
+            continue;
+        }
+        first_fire.get_or_insert_with(Instant::now);
+        fired_total += fired;
+        let _ = now_before;
+    }
+    let firing_s = first_fire.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    lateness.sort_unstable();
+    let percentile = |p: f64| {
+        lateness
+            .get(((lateness.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+
+    println!("pending: {pending} timers");
+    println!("fill: {fill_s:.1} s");
+    println!("restart_ready: {restart_ms:.0} ms");
+    println!("peak_rss_with_pending: {rss_pending:.0} MiB");
+    println!("due_rate: {ARRIVALS_PER_SECOND} timers/s");
+    println!(
+        "fire_rate: {:.0} fires/s",
+        fired_total as f64 / firing_s.max(1e-9)
+    );
+    println!("lateness_p50: {} ms", percentile(0.50));
+    println!("lateness_p99: {} ms", percentile(0.99));
+    println!("peak_rss: {:.0} MiB", peak_rss_mib());
+    Ok(())
+}
+
+fn fill(store: &dyn Store, pending: usize, first_due: i64, window_ms: i64) -> anyhow::Result<()> {
+    let trigger = Event {
+        id: "bench".into(),
+        source: "api".into(),
+        name: "bench.started".into(),
+        identities: Default::default(),
+        properties: serde_json::json!({}),
+        occurred_at: first_due,
+        received_at: first_due,
+    };
+    let batch = 20_000;
+    let mut writes = Vec::with_capacity(batch * 3);
+    for i in 0..pending {
+        let contact_id = format!("c{i:08}");
+        let enrollment_id = format!("enr{i:08}");
+        let due_at = first_due + (i as i64 * window_ms) / pending as i64;
+        let timer = Timer {
+            key: format!("{enrollment_id}/wait/1/wait"),
+            enrollment_id: enrollment_id.clone(),
+            due_at,
+            kind: TimerKind::Resume {
+                step: "wait".into(),
+            },
+        };
+        let enrollment = Enrollment {
+            id: enrollment_id.clone(),
+            journey: "timer-bench".into(),
+            journey_version: 1,
+            contact_id: contact_id.clone(),
+            key: format!("contact:{contact_id}"),
+            trigger: trigger.clone(),
+            data: Default::default(),
+            status: EnrollmentStatus::Waiting,
+            step: Some("wait".into()),
+            pending: Some(Pending::Timer {
+                timer: timer.clone(),
+                then: AfterTimer::Go {
+                    from: "wait".into(),
+                    next: Some("done".into()),
+                },
+            }),
+            visits: [("wait".to_string(), 1)].into(),
+            goal_reached: false,
+            handed_off_from: None,
+            entered_at: due_at - 3_600_000,
+            exited_at: None,
+            exit_reason: None,
+        };
+        writes.push(Write::ContactPut(Contact {
+            id: contact_id.clone(),
+            identities: vec![Identity::Email(format!("{contact_id}@example.com"))],
+            profile: serde_json::json!({}),
+        }));
+        writes.push(Write::EnrollmentPut {
+            enrollment: dripline_store::Enrollment {
+                id: enrollment_id,
+                journey: "timer-bench".into(),
+                contact_id,
+                active: true,
+                key: Some(enrollment.key.clone()),
+                version: 0,
+                state: serde_json::to_value(&enrollment)?,
+            },
+            if_version: None,
+        });
+        writes.push(Write::TimerSet {
+            key: timer.key.clone(),
+            due_at_ms: due_at,
+            payload: serde_json::to_vec(&timer)?,
+        });
+        if writes.len() >= batch * 3 {
+            store.apply(&writes)?;
+            writes.clear();
+        }
+    }
+    store.apply(&writes)?;
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), in MiB; 0 where /proc is absent.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,174 @@
+//! What the `dripline` subcommands that concern journeys do: validate journey
+//! files, print their schema, open a deployment's runner, and run the worker
+//! loop of `dripline up`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use dripline_store::{SqliteStore, Store};
+
+use crate::clock::Clock;
+use crate::journeys::{Journeys, Templates};
+use crate::policy::DeliveryPolicy;
+use crate::runner::Runner;
+use crate::{Plugins, Sandbox, SandboxConfig};
+
+/// Checks journey files and prints every error with its file, line and field.
+/// Returns whether all were valid.
+pub fn validate(files: &[PathBuf]) -> anyhow::Result<bool> {
+    let mut valid = true;
+    for file in files {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {name}"))?;
+        match dripline_engine::parse_journey(&name, &text) {
+            Ok(journey) => println!(
+                "{name}: ok ({} v{}, {} steps)",
+                journey.id,
+                journey.version,
+                journey.steps.len()
+            ),
+            Err(errors) => {
+                valid = false;
+                for error in errors {
+                    println!("{error}");
+                }
+            }
+        }
+    }
+    Ok(valid)
+}
+
+/// Where a deployment's parts are.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// The component files.
+    pub components: PathBuf,
+    /// The journey files.
+    pub journeys: PathBuf,
+    /// The message templates.
+    pub templates: PathBuf,
+    /// The database file.
+    pub database: PathBuf,
+}
+
+/// Opens the store, loads plugins, journeys and templates, and builds a runner.
+pub fn open_runner(
+    deployment: &Deployment,
+    sandbox: &Arc<Sandbox>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Runner, Arc<dyn Store>)> {
+    if let Some(dir) = deployment.database.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&deployment.database)
+            .with_context(|| format!("opening {}", deployment.database.display()))?,
+    );
+    // The embedded deployment has one scheduler: claims left by a predecessor
+    // that crashed are released, so its timers fire now, not a lease later.
+    store.apply(&[dripline_store::Write::TimerReleaseClaims])?;
+    let plugins = Arc::new(Plugins::load_dir(sandbox, &deployment.components)?);
+    let (journeys, problems) = Journeys::load(&deployment.journeys, store.as_ref())?;
+    for problem in problems {
+        tracing::error!("journey not loaded: {problem}");
+    }
+    let templates = Templates::load(&deployment.templates);
+    let runner = Runner::new(
+        store.clone(),
+        plugins,
+        journeys,
+        templates,
+        clock,
+        Arc::new(DeliveryPolicy),
+    );
+    Ok((runner, store))
+}
+
+/// `dripline process`: processes the inbox and the timers due at the clock's
+/// time until nothing is left, then returns. The crash test runs it as a child
+/// process and kills it at random points.
+pub fn process(
+    deployment: &Deployment,
+    clock: Arc<dyn Clock>,
+    config: SandboxConfig,
+) -> anyhow::Result<()> {
+    let sandbox = Arc::new(Sandbox::new(config)?);
+    let (mut runner, _) = open_runner(deployment, &sandbox, clock)?;
+    let progress = runner.run_until_idle()?;
+    println!(
+        "processed: {} events, {} timers",
+        progress.events, progress.timers
+    );
+    Ok(())
+}
+
+/// The worker loop of `dripline up`: processes whatever is due, re-reads changed
+/// journey files every second, prints each new outbox message, and rests when
+/// idle. Stops when `stop` is set.
+pub fn run_worker(mut runner: Runner, stop: Arc<AtomicBool>) {
+    let mut last_reload = Instant::now();
+    let mut printed = None;
+    while !stop.load(Ordering::Relaxed) {
+        let busy = match runner.run_until_idle() {
+            Ok(progress) => progress.events + progress.timers > 0,
+            Err(e) => {
+                tracing::error!("worker: {e}");
+                false
+            }
+        };
+        if busy {
+            printed = print_outbox(runner.store().as_ref(), printed);
+        }
+        if last_reload.elapsed() > Duration::from_secs(1) {
+            last_reload = Instant::now();
+            match runner.reload_journeys() {
+                Ok(problems) => problems
+                    .iter()
+                    .for_each(|p| tracing::error!("journey not loaded: {p}")),
+                Err(e) => tracing::error!("reloading journeys: {e}"),
+            }
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn print_outbox(store: &dyn Store, after: Option<i64>) -> Option<i64> {
+    let Ok(messages) = store.outbox_list(after, 1000) else {
+        return after;
+    };
+    let mut last = after;
+    for message in messages {
+        let content = &message.content;
+        let status = content
+            .pointer("/delivery/status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("?");
+        println!(
+            "outbox #{} [{}] {} -> {} ({status}): {}",
+            message.id,
+            content["journey"].as_str().unwrap_or("-"),
+            message.channel,
+            message.contact_id,
+            content["subject"]
+                .as_str()
+                .unwrap_or_else(|| content["body"].as_str().unwrap_or("")),
+        );
+        last = Some(message.id);
+    }
+    last
+}
+
+/// The default layout of a deployment rooted at `root`.
+pub fn deployment_at(root: &Path, components: PathBuf, data: &Path) -> Deployment {
+    Deployment {
+        components,
+        journeys: root.join("journeys"),
+        templates: root.join("templates"),
+        database: data.join("dripline.db"),
+    }
+}

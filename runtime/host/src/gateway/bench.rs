@@ -1,0 +1,411 @@
+//! `dripline bench ingest`: signed Shopify checkout webhooks over real HTTP on
+//! loopback, from `wrk`, through the gateway and trigger components into the
+//! SQLite inbox; then the same verify-normalize-write path natively (the
+//! gateway's and the trigger's logic as plain Rust, the same store), in the
+//! same run, as the baseline.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use dripline_store::{SqliteStore, Store};
+
+use super::{Gateway, SpinApp, VariableSource};
+use crate::{Sandbox, SandboxConfig};
+
+const SECRET: &str = "shpss_bench_secret";
+
+/// The checkout the benchmark posts: the Shopify sample of the conformance cases.
+const CHECKOUT: &str =
+    include_str!("../../../../tests/cases/webhooks/shopify/checkouts-create.json");
+
+/// Settings of one run.
+pub struct IngestOptions<'a> {
+    /// The Spin manifest (its Shopify route is measured).
+    pub manifest: &'a Path,
+    /// The directory of built components.
+    pub components: &'a Path,
+    /// How long each measurement runs.
+    pub duration: Duration,
+    /// Concurrent HTTP connections.
+    pub connections: u32,
+}
+
+/// Runs the benchmark and prints its figures.
+pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
+    let wrk = which("wrk").context(
+        "`wrk` is not installed: `./dev bench ingest` installs it (apt-get install wrk)",
+    )?;
+    let dir = tempfile_dir()?;
+    let signature = webhook_auth::sign(SECRET.as_bytes(), CHECKOUT.as_bytes());
+
+    // ---- over HTTP, through the components ----
+    let store = Arc::new(SqliteStore::open(dir.join("http.db"))?);
+    let sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: Some(dir.join("cache")),
+        deadline: Duration::from_secs(1),
+        ..SandboxConfig::default()
+    })?);
+    let variables = VariableSource {
+        file: BTreeMap::new(),
+        env: Some(BTreeMap::from([(
+            "SPIN_VARIABLE_SHOPIFY_SECRET".to_string(),
+            SECRET.to_string(),
+        )])),
+    };
+    let app = SpinApp::load(options.manifest, Some(options.components), &variables)?;
+    let gateway = Arc::new(Gateway::load(
+        sandbox,
+        &app,
+        store.clone(),
+        super::DEFAULT_REQUEST_DEADLINE,
+    )?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    runtime.spawn(gateway.serve(listener, std::future::pending()));
+
+    let body_path = dir.join("checkout.json");
+    std::fs::write(&body_path, CHECKOUT)?;
+    let script = dir.join("shopify.lua");
+    std::fs::write(&script, wrk_script(&body_path, &signature))?;
+    let url = format!("http://{addr}/webhooks/shopify");
+    // A short warm-up compiles nothing (components are compiled at load) but
+    // fills the pool's slots and SQLite's caches.
+    run_wrk(&wrk, &script, &url, 2, Duration::from_secs(2))?;
+    let before = inbox_len(&*store)?;
+    let http = run_wrk(&wrk, &script, &url, options.connections, options.duration)?;
+    let stored = inbox_len(&*store)? - before;
+    if http.errors > 0 {
+        bail!("{} requests were not answered 2xx", http.errors);
+    }
+    // wrk counts the answers it read before its time was up; the requests
+    // still in flight then (at most one per connection) land as well.
+    if stored < http.requests || stored > http.requests + u64::from(options.connections) {
+        bail!(
+            "{} webhooks were answered 2xx but {stored} landed in the inbox",
+            http.requests
+        );
+    }
+    drop(runtime);
+
+    // ---- natively: the same logic, the same store, no wasm, no HTTP ----
+    let native_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native.db"))?);
+    let native = native_rate(
+        native_store,
+        &signature,
+        options.duration,
+        options.connections,
+    )?;
+
+    let rate = http.requests as f64 / http.seconds;
+    println!(
+        "webhooks: signed Shopify checkouts/create, {} bytes each",
+        CHECKOUT.len()
+    );
+    println!("connections: {}", options.connections);
+    println!("http_webhooks_per_s: {rate:.0}");
+    println!("http_latency_p50: {:.2} ms", http.p50_ms);
+    println!("http_latency_p99: {:.2} ms", http.p99_ms);
+    println!("http_inbox_records: {stored}");
+    println!("native_webhooks_per_s: {native:.0}");
+    println!("ratio_http_to_native: {:.2}", rate / native);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn wrk_script(body: &Path, signature: &str) -> String {
+    format!(
+        r#"-- Posts the same signed checkout with a new X-Shopify-Event-Id each time,
+-- so that every request passes dedupe and writes an inbox record.
+local file = io.open("{body}", "rb")
+wrk.method = "POST"
+wrk.body = file:read("*a")
+file:close()
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-shopify-topic"] = "checkouts/create"
+wrk.headers["x-shopify-shop-domain"] = "acme-mugs.myshopify.com"
+wrk.headers["x-shopify-hmac-sha256"] = "{signature}"
+
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+local counter = 0
+function request()
+  counter = counter + 1
+  wrk.headers["x-shopify-event-id"] = string.format("bench-%d-%d-%d", os.time(), tid, counter)
+  return wrk.format()
+end
+"#,
+        body = body.display()
+    )
+}
+
+struct WrkResult {
+    requests: u64,
+    seconds: f64,
+    errors: u64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn run_wrk(
+    wrk: &Path,
+    script: &Path,
+    url: &str,
+    connections: u32,
+    duration: Duration,
+) -> anyhow::Result<WrkResult> {
+    let output = Command::new(wrk)
+        .arg("-t1")
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "wrk failed: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    parse_wrk(&text).with_context(|| format!("reading wrk's report:\n{text}"))
+}
+
+fn parse_wrk(text: &str) -> anyhow::Result<WrkResult> {
+    let mut result = WrkResult {
+        requests: 0,
+        seconds: 0.0,
+        errors: 0,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+    };
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", value] => result.p50_ms = duration_ms(value)?,
+            ["99%", value] => result.p99_ms = duration_ms(value)?,
+            [count, "requests", "in", seconds, ..] => {
+                result.requests = count.parse()?;
+                result.seconds = duration_ms(seconds.trim_end_matches(','))? / 1e3;
+            }
+            ["Non-2xx", "or", "3xx", "responses:", n] => result.errors += n.parse::<u64>()?,
+            ["Socket", "errors:", ..] => {
+                let n: u64 = line
+                    .split(|c: char| !c.is_ascii_digit())
+                    .filter_map(|d| d.parse::<u64>().ok())
+                    .sum();
+                result.errors += n;
+            }
+            _ => {}
+        }
+    }
+    if result.requests == 0 || result.seconds == 0.0 {
+        bail!("no request count");
+    }
+    Ok(result)
+}
+
+/// `1.23ms`, `456.00us`, `2.00s`, `10.01s` in milliseconds.
+fn duration_ms(text: &str) -> anyhow::Result<f64> {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e3)
+    } else {
+        bail!("not a duration: {text}")
+    };
+    Ok(number.parse::<f64>()? * factor)
+}
+
+fn inbox_len(store: &dyn Store) -> anyhow::Result<u64> {
+    let mut count = 0u64;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.kv_scan_prefix(
+            dripline_store::DEFAULT_KV_STORE,
+            dripline_store::INBOX_PREFIX,
+            after.as_deref(),
+            10_000,
+        )?;
+        let Some((last, _)) = page.last() else {
+            return Ok(count);
+        };
+        after = Some(last.clone());
+        count += page.len() as u64;
+    }
+}
+
+/// The same checks, trigger logic and writes as a gateway request, in plain
+/// Rust, with as many callers as the HTTP run has connections (so that group
+/// commit batches alike), for `duration`.
+fn native_rate(
+    store: Arc<dyn Store>,
+    signature: &str,
+    duration: Duration,
+    concurrency: u32,
+) -> anyhow::Result<f64> {
+    let route = gateway::Route {
+        source: gateway::Source::Shopify,
+        secret: SECRET.to_string(),
+        redirect_hosts: Vec::new(),
+    };
+    let commit = super::commit::GroupCommit::start(store.clone())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (store, route, stop, done, failed, commit) = (
+                store.clone(),
+                route.clone(),
+                stop.clone(),
+                done.clone(),
+                failed.clone(),
+                commit.clone(),
+            );
+            let signature = signature.to_string();
+            std::thread::spawn(move || {
+                let mut backend = NativeBackend { store, commit };
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let request = gateway::Inbound {
+                        source: "shopify".into(),
+                        method: "POST".into(),
+                        path: "/webhooks/shopify".into(),
+                        query: String::new(),
+                        headers: vec![
+                            ("content-type".into(), "application/json".into()),
+                            ("x-shopify-topic".into(), "checkouts/create".into()),
+                            (
+                                "x-shopify-shop-domain".into(),
+                                "acme-mugs.myshopify.com".into(),
+                            ),
+                            ("x-shopify-hmac-sha256".into(), signature.clone()),
+                            ("x-shopify-event-id".into(), format!("native-{worker}-{n}")),
+                        ],
+                        body: CHECKOUT.as_bytes().to_vec(),
+                        received_at: now_ms(),
+                    };
+                    let reply = gateway::handle_body(&mut backend, &route, request);
+                    if reply.status == 200 {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if failed.load(Ordering::Relaxed) > 0 {
+        bail!("{} native webhooks failed", failed.load(Ordering::Relaxed));
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / elapsed)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The native stand-in for the component platform: the store directly and
+/// the Shopify trigger's logic as a function.
+struct NativeBackend {
+    store: Arc<dyn Store>,
+    commit: super::commit::GroupCommit,
+}
+
+impl gateway::Backend for NativeBackend {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
+        self.store
+            .kv_get(dripline_store::DEFAULT_KV_STORE, key)
+            .map_err(|e| e.to_string())
+    }
+
+    fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
+        self.commit.set_blocking(
+            dripline_store::DEFAULT_KV_STORE,
+            key.to_string(),
+            value.to_vec(),
+        )
+    }
+
+    fn trigger(
+        &mut self,
+        request: &gateway::Inbound,
+    ) -> Result<Vec<gateway::Event>, gateway::TriggerError> {
+        let parsed = shopify::handle(&canonical::Request {
+            path: &request.path,
+            headers: &request.headers,
+            body: &request.body,
+            received_at: request.received_at,
+        });
+        match parsed {
+            Ok(events) => Ok(events
+                .into_iter()
+                .map(|e| gateway::Event {
+                    properties: e.properties_json(),
+                    id: e.id,
+                    source: e.source,
+                    name: e.name,
+                    email: e.identities.email,
+                    phone: e.identities.phone,
+                    external_ids: e.identities.external_ids,
+                    occurred_at: e.occurred_at,
+                    received_at: request.received_at,
+                })
+                .collect()),
+            Err(canonical::TriggerError::Malformed(m)) => Err(gateway::TriggerError::Malformed(m)),
+            Err(canonical::TriggerError::UnsupportedContentType(m)) => {
+                Err(gateway::TriggerError::UnsupportedContentType(m))
+            }
+            Err(canonical::TriggerError::UnsupportedTopic(m)) => {
+                Err(gateway::TriggerError::UnsupportedTopic(m))
+            }
+            Err(canonical::TriggerError::MissingIdentity(m)) => {
+                Err(gateway::TriggerError::MissingIdentity(m))
+            }
+        }
+    }
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("dripline-bench-ingest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

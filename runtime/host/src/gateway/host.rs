@@ -1,0 +1,261 @@
+//! The imports a Spin gateway component gets under `dripline up`:
+//! `fermyon:spin/key-value@2.0.0` on the embedded store (deny by default: only
+//! the labels the manifest grants), `fermyon:spin/variables@2.0.0` from the
+//! component's resolved variables, and `dripline:journey/trigger-handler` by
+//! the route's trigger component, run in a sandboxed instance of its own.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use dripline_store::Store;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::TriggerPlugin;
+use crate::bindings::trigger::exports::dripline::journey::trigger_handler as export;
+
+/// Bindings for the gateway's imports; the WIT of the Spin interfaces is in
+/// `runtime/host/wit-spin/`.
+#[allow(missing_docs)] // generated; the WIT carries the docs
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        inline: "
+            package dripline:gateway-host@0.1.0;
+
+            world gateway-host {
+                import fermyon:spin/key-value@2.0.0;
+                import fermyon:spin/variables@2.0.0;
+                import dripline:journey/trigger-handler@0.1.0;
+            }
+        ",
+        path: ["wit-spin", "../../wit"],
+        world: "dripline:gateway-host/gateway-host",
+        // `set` waits for its group commit without holding a worker thread.
+        imports: {
+            "fermyon:spin/key-value.[method]store.set": async,
+        },
+        with: {
+            "dripline:journey/types": crate::bindings::step::dripline::journey::types,
+            "fermyon:spin/key-value.store": super::KvStore,
+        },
+    });
+}
+
+use bindings::dripline::journey::trigger_handler as import;
+use bindings::fermyon::spin::{key_value, variables};
+
+/// Most stores one request may hold open at once.
+const MAX_OPEN_STORES: usize = 16;
+
+/// An open key-value store: its label.
+pub struct KvStore {
+    label: String,
+}
+
+/// What one route's requests share: its grants, variables, trigger and store.
+pub struct RouteGrants {
+    /// The component's id, for errors.
+    pub component: String,
+    /// Labels the manifest lets it open.
+    pub key_value_stores: Vec<String>,
+    /// Its resolved variables.
+    pub variables: BTreeMap<String, String>,
+    /// Its trigger, if the manifest gives one.
+    pub trigger: Option<TriggerPlugin>,
+    /// The embedded store behind the `default` label.
+    pub store: Arc<dyn Store>,
+    /// Its writer, which commits concurrent `set`s together.
+    pub commit: super::commit::GroupCommit,
+}
+
+/// The state of one gateway request.
+pub struct GatewayCall {
+    pub(super) http: WasiHttpCtx,
+    pub(super) hooks: DenyOutgoing,
+    pub(super) grants: Arc<RouteGrants>,
+    stores: ResourceTable,
+    open_stores: usize,
+}
+
+impl GatewayCall {
+    /// Fresh state for a request to a route.
+    pub fn new(grants: Arc<RouteGrants>) -> Self {
+        Self {
+            http: WasiHttpCtx::new(),
+            hooks: DenyOutgoing,
+            grants,
+            stores: ResourceTable::new(),
+            open_stores: 0,
+        }
+    }
+
+    fn label(&self, store: &Resource<KvStore>) -> Result<String, key_value::Error> {
+        self.stores
+            .get(store)
+            .map(|s| s.label.clone())
+            .map_err(|e| key_value::Error::Other(format!("bad store handle: {e}")))
+    }
+}
+
+fn store_error(error: dripline_store::StoreError) -> key_value::Error {
+    key_value::Error::Other(error.to_string())
+}
+
+impl key_value::Host for GatewayCall {}
+
+impl key_value::HostStore for GatewayCall {
+    fn open(&mut self, label: String) -> Result<Resource<KvStore>, key_value::Error> {
+        if !self.grants.key_value_stores.contains(&label) {
+            return Err(key_value::Error::AccessDenied);
+        }
+        if label != dripline_store::DEFAULT_KV_STORE {
+            return Err(key_value::Error::NoSuchStore);
+        }
+        if self.open_stores >= MAX_OPEN_STORES {
+            return Err(key_value::Error::StoreTableFull);
+        }
+        let store = self
+            .stores
+            .push(KvStore { label })
+            .map_err(|_| key_value::Error::StoreTableFull)?;
+        self.open_stores += 1;
+        Ok(store)
+    }
+
+    fn get(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+    ) -> Result<Option<Vec<u8>>, key_value::Error> {
+        let label = self.label(&store)?;
+        self.grants.store.kv_get(&label, &key).map_err(store_error)
+    }
+
+    async fn set(
+        &mut self,
+        store: Resource<KvStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> Result<(), key_value::Error> {
+        let label = self.label(&store)?;
+        self.grants
+            .commit
+            .set(&label, key, value)
+            .await
+            .map_err(key_value::Error::Other)
+    }
+
+    fn delete(&mut self, store: Resource<KvStore>, key: String) -> Result<(), key_value::Error> {
+        let label = self.label(&store)?;
+        self.grants
+            .store
+            .kv_delete(&label, &key)
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    fn exists(&mut self, store: Resource<KvStore>, key: String) -> Result<bool, key_value::Error> {
+        let label = self.label(&store)?;
+        self.grants
+            .store
+            .kv_exists(&label, &key)
+            .map_err(store_error)
+    }
+
+    fn get_keys(&mut self, store: Resource<KvStore>) -> Result<Vec<String>, key_value::Error> {
+        let label = self.label(&store)?;
+        self.grants.store.kv_keys(&label).map_err(store_error)
+    }
+
+    fn drop(&mut self, store: Resource<KvStore>) -> wasmtime::Result<()> {
+        self.stores.delete(store)?;
+        self.open_stores = self.open_stores.saturating_sub(1);
+        Ok(())
+    }
+}
+
+impl variables::Host for GatewayCall {
+    fn get(&mut self, name: String) -> Result<String, variables::Error> {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(variables::Error::InvalidName(name));
+        }
+        self.grants
+            .variables
+            .get(&name)
+            .cloned()
+            .ok_or(variables::Error::Undefined(name))
+    }
+}
+
+impl import::Host for GatewayCall {
+    fn handle(
+        &mut self,
+        request: import::InboundRequest,
+    ) -> Result<Vec<crate::bindings::Event>, import::TriggerError> {
+        let Some(trigger) = &self.grants.trigger else {
+            return Err(import::TriggerError::Other(format!(
+                "component `{}` has no trigger dependency",
+                self.grants.component
+            )));
+        };
+        let request = export::InboundRequest {
+            source: request.source,
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+            received_at: request.received_at,
+        };
+        // The trigger runs in a store of its own, with the sandbox's deadline
+        // and memory limit: a trigger that loops or balloons fails this call
+        // (a 500, so the provider retries), not the gateway or the process.
+        match trigger.handle(&request) {
+            Ok(Ok(events)) => Ok(events),
+            Ok(Err(error)) => Err(match error {
+                export::TriggerError::Malformed(m) => import::TriggerError::Malformed(m),
+                export::TriggerError::UnsupportedContentType(m) => {
+                    import::TriggerError::UnsupportedContentType(m)
+                }
+                export::TriggerError::UnsupportedTopic(m) => {
+                    import::TriggerError::UnsupportedTopic(m)
+                }
+                export::TriggerError::MissingIdentity(m) => {
+                    import::TriggerError::MissingIdentity(m)
+                }
+                export::TriggerError::Other(m) => import::TriggerError::Other(m),
+            }),
+            Err(plugin_error) => {
+                tracing::error!(component = %self.grants.component, "trigger failed: {plugin_error}");
+                Err(import::TriggerError::Other(plugin_error.to_string()))
+            }
+        }
+    }
+}
+
+impl crate::bindings::step::dripline::journey::types::Host for GatewayCall {}
+
+/// The gateway makes no outgoing HTTP requests; any attempt is denied.
+pub struct DenyOutgoing;
+
+impl wasmtime_wasi_http::WasiHttpHooks for DenyOutgoing {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    hyper::Response<wasmtime_wasi_http::WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}

@@ -1,0 +1,258 @@
+//! The webhook gateway of `dripline up`: serves the HTTP routes of `spin.toml`
+//! on a listener of its own, each route by its Spin component (the gateway,
+//! built with spin-sdk) in a fresh sandboxed instance per request.
+//!
+//! The same components run under Spin, where Spin composes each gateway with
+//! its trigger through component dependencies. Here the host satisfies the
+//! gateway's import of `dripline:journey/trigger-handler` with the trigger
+//! component, instantiated in a store of its own ([`host`]), and implements
+//! the Spin key-value interface on the embedded store and Spin variables from
+//! the environment or a file ([`manifest`]).
+//!
+//! One engine serves both the journey steps (synchronous calls) and the
+//! gateway (`wasi:http` needs async calls): in wasmtime 48 async support is a
+//! property of how a store is called, not of the engine, so the sandbox's one
+//! engine, pool, epoch ticker and compiled-component cache serve both.
+
+pub mod bench;
+pub mod commit;
+pub mod host;
+pub mod manifest;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use dripline_store::Store;
+use http_body_util::BodyExt as _;
+use hyper::body::Bytes;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
+
+use crate::TriggerPlugin;
+use crate::sandbox::{Sandbox, Sandboxed};
+use host::{GatewayCall, RouteGrants};
+pub use manifest::{SpinApp, VariableSource};
+
+/// How long one webhook request may take from its first byte to its answer,
+/// body upload included. Webhook providers give up after 5 s (Shopify) to
+/// 10 s (Tally); the sandbox's per-call deadline still bounds the trigger.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// One route's component, ready to serve.
+struct Route {
+    pattern: manifest::HttpRoute,
+    pre: ProxyPre<Sandboxed<GatewayCall>>,
+    grants: Arc<RouteGrants>,
+}
+
+/// The gateway: every HTTP route of a Spin app, ready to serve.
+pub struct Gateway {
+    sandbox: Arc<Sandbox>,
+    routes: Vec<Route>,
+    deadline: Duration,
+}
+
+impl Gateway {
+    /// Loads the app's components into the sandbox: each distinct component
+    /// file is compiled once, each route gets its own grants and trigger.
+    pub fn load(
+        sandbox: Arc<Sandbox>,
+        app: &SpinApp,
+        store: Arc<dyn Store>,
+        deadline: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut linker: Linker<Sandboxed<GatewayCall>> = Linker::new(sandbox.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        host::bindings::GatewayHost::add_to_linker::<_, HasSelf<GatewayCall>>(&mut linker, |s| {
+            &mut s.data
+        })?;
+
+        let commit = commit::GroupCommit::start(store.clone())?;
+        let mut pres: BTreeMap<PathBuf, ProxyPre<Sandboxed<GatewayCall>>> = BTreeMap::new();
+        let mut grants: BTreeMap<String, Arc<RouteGrants>> = BTreeMap::new();
+        let mut routes = Vec::new();
+        for pattern in &app.routes {
+            let component = app
+                .components
+                .get(&pattern.component)
+                .with_context(|| format!("route {} names no component", pattern.pattern))?;
+            let pre = match pres.get(&component.source) {
+                Some(pre) => pre.clone(),
+                None => {
+                    let compiled = sandbox.compile_file(&component.id, &component.source)?;
+                    let pre = linker
+                        .instantiate_pre(&compiled)
+                        .and_then(ProxyPre::new)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "component `{}` ({}) cannot serve HTTP under `dripline up`: {e:#}",
+                                component.id,
+                                component.source.display()
+                            )
+                        })?;
+                    pres.insert(component.source.clone(), pre.clone());
+                    pre
+                }
+            };
+            let route_grants = match grants.get(&component.id) {
+                Some(g) => g.clone(),
+                None => {
+                    let trigger = match &component.trigger {
+                        Some(path) => {
+                            let name = crate::plugins::plugin_name(path);
+                            let compiled = sandbox.compile_file(&name, path)?;
+                            Some(TriggerPlugin::new(sandbox.clone(), &name, &compiled)?)
+                        }
+                        None => None,
+                    };
+                    let g = Arc::new(RouteGrants {
+                        component: component.id.clone(),
+                        key_value_stores: component.key_value_stores.clone(),
+                        variables: component.variables.clone(),
+                        trigger,
+                        store: store.clone(),
+                        commit: commit.clone(),
+                    });
+                    grants.insert(component.id.clone(), g.clone());
+                    g
+                }
+            };
+            routes.push(Route {
+                pattern: pattern.clone(),
+                pre,
+                grants: route_grants,
+            });
+        }
+        Ok(Self {
+            sandbox,
+            routes,
+            deadline,
+        })
+    }
+
+    /// The routes served, as `(pattern, component)`.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        self.routes
+            .iter()
+            .map(|r| (r.pattern.pattern.clone(), r.pattern.component.clone()))
+            .collect()
+    }
+
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, peer) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                () = &mut shutdown => return Ok(()),
+            };
+            let _ = socket.set_nodelay(true);
+            let gateway = self.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
+                });
+                if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(wasmtime_wasi_http::io::TokioIo::new(socket), service)
+                    .await
+                {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+            });
+        }
+    }
+
+    /// Answers one request: finds its route and runs the route's component.
+    pub async fn handle(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<HyperOutgoingBody> {
+        let path = request.uri().path().to_string();
+        let Some(route) = self.routes.iter().find(|r| r.pattern.matches(&path)) else {
+            return plain(404, r#"{"error":"no route","field":null}"#);
+        };
+        match tokio::time::timeout(self.deadline, self.run(route, request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                tracing::error!(component = %route.pattern.component, "the gateway failed: {e:#}");
+                plain(500, r#"{"error":"the gateway failed","field":null}"#)
+            }
+            Err(_) => {
+                tracing::error!(component = %route.pattern.component, "the gateway ran past {:?}", self.deadline);
+                plain(503, r#"{"error":"the gateway timed out","field":null}"#)
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        route: &Route,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
+        let mut store = self.sandbox.store(GatewayCall::new(route.grants.clone()));
+        self.sandbox.arm_for(&mut store, self.deadline);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)?;
+        let out = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = route.pre.clone();
+        // The guest runs in a task of its own so that it can go on streaming
+        // the body after it has sent the status and headers.
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => anyhow::bail!("the component answered with an error: {code:?}"),
+            Err(_) => match task.await {
+                Ok(Ok(())) => anyhow::bail!("the component never set a response"),
+                Ok(Err(e)) => anyhow::bail!("the component trapped: {e:?}"),
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+}
+
+impl WasiHttpView for Sandboxed<GatewayCall> {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        let (table, call) = self.table_and_data();
+        WasiHttpCtxView {
+            ctx: &mut call.http,
+            table,
+            hooks: &mut call.hooks,
+        }
+    }
+}
+
+fn plain(status: u16, body: &'static str) -> hyper::Response<HyperOutgoingBody> {
+    let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,90 @@
+//! The `dripline` command as a user runs it: `validate` on the shipped journeys
+//! and on the broken fixtures of `tests/cases/journeys/`, and `schema`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn dripline(args: &[&str]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_dripline"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn validate_passes_every_shipped_journey() {
+    let mut files: Vec<String> = std::fs::read_dir(repo().join("journeys"))
+        .unwrap()
+        .map(|e| format!("journeys/{}", e.unwrap().file_name().to_string_lossy()))
+        .filter(|f| f.ends_with(".toml"))
+        .collect();
+    files.sort();
+    let args: Vec<&str> = std::iter::once("validate")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let (ok, out) = dripline(&args);
+    assert!(ok, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(": ok (")).count(),
+        files.len(),
+        "{out}"
+    );
+}
+
+#[test]
+fn validate_locates_every_error_of_each_broken_fixture() {
+    let dir = repo().join("tests/cases/journeys");
+    let mut fixtures = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|x| x != "toml") {
+            continue;
+        }
+        fixtures += 1;
+        let relative = format!(
+            "tests/cases/journeys/{}",
+            path.file_name().unwrap().to_string_lossy()
+        );
+        let (ok, out) = dripline(&["validate", &relative]);
+        assert!(!ok, "{relative} was accepted");
+        let expected = std::fs::read_to_string(path.with_extension("expected")).unwrap();
+        for line in expected.lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{relative}: missing `{line}` in:\n{out}"
+            );
+        }
+        for line in out.lines() {
+            assert!(
+                line.starts_with(&format!("{relative}:")),
+                "{relative}: unlocated error `{line}`"
+            );
+        }
+    }
+    assert!(fixtures > 0);
+}
+
+#[test]
+fn schema_prints_the_json_schema_of_journey_files() {
+    let (ok, out) = dripline(&["schema"]);
+    assert!(ok);
+    let schema: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(schema["properties"]["steps"].is_object(), "{schema}");
+    let committed = std::fs::read_to_string(repo().join("journeys/journey.schema.json")).unwrap();
+    assert_eq!(
+        committed.trim(),
+        out.trim(),
+        "journeys/journey.schema.json is stale: run `dripline schema > journeys/journey.schema.json`"
+    );
+}

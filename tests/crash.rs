@@ -1,0 +1,55 @@
+//! The crash drill in CI: a child `dripline process` is killed with SIGKILL at
+//! random points while it works through a stream of events and timers, then
+//! restarted; the result must equal a run that was never killed. Several
+//! drills with different kill moments; `dripline bench crash --kills 100` runs
+//! one at length.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use dripline::crash::{Drill, DrillReport, run};
+use dripline_tests::components_dir;
+
+/// The `dripline` binary of this build: `cargo test` builds it beside the test
+/// executables (`target/<profile>/deps/..` -> `target/<profile>/dripline`).
+fn dripline_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("dripline");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn a_process_killed_at_random_points_loses_nothing_misses_nothing_and_repeats_nothing() {
+    for seed in [1, 2, 3] {
+        let work = tempfile::tempdir().unwrap();
+        let report = run(&Drill {
+            binary: dripline_binary(),
+            components: components_dir().to_path_buf(),
+            work_dir: work.path().to_path_buf(),
+            contacts: 60,
+            kills: 10,
+            seed,
+        })
+        .unwrap();
+        assert!(report.kills > 0, "no kill landed mid-run: {report:?}");
+        assert_eq!(
+            DrillReport {
+                kills: report.kills,
+                runs: report.runs,
+                ..DrillReport::default()
+            },
+            report,
+            "seed {seed}"
+        );
+    }
+}

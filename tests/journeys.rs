@@ -1,0 +1,273 @@
+//! The shipped journeys, end to end: canonical events go into the inbox, the
+//! runner drives the real `send` and `tag` components on a manual clock and a
+//! real SQLite file, and the outbox shows who got what, on which channel, when.
+//! (SCENARIOS.md 1 and 2.)
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use dripline_tests::Deployment;
+use serde_json::{Value, json};
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+/// 2026-11-18, mid-morning in Shanghai.
+const T0: i64 = 1_795_000_000_000;
+
+fn checkout(id: &str, email: &str, token: &str, at: i64) -> Value {
+    json!({
+        "id": id, "source": "shopify", "name": "checkout.created",
+        "identities": { "email": email, "phone": "+8613800138000" },
+        "properties": {
+            "shop": "shop.example.com", "topic": "checkouts/create",
+            "token": token, "checkout_token": token, "currency": "CNY", "total_price": "398.00",
+            "first_name": "Li",
+            "abandoned_checkout_url": format!("https://shop.example.com/checkouts/{token}/recover"),
+            "consent": { "email": "granted", "sms": "granted" },
+            "line_items": [
+                { "title": "Oxford shirt", "quantity": 1, "price": "299.00", "product_type": "shirt", "image": "https://cdn.example.com/shirt.jpg" },
+                { "title": "Linen pocket square", "quantity": 1, "price": "99.00", "product_type": "accessory" }
+            ]
+        },
+        "occurred_at": at, "received_at": at
+    })
+}
+
+fn event(id: &str, name: &str, email: &str, properties: Value, at: i64) -> Value {
+    json!({
+        "id": id, "source": "api", "name": name, "identities": { "email": email },
+        "properties": properties, "occurred_at": at, "received_at": at
+    })
+}
+
+/// (channel, time, body or subject) of each outbox message for a contact.
+fn messages_to(deployment: &Deployment, email: &str) -> Vec<(String, i64, Value)> {
+    let contact = deployment.contact_by_email(email).contact.id;
+    deployment
+        .outbox()
+        .into_iter()
+        .filter(|m| m.contact_id == contact)
+        .map(|m| (m.channel, m.created_at_ms, m.content))
+        .collect()
+}
+
+#[test]
+fn an_abandoned_checkout_gets_the_sms_at_30_minutes_the_items_at_3_hours_and_a_coupon_at_24_hours()
+{
+    let mut deployment = Deployment::new(T0);
+    deployment.receive(checkout("chk-1", "li@example.com", "tok-1", T0));
+    deployment.run_at(T0);
+    assert!(
+        deployment.outbox().is_empty(),
+        "nothing is sent before 30 minutes"
+    );
+
+    deployment.run_at(T0 + 29 * MINUTE);
+    assert!(deployment.outbox().is_empty());
+    deployment.run_at(T0 + 30 * MINUTE);
+    let sent = messages_to(&deployment, "li@example.com");
+    assert_eq!(sent.len(), 1);
+    let (channel, at, sms) = &sent[0];
+    assert_eq!((channel.as_str(), *at), ("sms", T0 + 30 * MINUTE));
+    let body = sms["body"].as_str().unwrap();
+    assert!(
+        body.contains("still in your cart") && body.chars().count() <= 70,
+        "{body}"
+    );
+    assert_eq!(sms["delivery"]["status"], "sent");
+
+    deployment.run_at(T0 + 3 * HOUR);
+    let sent = messages_to(&deployment, "li@example.com");
+    assert_eq!(sent.len(), 2);
+    let (channel, at, email) = &sent[1];
+    assert_eq!((channel.as_str(), *at), ("email", T0 + 3 * HOUR));
+    let html =
+        email["html"].as_str().unwrap_or_default().to_string() + email["body"].as_str().unwrap();
+    assert!(
+        html.contains("Oxford shirt") && html.contains("299.00"),
+        "{html}"
+    );
+    assert!(
+        html.contains("https://shop.example.com/checkouts/tok-1/recover"),
+        "{html}"
+    );
+    assert!(
+        html.to_lowercase().contains("tie"),
+        "a shirt suggests ties: {html}"
+    );
+
+    deployment.run_at(T0 + DAY);
+    let sent = messages_to(&deployment, "li@example.com");
+    assert_eq!(sent.len(), 3);
+    let (channel, at, coupon) = &sent[2];
+    assert_eq!(*at, T0 + DAY);
+    let text = coupon.to_string();
+    match channel.as_str() {
+        "email" => assert!(text.contains("BACK10") && text.contains("10%"), "{text}"),
+        "sms" => assert!(text.contains("BACK30"), "{text}"),
+        other => panic!("coupon on {other}"),
+    }
+
+    deployment.run_at(T0 + 10 * DAY);
+    assert_eq!(
+        messages_to(&deployment, "li@example.com").len(),
+        3,
+        "the journey is over"
+    );
+    assert_eq!(deployment.store.timers_pending_count().unwrap(), 0);
+}
+
+#[test]
+fn an_order_for_the_checkout_ends_recovery_and_hands_the_contact_to_new_customer_care() {
+    let mut deployment = Deployment::new(T0);
+    deployment.receive(checkout("chk-2", "wang@example.com", "tok-2", T0));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 30 * MINUTE);
+    assert_eq!(messages_to(&deployment, "wang@example.com").len(), 1);
+
+    // An order for another checkout does not count.
+    deployment.receive(event(
+        "ord-0",
+        "order.created",
+        "wang@example.com",
+        json!({ "checkout_token": "tok-other" }),
+        T0 + HOUR,
+    ));
+    deployment.run_at(T0 + HOUR);
+    assert_eq!(messages_to(&deployment, "wang@example.com").len(), 1);
+
+    deployment.receive(event(
+        "ord-1",
+        "order.created",
+        "wang@example.com",
+        json!({ "checkout_token": "tok-2" }),
+        T0 + 2 * HOUR,
+    ));
+    deployment.run_at(T0 + 2 * HOUR);
+    let sent = messages_to(&deployment, "wang@example.com");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1].2["journey"], "new-customer-care");
+    assert!(
+        sent[1].2["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("Thank you for your order")
+    );
+    assert!(
+        deployment
+            .contact_by_email("wang@example.com")
+            .profile
+            .tags
+            .contains("customer")
+    );
+
+    deployment.run_at(T0 + 3 * DAY);
+    assert_eq!(
+        messages_to(&deployment, "wang@example.com").len(),
+        2,
+        "no reminder after the order"
+    );
+}
+
+#[test]
+fn a_checkout_without_marketing_consent_is_reminded_by_nobody_and_the_suppression_says_why() {
+    let mut deployment = Deployment::new(T0);
+    let mut no_consent = checkout("chk-3", "zhao@example.com", "tok-3", T0);
+    no_consent["properties"]["consent"] = json!({ "email": "denied", "sms": "unknown" });
+    deployment.receive(no_consent);
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 30 * MINUTE);
+    let sent = messages_to(&deployment, "zhao@example.com");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].2["delivery"],
+        json!({ "status": "suppressed", "reason": "no consent for sms" })
+    );
+}
+
+fn whitepaper(id: &str, email: &str, at: i64) -> Value {
+    json!({
+        "id": id, "source": "form", "name": "form.submitted", "identities": { "email": email },
+        "properties": { "form": "whitepaper-download", "fields": { "company": "Acme" }, "consent": { "email": "granted" } },
+        "occurred_at": at, "received_at": at
+    })
+}
+
+#[test]
+fn a_whitepaper_lead_gets_the_paper_now_the_trial_invite_at_two_days_and_case_studies_after_a_click()
+ {
+    let mut deployment = Deployment::new(T0);
+    deployment.receive(whitepaper("wp-1", "chen@example.com", T0));
+    deployment.run_at(T0);
+    let sent = messages_to(&deployment, "chen@example.com");
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0.as_str(), sent[0].1), ("email", T0));
+    assert_eq!(sent[0].2["category"], "transactional");
+
+    deployment.run_at(T0 + 2 * DAY);
+    let sent = messages_to(&deployment, "chen@example.com");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].1, T0 + 2 * DAY);
+    assert_eq!(sent[1].2["step"], "trial-invite");
+
+    deployment.receive(event(
+        "clk-1",
+        "email.clicked",
+        "chen@example.com",
+        json!({ "template": "trial-invite" }),
+        T0 + 2 * DAY + HOUR,
+    ));
+    deployment.run_at(T0 + 2 * DAY + HOUR);
+    deployment.run_at(T0 + 3 * DAY + HOUR);
+    let sent = messages_to(&deployment, "chen@example.com");
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(
+        (sent[2].2["step"].as_str(), sent[2].1),
+        (Some("case-studies"), T0 + 3 * DAY + HOUR)
+    );
+}
+
+#[test]
+fn a_trial_sign_up_tags_the_lead_high_intent_hands_it_to_sales_and_ends_the_nurture() {
+    let mut deployment = Deployment::new(T0);
+    deployment.receive(whitepaper("wp-2", "zhou@example.com", T0));
+    deployment.run_at(T0);
+    deployment.receive(event(
+        "trial-1",
+        "trial.started",
+        "zhou@example.com",
+        json!({}),
+        T0 + DAY,
+    ));
+    deployment.run_at(T0 + DAY);
+
+    let contact = deployment.contact_by_email("zhou@example.com");
+    assert!(contact.profile.tags.contains("high-intent"));
+    let sent = messages_to(&deployment, "zhou@example.com");
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    let (channel, at, task) = &sent[1];
+    assert_eq!((channel.as_str(), *at), ("webhook", T0 + DAY));
+    let body: Value = serde_json::from_str(task["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["lead"]["email"], "zhou@example.com");
+
+    deployment.run_at(T0 + 10 * DAY);
+    assert_eq!(
+        messages_to(&deployment, "zhou@example.com").len(),
+        2,
+        "no trial invite after the sign-up"
+    );
+}
+
+#[test]
+fn a_lead_who_never_clicks_gets_no_case_studies() {
+    let mut deployment = Deployment::new(T0);
+    deployment.receive(whitepaper("wp-3", "sun@example.com", T0));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 2 * DAY);
+    deployment.run_at(T0 + 10 * DAY);
+    let steps: Vec<Value> = messages_to(&deployment, "sun@example.com")
+        .into_iter()
+        .map(|m| m.2["step"].clone())
+        .collect();
+    assert_eq!(steps, [json!("send-whitepaper"), json!("trial-invite")]);
+}
