@@ -37,7 +37,15 @@ impl Journeys {
             store.kv_scan_prefix(DEFAULT_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)?
         {
             let text = String::from_utf8_lossy(&source);
-            if let Ok(journey) = parse_journey(&key, &text) {
+            // A journey without an explicit `id` takes its file's stem: name the
+            // stored copy after the journey (`journey/<id>/v..` -> `<id>.toml`),
+            // not after its version.
+            let id = key
+                .trim_start_matches(VERSIONS_PREFIX)
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            if let Ok(journey) = parse_journey(&format!("{id}.toml"), &text) {
                 journeys
                     .versions
                     .insert((journey.id.clone(), journey.version), Arc::new(journey));
