@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
-/// 2026-11-18, mid-morning in Shanghai.
-const T0: i64 = 1_795_000_000_000;
+/// 2026-11-18 09:06:40 in Shanghai: the journeys' messages fall in the day,
+/// outside `delivery.toml`'s quiet hours.
+const T0: i64 = 1_794_964_000_000;
 
 fn checkout(id: &str, email: &str, token: &str, at: i64) -> Value {
     json!({

@@ -95,6 +95,12 @@ impl Deployment {
 
     /// A deployment of the journeys in `journeys` at time `now_ms`.
     pub fn with_journeys(journeys: &Path, now_ms: i64) -> Self {
+        Self::with_dirs(journeys, &repo_root().join("templates"), now_ms)
+    }
+
+    /// A deployment of the journeys and templates in these directories, with
+    /// the repository's `delivery.toml`, at time `now_ms`.
+    pub fn with_dirs(journeys: &Path, templates: &Path, now_ms: i64) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let components = dir.path().join("components");
         std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("{e}"));
@@ -105,7 +111,8 @@ impl Deployment {
         let deployment = dripline::commands::Deployment {
             components,
             journeys: journeys.to_path_buf(),
-            templates: repo_root().join("templates"),
+            templates: templates.to_path_buf(),
+            delivery: repo_root().join("delivery.toml"),
             database: dir.path().join("dripline.db"),
         };
         let clock = Arc::new(dripline::clock::ManualClock::new(now_ms));

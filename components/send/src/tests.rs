@@ -326,6 +326,75 @@ fn the_order_thank_you_has_a_subject_and_both_bodies() {
     assert!(message.html.unwrap().contains("<p>Thank you"));
 }
 
+/// A dormant member, as the track API reports one (SCENARIOS.md 3).
+fn dormant_context(journey_config: Value) -> Context {
+    Context {
+        journey: "dormant-wake-up".into(),
+        journey_version: 1,
+        enrollment_id: "enr-3".into(),
+        step_id: "step".into(),
+        attempt: 1,
+        contact: Contact {
+            id: "c-3".into(),
+            email: Some("zhao@example.com".into()),
+            phone: Some("+8613900139000".into()),
+            attributes: r#"{"first_name":"Zhao"}"#.into(),
+            ..Contact::default()
+        },
+        trigger: Trigger {
+            source: "api".into(),
+            name: "member.dormant".into(),
+            properties: r#"{"days_since_signup":400,"days_since_order":120,"orders_6m":4}"#.into(),
+            ..Trigger::default()
+        },
+        data: "{}".into(),
+        config: runtime_config(journey_config),
+        now: 0,
+    }
+}
+
+#[test]
+fn the_welcome_back_gift_sms_names_the_gift_in_one_segment() {
+    for gift in ["a 100 yuan voucher", "double points"] {
+        let message = send(
+            &dormant_context(
+                json!({"channel": "sms", "template": "welcome-back-gift", "gift": gift}),
+            ),
+            "welcome-back-gift.sms.liquid",
+        );
+        assert!(message.body.contains(gift), "{}", message.body);
+        assert!(message.body.contains("TD"), "says how to opt out");
+    }
+}
+
+#[test]
+fn the_best_sellers_email_greets_by_name_and_links_the_best_sellers() {
+    let message = send(
+        &dormant_context(json!({"channel": "email", "template": "best-sellers"})),
+        "best-sellers.email.liquid",
+    );
+    assert!(message.subject.unwrap().contains("everyone is buying"));
+    let html = message.html.unwrap();
+    assert!(
+        html.contains("Hi Zhao") && html.contains("href=\"https://shop.example.com/best-sellers\"")
+    );
+}
+
+#[test]
+fn the_agent_care_task_names_the_members_phone_and_how_long_they_have_been_away() {
+    let message = send(
+        &dormant_context(
+            json!({"channel": "wecom", "template": "agent-care-task", "category": "transactional"}),
+        ),
+        "agent-care-task.wecom.liquid",
+    );
+    assert!(
+        message.body.contains("+8613900139000") && message.body.contains("120 days"),
+        "{}",
+        message.body
+    );
+}
+
 #[test]
 fn the_trial_invite_links_the_trial() {
     let message = send(
@@ -476,6 +545,9 @@ fn every_shipped_template_has_a_rendering_test() {
         "case-studies.email.liquid",
         "sales-task.webhook.liquid",
         "order-thank-you.email.liquid",
+        "welcome-back-gift.sms.liquid",
+        "best-sellers.email.liquid",
+        "agent-care-task.wecom.liquid",
     ]
     .into();
     let shipped: BTreeSet<String> = std::fs::read_dir(templates_dir())

@@ -22,6 +22,9 @@
 //! condition = "event.properties.checkout_token == trigger.properties.token"
 //! hand_off = "new-customer-care"   # or next = "<step id>", not both
 //!
+//! [delivery]                       # optional: tighter than delivery.toml
+//! max_per_day = 2
+//!
 //! [[steps]]                        # the first step is where contacts start
 //! id = "nudge"
 //! uses = "send"                    # run a step component...
@@ -76,6 +79,9 @@ pub struct Journey {
     /// What ends the journey early, at any step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub goal: Option<Goal>,
+    /// This journey's own limits on top of the deployment's delivery policy.
+    #[serde(default, skip_serializing_if = "JourneyDelivery::is_default")]
+    pub delivery: JourneyDelivery,
     /// The steps; contacts start at the first.
     pub steps: Vec<Step>,
 }
@@ -84,6 +90,23 @@ impl Journey {
     /// The step with this id.
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|step| step.id == id)
+    }
+}
+
+/// A journey's own delivery limits. The deployment's policy (`delivery.toml`)
+/// applies to every journey; these only tighten it for one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyDelivery {
+    /// At most this many marketing messages per contact per day (the contact's
+    /// day) from this journey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_day: Option<u32>,
+}
+
+impl JourneyDelivery {
+    fn is_default(&self) -> bool {
+        self == &Self::default()
     }
 }
 

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use crate::journey::{Entry, Goal, Journey, Step, StepKind, Trigger};
+use crate::journey::{Entry, Goal, Journey, JourneyDelivery, Step, StepKind, Trigger};
 
 /// One problem in a journey file, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,8 @@ pub fn parse_journey(file_name: &str, text: &str) -> Result<Journey, Vec<Journey
     let trigger: Option<Option<Trigger>> = section(table, "trigger", &locator, &mut errors);
     let entry: Option<Option<Entry>> = section(table, "entry", &locator, &mut errors);
     let goal: Option<Option<Goal>> = section(table, "goal", &locator, &mut errors);
+    let delivery: Option<Option<JourneyDelivery>> =
+        section(table, "delivery", &locator, &mut errors);
 
     // Each step on its own, keeping its index in the file.
     let mut steps: Vec<(usize, Step)> = Vec::new();
@@ -104,7 +106,7 @@ pub fn parse_journey(file_name: &str, text: &str) -> Result<Journey, Vec<Journey
 
     // The header: everything but the sections read above.
     let mut header = table.clone();
-    for key in ["trigger", "entry", "goal"] {
+    for key in ["trigger", "entry", "goal", "delivery"] {
         header.remove(key);
     }
     if let Some(steps_value) = header.get_mut("steps")
@@ -125,14 +127,17 @@ pub fn parse_journey(file_name: &str, text: &str) -> Result<Journey, Vec<Journey
         trigger: None,
         entry: Entry::default(),
         goal: None,
+        delivery: JourneyDelivery::default(),
         steps: Vec::new(),
     });
     if journey.id.is_empty() {
         journey.id = file_stem(file_name).to_owned();
     }
-    let sections_read = trigger.is_some() && entry.is_some() && goal.is_some();
+    let sections_read =
+        trigger.is_some() && entry.is_some() && goal.is_some() && delivery.is_some();
     journey.trigger = trigger.flatten();
     journey.entry = entry.flatten().unwrap_or_default();
+    journey.delivery = delivery.flatten().unwrap_or_default();
     journey.goal = goal.flatten();
     let step_indices: Vec<usize> = steps.iter().map(|(index, _)| *index).collect();
     journey.steps = steps.into_iter().map(|(_, step)| step).collect();

@@ -72,7 +72,7 @@ pub fn run(pending: usize) -> anyhow::Result<()> {
         journeys,
         Templates::default(),
         Arc::new(SystemClock),
-        Arc::new(DeliveryPolicy),
+        Arc::new(DeliveryPolicy::default()),
     );
     let pending_now = store.timers_pending_count()?;
     // Ready means the scheduler can tell when to wake: its first query answered.

@@ -14,6 +14,7 @@ use crate::clock::Clock;
 use crate::journeys::{Journeys, Templates};
 use crate::policy::DeliveryPolicy;
 use crate::runner::Runner;
+use crate::tracking::Tracker;
 use crate::{Plugins, Sandbox, SandboxConfig};
 
 /// Checks journey files and prints every error with its file, line and field.
@@ -50,6 +51,8 @@ pub struct Deployment {
     pub journeys: PathBuf,
     /// The message templates.
     pub templates: PathBuf,
+    /// The delivery rules (`delivery.toml`); the defaults if the file is absent.
+    pub delivery: PathBuf,
     /// The database file.
     pub database: PathBuf,
 }
@@ -76,14 +79,23 @@ pub fn open_runner(
         tracing::error!("journey not loaded: {problem}");
     }
     let templates = Templates::load(&deployment.templates);
+    let policy = DeliveryPolicy::load(&deployment.delivery)?;
+    let tracker = match &policy.tracking.base_url {
+        Some(base) => Some(Tracker::for_deployment(base, store.as_ref())?),
+        None => None,
+    };
     let runner = Runner::new(
         store.clone(),
         plugins,
         journeys,
         templates,
         clock,
-        Arc::new(DeliveryPolicy),
+        Arc::new(policy),
     );
+    let runner = match tracker {
+        Some(tracker) => runner.with_tracker(tracker),
+        None => runner,
+    };
     Ok((runner, store))
 }
 
@@ -169,6 +181,7 @@ pub fn deployment_at(root: &Path, components: PathBuf, data: &Path) -> Deploymen
         components,
         journeys: root.join("journeys"),
         templates: root.join("templates"),
+        delivery: root.join(crate::policy::DELIVERY_FILE),
         database: data.join("dripline.db"),
     }
 }

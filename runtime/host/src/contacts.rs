@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::bindings;
+use crate::policy::{CHANNELS, DeliveryPolicy};
 use crate::step_plugin::Effect;
 
 /// What Dripline knows of a contact beyond its identities: the store keeps it
@@ -168,6 +169,82 @@ impl ContactRecord {
             }
             Effect::Send { .. } => {}
         }
+    }
+}
+
+/// The attribute that holds the channel a contact last engaged on, which
+/// `channel = "preferred"` reaches first.
+pub const PREFERRED_CHANNEL: &str = "preferred_channel";
+
+/// The tag prefix that shows a marketer which channel a contact prefers
+/// (`prefers-wecom`); the contact carries one such tag at a time.
+pub const PREFERS_TAG: &str = "prefers-";
+
+/// The event a tracked unsubscribe link (or the admin) puts in the inbox.
+pub const UNSUBSCRIBED: &str = "contact.unsubscribed";
+
+/// What an engagement event changed, for the runner to act on.
+#[derive(Debug, Default, PartialEq)]
+pub struct Engagement {
+    /// Channels whose consent this event withdrew.
+    pub unsubscribed: Vec<String>,
+}
+
+impl ContactRecord {
+    /// Takes what an engagement event says about the contact's channels:
+    /// an open or click (`email.opened`, `wecom.clicked`, or `message.opened`
+    /// with `properties.channel`) makes that channel the preferred one and adds
+    /// the deployment's lead score for the event; an unsubscribe, or a reply
+    /// that is an unsubscribe keyword (`sms.replied` with `properties.text`),
+    /// withdraws consent on that channel at once.
+    pub fn engage(&mut self, event: &Event, policy: &DeliveryPolicy) -> Engagement {
+        let mut engagement = Engagement::default();
+        if let Some(points) = policy.scoring.get(&event.name) {
+            self.profile.score = self.profile.score.saturating_add(*points);
+        }
+        let (prefix, action) = event.name.rsplit_once('.').unwrap_or(("", ""));
+        let channel = event
+            .properties
+            .get("channel")
+            .and_then(Value::as_str)
+            .unwrap_or(prefix)
+            .to_string();
+        let known = CHANNELS.contains(&channel.as_str());
+        match action {
+            "opened" | "clicked" if known => {
+                self.profile
+                    .attributes
+                    .insert(PREFERRED_CHANNEL.into(), Value::String(channel.clone()));
+                self.profile
+                    .attributes
+                    .insert("last_engaged_at".into(), Value::from(event.occurred_at));
+                self.profile.tags.retain(|t| !t.starts_with(PREFERS_TAG));
+                self.profile.tags.insert(format!("{PREFERS_TAG}{channel}"));
+            }
+            "replied" if known => {
+                let text = event.properties.get("text").and_then(Value::as_str);
+                if text.is_some_and(|t| policy.is_unsubscribe_reply(t)) {
+                    engagement.unsubscribed.push(channel);
+                }
+            }
+            "unsubscribed" if event.name == UNSUBSCRIBED => {
+                if known {
+                    engagement.unsubscribed.push(channel);
+                } else {
+                    // An unsubscribe that names no channel is from everything.
+                    engagement
+                        .unsubscribed
+                        .extend(CHANNELS.iter().map(|c| c.to_string()));
+                }
+            }
+            _ => {}
+        }
+        for channel in &engagement.unsubscribed {
+            self.profile
+                .consent
+                .insert(channel.clone(), ConsentState::Denied);
+        }
+        engagement
     }
 }
 

@@ -26,9 +26,10 @@ pub mod runner;
 pub mod sandbox;
 pub mod server;
 pub mod step_plugin;
+pub mod tracking;
 pub mod trigger_plugin;
 
 pub use plugins::Plugins;
 pub use sandbox::{PluginError, Sandbox, SandboxConfig};
-pub use step_plugin::{AcceptAll, Effect, Messenger, StepPlugin, StepRun};
+pub use step_plugin::{AcceptAll, Decision, Effect, Messenger, StepPlugin, StepRun};
 pub use trigger_plugin::TriggerPlugin;

@@ -326,7 +326,15 @@ fn up(
         );
         Arc::new(dripline::clock::ScaledClock::new(clock_speed))
     };
-    let (runner, _) = dripline::commands::open_runner(&worker, &sandbox, clock)?;
+    let (runner, store) = dripline::commands::open_runner(&worker, &sandbox, clock.clone())?;
+    let tracking = runner
+        .tracker()
+        .cloned()
+        .map(|tracker| dripline::server::TrackingState {
+            store,
+            tracker,
+            clock,
+        });
     let stop_worker = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker_thread = {
         let stop = stop_worker.clone();
@@ -338,6 +346,7 @@ fn up(
     let state = Arc::new(ServerState {
         steps: plugins.steps.keys().cloned().collect(),
         triggers: plugins.triggers.keys().cloned().collect(),
+        tracking,
     });
     tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");
     let variables = match &gateway.variables_file {

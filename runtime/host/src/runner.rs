@@ -26,8 +26,10 @@ use crate::clock::Clock;
 use crate::contacts::{self, ContactRecord};
 use crate::journeys::{Journeys, Templates};
 use crate::plugins::Plugins;
+use crate::policy::{DeliveryPolicy, PREFERRED, PastSend, PolicyCall, SendContext, fingerprint};
 use crate::sandbox::PluginError;
-use crate::step_plugin::{Effect, Messenger};
+use crate::step_plugin::Effect;
+use crate::tracking::Tracker;
 
 /// How long a claimed timer stays ours before another worker may take it.
 const TIMER_LEASE_MS: i64 = 60_000;
@@ -48,7 +50,8 @@ pub struct Runner {
     journeys: Journeys,
     templates: Templates,
     clock: Arc<dyn Clock>,
-    messenger: Arc<dyn Messenger>,
+    policy: Arc<DeliveryPolicy>,
+    tracker: Option<Tracker>,
 }
 
 /// What one pass did.
@@ -68,7 +71,7 @@ impl Runner {
         journeys: Journeys,
         templates: Templates,
         clock: Arc<dyn Clock>,
-        messenger: Arc<dyn Messenger>,
+        policy: Arc<DeliveryPolicy>,
     ) -> Self {
         Self {
             store,
@@ -76,8 +79,21 @@ impl Runner {
             journeys,
             templates,
             clock,
-            messenger,
+            policy,
+            tracker: None,
         }
+    }
+
+    /// Rewrites the links of outgoing emails into signed tracking links and adds
+    /// the open pixel (see [`crate::tracking`]).
+    pub fn with_tracker(mut self, tracker: Tracker) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
+    /// The tracker emails are instrumented with, if tracking is on.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
     }
 
     /// Re-reads journey files that changed; returns the problems found.
@@ -176,7 +192,12 @@ impl Runner {
                 None => contacts::new_for(&event.identities),
             };
         contact.absorb(event, store).map_err(|e| e.to_string())?;
+        let engagement = contact.engage(event, &self.policy);
         let contact_id = contact.contact.id.clone();
+        for channel in &engagement.unsubscribed {
+            tracing::info!(contact = %contact_id, %channel, "unsubscribed");
+            unit.metric(format!("contacts.unsubscribed.{channel}"));
+        }
         unit.put_contact(contact);
         unit.metric(format!("events.{}", event.name));
 
@@ -203,7 +224,11 @@ impl Runner {
                 );
             }
         }
-        for journey in self.journeys.current() {
+        // Higher priority first: when two journeys react to one event, the
+        // higher one's sends are in the unit before the lower one decides.
+        let mut current: Vec<&Arc<Journey>> = self.journeys.current().collect();
+        current.sort_by_key(|j| std::cmp::Reverse(j.priority));
+        for journey in current {
             let of_journey: Vec<Enrollment> = enrollments
                 .iter()
                 .filter(|e| e.journey == journey.id)
@@ -360,7 +385,38 @@ impl Runner {
                 );
             }
         }
+        let journey = self.journey_of(enrollment)?.clone();
+        // `preferred` is settled before the step renders, so it picks the
+        // template and the length limits of the channel it will really use.
+        if config.get("channel").and_then(Value::as_str) == Some(PREFERRED) {
+            let marketing = config.get("category").and_then(Value::as_str) != Some("transactional");
+            let contact = unit.contact(&enrollment.contact_id)?.wit();
+            if let (Some(channel), Some(map)) = (
+                self.policy.resolve_preferred(&contact, marketing),
+                config.as_object_mut(),
+            ) {
+                map.insert("channel".into(), Value::String(channel));
+            }
+        }
+        let template = config
+            .get("template")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let history = send_history(unit, &enrollment.contact_id, self.policy.as_ref())?;
+        let now = unit.now;
         let contact = unit.contact(&enrollment.contact_id)?;
+        let send_context = SendContext {
+            journey: journey.id.clone(),
+            priority: journey.priority,
+            journey_max_per_day: journey.delivery.max_per_day,
+            zone: dripline_engine::local_time::zone_for(
+                contact.profile.time_zone.as_deref(),
+                journey.time_zone.as_ref(),
+            ),
+            now,
+            history,
+        };
+        let messenger = Arc::new(PolicyCall::new(self.policy.clone(), send_context));
         let context = StepContext {
             journey: enrollment.journey.clone(),
             journey_version: enrollment.journey_version,
@@ -371,9 +427,9 @@ impl Runner {
             trigger_event: contacts::wit_event(&enrollment.trigger),
             data: Value::Object(enrollment.data.clone()).to_string(),
             config: config.to_string(),
-            now: unit.now,
+            now,
         };
-        let run = match plugin.run(&context, self.messenger.clone()) {
+        let run = match plugin.run(&context, messenger) {
             Ok(run) => run,
             Err(
                 error @ (PluginError::DeadlineExceeded { .. } | PluginError::Instantiate { .. }),
@@ -409,14 +465,20 @@ impl Runner {
                 delivery,
             } = effect
             {
-                unit.writes.push(Write::OutboxInsert(outbox_row(
+                let mut row = outbox_row(
                     enrollment,
+                    &journey,
                     step_id,
+                    template.as_deref(),
                     idempotency_key,
                     message,
                     delivery,
                     unit.now,
-                )));
+                );
+                if let Some(tracker) = &self.tracker {
+                    tracker.instrument(&mut row);
+                }
+                unit.writes.push(Write::OutboxInsert(row));
             }
         }
         let contact = unit.contact_mut(&enrollment.contact_id)?;
@@ -470,14 +532,21 @@ fn step_outcome(outcome: Outcome) -> StepOutcome {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one row's facts, each from its own place
 fn outbox_row(
     enrollment: &Enrollment,
+    journey: &Journey,
     step_id: &str,
+    template: Option<&str>,
     idempotency_key: &str,
     message: &messaging::Message,
     delivery: &messaging::Delivery,
     now: i64,
 ) -> NewOutboxMessage {
+    let deliver_at = match delivery {
+        messaging::Delivery::Deferred(until) => *until,
+        _ => now,
+    };
     let delivery = match delivery {
         messaging::Delivery::Sent(id) => json!({ "status": "sent", "id": id }),
         messaging::Delivery::Suppressed(reason) => {
@@ -492,8 +561,12 @@ fn outbox_row(
         content: json!({
             "journey": enrollment.journey,
             "journey_version": enrollment.journey_version,
+            "priority": journey.priority,
             "enrollment": enrollment.id,
             "step": step_id,
+            "template": template,
+            "fingerprint": fingerprint(message),
+            "deliver_at": deliver_at,
             "subject": message.subject,
             "body": message.body,
             "html": message.html,
@@ -502,6 +575,51 @@ fn outbox_row(
         }),
         created_at_ms: now,
     }
+}
+
+/// What the contact already has coming or has had, within the policy's
+/// lookback: the stored outbox rows and the ones this unit is about to write
+/// (another journey may have sent on the same event a moment ago).
+fn send_history(
+    unit: &Unit<'_>,
+    contact_id: &str,
+    policy: &DeliveryPolicy,
+) -> Result<Vec<PastSend>, String> {
+    let since = unit.now - SendContext::lookback_ms(policy);
+    let stored = unit
+        .store
+        .outbox_of_contact(contact_id)
+        .map_err(|e| e.to_string())?;
+    let pending = unit.writes.iter().filter_map(|w| match w {
+        Write::OutboxInsert(row) if row.contact_id == contact_id => Some(&row.content),
+        _ => None,
+    });
+    Ok(stored
+        .iter()
+        .map(|m| &m.content)
+        .chain(pending)
+        .filter_map(past_send)
+        .filter(|p| p.deliver_at >= since)
+        .collect())
+}
+
+/// An outbox row's content as the policy weighs it; suppressed messages never
+/// reached anyone, so they count for nothing.
+fn past_send(content: &Value) -> Option<PastSend> {
+    let status = content.pointer("/delivery/status")?.as_str()?;
+    if status == "suppressed" {
+        return None;
+    }
+    Some(PastSend {
+        journey: content["journey"].as_str().unwrap_or_default().to_string(),
+        priority: content["priority"].as_i64().unwrap_or(0) as i32,
+        fingerprint: content["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        deliver_at: content["deliver_at"].as_i64()?,
+        marketing: content["category"] == "marketing",
+    })
 }
 
 /// The store enforces one active enrollment per (journey, key). The engine's

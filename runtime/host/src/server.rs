@@ -1,12 +1,21 @@
-//! The HTTP side of `dripline up`: health now; the admin API and the gateway's
-//! routes join it as they land.
+//! The HTTP side of `dripline up`: health, and the addresses that tracking
+//! links in sent emails point at (open pixel, click redirect, unsubscribe).
+//! The webhook gateway has its own listener ([`crate::gateway`]).
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use dripline_store::Store;
 use serde_json::{Value, json};
+
+use crate::clock::Clock;
+use crate::tracking::{self, Link, Tracker};
 
 /// What the server answers about.
 pub struct ServerState {
@@ -14,15 +23,170 @@ pub struct ServerState {
     pub steps: Vec<String>,
     /// Names of the loaded trigger components.
     pub triggers: Vec<String>,
+    /// Tracking, when `delivery.toml` gives it a base URL.
+    pub tracking: Option<TrackingState>,
+}
+
+/// What the tracking routes need: where to record, and how to check links.
+pub struct TrackingState {
+    /// The deployment's store; events go into its inbox.
+    pub store: Arc<dyn Store>,
+    /// Checks link signatures.
+    pub tracker: Tracker,
+    /// The time events are stamped with.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The router of `dripline up`.
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/t/o/{token}/{file}", get(open))
+        .route("/t/c/{token}/{signature}/{url}", get(click))
+        .route(
+            "/u/{token}/{signature}",
+            get(unsubscribe_page).post(unsubscribe),
+        )
         .with_state(state)
 }
 
 async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
     Json(json!({ "status": "ok", "steps": state.steps, "triggers": state.triggers }))
+}
+
+/// The smallest transparent GIF: what an open pixel answers, valid or not, so
+/// a mail client never shows a broken image.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+fn problem(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// Verifies a link and records its event off the async threads (the store is
+/// blocking SQLite). `Ok(false)`: the signature did not verify or the message
+/// is unknown.
+async fn verify_and_record(
+    state: Arc<ServerState>,
+    link: Link,
+    token: String,
+    signature: String,
+    url: String,
+) -> Result<bool, Response> {
+    let Some(tracking) = state.tracking.as_ref() else {
+        return Err(problem(StatusCode::NOT_FOUND, "tracking is not enabled"));
+    };
+    let Some(message) = tracking.tracker.verify(link, &token, &signature, &url) else {
+        return Ok(false);
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        let Some(tracking) = state.tracking.as_ref() else {
+            return Ok(None);
+        };
+        let now = tracking.clock.now_ms();
+        tracking::record(tracking.store.as_ref(), link, &message, &url, now)
+    });
+    match task.await {
+        Ok(Ok(recorded)) => Ok(recorded.is_some()),
+        Ok(Err(e)) => {
+            tracing::error!("tracking event not recorded: {e:#}");
+            Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "could not record; try again",
+            ))
+        }
+        Err(e) => {
+            tracing::error!("tracking task: {e}");
+            Err(problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        }
+    }
+}
+
+async fn open(
+    State(state): State<Arc<ServerState>>,
+    Path((token, file)): Path<(String, String)>,
+) -> Response {
+    let signature = file.strip_suffix(".gif").unwrap_or(&file).to_string();
+    // A pixel that fails to record still draws: the reader's email is not the
+    // place to show our problem.
+    let _ = verify_and_record(state, Link::Open, token, signature, String::new()).await;
+    (
+        [
+            (header::CONTENT_TYPE, "image/gif"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PIXEL,
+    )
+        .into_response()
+}
+
+async fn click(
+    State(state): State<Arc<ServerState>>,
+    Path((token, signature, url)): Path<(String, String, String)>,
+) -> Response {
+    let Some(target) = URL_SAFE_NO_PAD
+        .decode(&url)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+    else {
+        return problem(StatusCode::BAD_REQUEST, "url: not a link this server made");
+    };
+    match verify_and_record(state, Link::Click, token, signature, target.clone()).await {
+        Ok(true) => Redirect::to(&target).into_response(),
+        // Never redirect on a link we did not sign: that would make us an open
+        // redirect for phishing.
+        Ok(false) => problem(
+            StatusCode::NOT_FOUND,
+            "signature: this link was not made by this server",
+        ),
+        Err(response) => response,
+    }
+}
+
+/// A GET only shows a button: mail scanners follow links, and must not
+/// unsubscribe anyone by doing so. The button (and RFC 8058 one-click
+/// unsubscribe from the mail client) POSTs.
+async fn unsubscribe_page(
+    State(state): State<Arc<ServerState>>,
+    Path((token, signature)): Path<(String, String)>,
+) -> Response {
+    let Some(tracking) = state.tracking.as_ref() else {
+        return problem(StatusCode::NOT_FOUND, "tracking is not enabled");
+    };
+    if tracking
+        .tracker
+        .verify(Link::Unsubscribe, &token, &signature, "")
+        .is_none()
+    {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "signature: this link was not made by this server",
+        );
+    }
+    Html(format!(
+        "<!doctype html><title>Unsubscribe</title><form method=\"post\" action=\"/u/{token}/{signature}\">\
+         <p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button></form>"
+    ))
+    .into_response()
+}
+
+async fn unsubscribe(
+    State(state): State<Arc<ServerState>>,
+    Path((token, signature)): Path<(String, String)>,
+) -> Response {
+    match verify_and_record(state, Link::Unsubscribe, token, signature, String::new()).await {
+        Ok(true) => Html(
+            "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed. You will not get these emails again.</p>",
+        )
+        .into_response(),
+        Ok(false) => problem(
+            StatusCode::NOT_FOUND,
+            "signature: this link was not made by this server",
+        ),
+        Err(response) => response,
+    }
 }

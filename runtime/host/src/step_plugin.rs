@@ -43,9 +43,19 @@ pub enum Effect {
     },
 }
 
+/// What the delivery policy made of one send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The channel it goes through: the one asked for, or for `preferred` the
+    /// one the policy chose.
+    pub channel: String,
+    /// Sent now, deferred, or suppressed with the reason.
+    pub delivery: messaging::Delivery,
+}
+
 /// Decides what becomes of a message: the delivery policy's entry point. The
-/// runtime supplies one; it must not perform the send itself (that happens when
-/// the step's effects are committed), only decide.
+/// runtime supplies one per step call; it must not perform the send itself
+/// (that happens when the step's effects are committed), only decide.
 pub trait Messenger: Send + Sync {
     /// Decides the delivery of `message` to `contact`. `idempotency_key` is stable
     /// across retries of the same step attempt.
@@ -54,7 +64,7 @@ pub trait Messenger: Send + Sync {
         contact: &Contact,
         message: &messaging::Message,
         idempotency_key: &str,
-    ) -> Result<messaging::Delivery, HostError>;
+    ) -> Result<Decision, HostError>;
 }
 
 /// A messenger that accepts everything: for tests and benchmarks of the sandbox.
@@ -64,10 +74,13 @@ impl Messenger for AcceptAll {
     fn decide(
         &self,
         _: &Contact,
-        _: &messaging::Message,
+        message: &messaging::Message,
         key: &str,
-    ) -> Result<messaging::Delivery, HostError> {
-        Ok(messaging::Delivery::Sent(key.to_string()))
+    ) -> Result<Decision, HostError> {
+        Ok(Decision {
+            channel: message.channel.clone(),
+            delivery: messaging::Delivery::Sent(key.to_string()),
+        })
     }
 }
 
@@ -350,9 +363,11 @@ impl messaging::Host for StepCall {
             .filter(|e| matches!(e, Effect::Send { .. }))
             .count();
         let idempotency_key = format!("{}/send-{sends}", self.call_key);
-        let delivery = self
-            .messenger
-            .decide(&self.contact, &message, &idempotency_key)?;
+        let Decision { channel, delivery } =
+            self.messenger
+                .decide(&self.contact, &message, &idempotency_key)?;
+        // The outbox row names the channel the message really goes through.
+        let message = messaging::Message { channel, ..message };
         self.effects.push(Effect::Send {
             idempotency_key,
             message,
