@@ -396,11 +396,10 @@ fn up(
             .await
             .with_context(|| format!("binding {listen}"))?;
         tracing::info!("dripline is up on http://{}", listener.local_addr()?);
-        axum::serve(listener, dripline::server::router(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
+        dripline::server::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
         if let Some(webhooks) = webhooks {
             webhooks.await??;
         }
