@@ -150,9 +150,14 @@ fn a_dormant_high_value_member_gets_the_big_gift_then_best_sellers_then_an_agent
         sent[2].text
     );
 
+    let contact = deployment.contact_by_email("zhao@example.com");
+    assert_eq!(contact.profile.attributes["wake_up"], "in progress");
+    assert_eq!(contact.profile.attributes["dormant_days"], 120);
+
     deployment.run_at(T0 + 40 * DAY);
     let contact = deployment.contact_by_email("zhao@example.com");
     assert!(contact.profile.tags.contains("deep-dormant"));
+    assert_eq!(contact.profile.attributes["wake_up"], "deep dormant");
     assert_eq!(outbox_of(&deployment, "zhao@example.com").len(), 3);
     assert_eq!(deployment.store.timers_pending_count().unwrap(), 0);
 }
@@ -179,6 +184,47 @@ fn a_low_value_member_who_orders_after_the_best_sellers_is_won_back_and_gets_no_
     assert_eq!(outbox_of(&deployment, "qian@example.com").len(), 2);
     let contact = deployment.contact_by_email("qian@example.com");
     assert!(!contact.profile.tags.contains("deep-dormant"));
+    assert_eq!(contact.profile.attributes["wake_up"], "won back");
+}
+
+#[test]
+fn a_deep_dormant_member_who_is_woken_again_and_orders_loses_the_deep_dormant_tag() {
+    let mut deployment = Deployment::new(T0);
+    let mut earlier = dormant("d-4", "li4@example.com", 0, 500);
+    earlier["properties"]["traits"] = json!({ "first_name": "Li" });
+    deployment.receive(earlier);
+    for day in [0, 3, 10, 40] {
+        deployment.run_at(T0 + day * DAY);
+    }
+    assert!(
+        deployment
+            .contact_by_email("li4@example.com")
+            .profile
+            .tags
+            .contains("deep-dormant")
+    );
+    // A quarter later they are reported dormant again, and this time order.
+    let again = T0 + 130 * DAY;
+    let mut second = dormant("d-5", "li4@example.com", 0, 630);
+    second["occurred_at"] = json!(again);
+    second["received_at"] = json!(again);
+    deployment.receive(second);
+    deployment.run_at(again);
+    deployment.receive(plain_event(
+        "o-5",
+        "order.paid",
+        "li4@example.com",
+        json!({}),
+        again + DAY,
+    ));
+    deployment.run_at(again + DAY);
+    let contact = deployment.contact_by_email("li4@example.com");
+    assert!(
+        !contact.profile.tags.contains("deep-dormant"),
+        "{:?}",
+        contact.profile.tags
+    );
+    assert_eq!(contact.profile.attributes["wake_up"], "won back");
 }
 
 #[test]

@@ -11,6 +11,9 @@
 
 use serde::Deserialize;
 
+mod rules;
+pub use rules::validate_tag;
+
 /// The step's config as written in the journey file.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -38,20 +41,6 @@ pub fn plan(config_json: &str) -> Result<(Vec<String>, Vec<String>), String> {
         validate_tag(tag)?;
     }
     Ok((add, config.remove))
-}
-
-/// Tags are short labels a marketer filters on; control characters or a
-/// kilobyte of text are a journey-file mistake worth reporting early.
-fn validate_tag(tag: &str) -> Result<(), String> {
-    if tag.trim().is_empty() {
-        return Err("config: a tag is empty".into());
-    }
-    if tag.len() > 64 || tag.chars().any(char::is_control) {
-        return Err(format!(
-            "config: tag {tag:?} must be at most 64 printable characters"
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(target_arch = "wasm32")]
