@@ -156,6 +156,11 @@ impl Sandbox {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `DRIPLINE_PERF_MAP=1` writes /tmp/perf-<pid>.map so that `perf report`
+        // names the guests' functions instead of bare JIT addresses.
+        if std::env::var_os("DRIPLINE_PERF_MAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -204,6 +204,8 @@ impl Gateway {
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let mut store = self.sandbox.store(GatewayCall::new(route.grants.clone()));
         self.sandbox.arm_for(&mut store, self.deadline);
+        let writes = store.data().data.writes.clone();
+        let commit = route.grants.commit.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
@@ -213,15 +215,33 @@ impl Gateway {
         let pre = route.pre.clone();
         // The guest runs in a task of its own so that it can go on streaming
         // the body after it has sent the status and headers.
+        let late_writes = writes.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, out)
+                .await?;
+            commit
+                .commit(late_writes.take_after_response())
                 .await
+                .map_err(|e| anyhow::anyhow!("committing writes made after the response: {e}"))
         });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                // The response leaves only once the request's writes are durable.
+                match route.grants.commit.commit(writes.take_for_response()).await {
+                    Ok(()) => Ok(response),
+                    Err(e) => {
+                        tracing::error!(component = %route.pattern.component, "the inbox write failed: {e}");
+                        // 503 makes a provider retry later, as a store outage needs.
+                        Ok(plain(
+                            503,
+                            r#"{"error":"the inbox is unavailable","field":null}"#,
+                        ))
+                    }
+                }
+            }
             Ok(Err(code)) => anyhow::bail!("the component answered with an error: {code:?}"),
             Err(_) => match task.await {
                 Ok(Ok(())) => anyhow::bail!("the component never set a response"),
