@@ -18,6 +18,7 @@ pub mod bench;
 pub mod commit;
 pub mod host;
 pub mod manifest;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +57,39 @@ pub struct Gateway {
     sandbox: Arc<Sandbox>,
     routes: Vec<Route>,
     deadline: Duration,
+    store: Arc<dyn Store>,
+}
+
+/// Stops a background task when the server that started it stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sweeps expired dedupe marks now and then every [`sweep::SWEEP_EVERY`].
+async fn sweep_forever(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(sweep::SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let store = store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            sweep::sweep_dedupe_marks(&*store, now_ms)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!("swept {n} expired dedupe marks"),
+            Ok(Err(e)) => tracing::warn!("sweeping dedupe marks failed: {e}"),
+            Err(e) => tracing::warn!("the dedupe sweep stopped: {e}"),
+        }
+    }
 }
 
 impl Gateway {
@@ -134,6 +168,7 @@ impl Gateway {
             sandbox,
             routes,
             deadline,
+            store,
         })
     }
 
@@ -145,17 +180,22 @@ impl Gateway {
             .collect()
     }
 
-    /// Serves HTTP/1.1 on `listener` until `shutdown` completes.
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, and sweeps
+    /// expired dedupe marks meanwhile ([`sweep`]).
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        let sweeper = AbortOnDrop(tokio::spawn(sweep_forever(self.store.clone())));
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
                 accepted = listener.accept() => accepted?,
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    drop(sweeper);
+                    return Ok(());
+                }
             };
             let _ = socket.set_nodelay(true);
             let gateway = self.clone();
