@@ -25,7 +25,7 @@
 //! | key | value |
 //! |---|---|
 //! | `inbox/{received_at_ms:013}/{event_id}` | the canonical event as JSON |
-//! | `dedupe/{source}/{delivery_id}` | the receipt time in ms, as text |
+//! | `dedupe/{source}/{delivery_id}` | the receipt time in ms, as text; holds for [`DEDUPE_TTL_MS`] |
 //! | `metric/skipped/{source}` | the count of skipped deliveries, as text |
 //!
 //! The skip counter is a read-modify-write through the key-value interface,
@@ -40,6 +40,26 @@ pub const MAX_BODY: usize = 1 << 20;
 
 /// The key-value store the inbox lives in.
 pub const STORE: &str = "default";
+
+/// How long a dedupe mark holds: 72 hours. Shopify retries a delivery for up
+/// to 48 hours (Typeform and Tally for less), so every retry still meets its
+/// mark, with a day to spare for clocks and slow retries; past that a mark is
+/// treated as absent, and `dripline up` sweeps such marks away
+/// (`dripline::gateway::sweep`) so that the store does not grow without end.
+pub const DEDUPE_TTL_MS: i64 = 72 * 60 * 60 * 1000;
+
+/// Whether a dedupe mark (its value: the receipt time in ms, as text) still
+/// holds at `now_ms`. A mark that cannot be read holds: storing a delivery
+/// twice is the worse mistake.
+pub fn mark_holds(mark: &[u8], now_ms: i64) -> bool {
+    match std::str::from_utf8(mark)
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+    {
+        Some(marked_at) => now_ms.saturating_sub(marked_at) < DEDUPE_TTL_MS,
+        None => true,
+    }
+}
 
 /// Who sent a route's webhooks: decides the content types, the signature
 /// scheme, where the delivery id is and how errors are answered.
@@ -418,8 +438,10 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
     let delivery = delivery_id(source, &request.headers, &request.body);
     if let Some(id) = &delivery {
         match backend.get(&dedupe_key(source, id)) {
-            Ok(Some(_)) => return Reply::json(200, json!({ "duplicate": true, "accepted": 0 })),
-            Ok(None) => {}
+            Ok(Some(mark)) if mark_holds(&mark, received_at) => {
+                return Reply::json(200, json!({ "duplicate": true, "accepted": 0 }));
+            }
+            Ok(_) => {}
             Err(e) => return store_failed(&e),
         }
     }
@@ -462,8 +484,8 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
         };
         if let Some(key) = &event_mark {
             match backend.get(key) {
-                Ok(Some(_)) => continue,
-                Ok(None) => {}
+                Ok(Some(mark)) if mark_holds(&mark, received_at) => continue,
+                Ok(_) => {}
                 Err(e) => return store_failed(&e),
             }
         }

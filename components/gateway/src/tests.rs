@@ -97,6 +97,39 @@ fn a_signed_delivery_lands_in_the_inbox_once_and_its_replay_adds_nothing() {
 }
 
 #[test]
+fn a_delivery_seen_more_than_72_hours_ago_is_accepted_again() {
+    let body = br#"{"id":1}"#;
+    let signed = shopify(body, &webhook_auth::sign(SECRET.as_bytes(), body));
+    let mut backend = Memory {
+        answer: Some(Ok(vec![checkout_event()])),
+        ..Memory::default()
+    };
+    let marked_at = signed.received_at - DEDUPE_TTL_MS;
+    backend.kv.insert(
+        "dedupe/shopify/evt-1".into(),
+        marked_at.to_string().into_bytes(),
+    );
+    let reply = handle_body(&mut backend, &route(Source::Shopify), signed.clone());
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(backend.calls, 1);
+    assert!(backend.kv.contains_key("inbox/1763800000000/shopify-e1"));
+    assert_eq!(
+        backend.kv["dedupe/shopify/evt-1"],
+        signed.received_at.to_string().into_bytes()
+    );
+}
+
+#[test]
+fn a_dedupe_mark_holds_for_72_hours_and_an_unreadable_one_always() {
+    let at = 1_763_800_000_000_i64;
+    let mark = at.to_string();
+    assert!(mark_holds(mark.as_bytes(), at));
+    assert!(mark_holds(mark.as_bytes(), at + DEDUPE_TTL_MS - 1));
+    assert!(!mark_holds(mark.as_bytes(), at + DEDUPE_TTL_MS));
+    assert!(mark_holds(b"not a time", at + 10 * DEDUPE_TTL_MS));
+}
+
+#[test]
 fn a_bad_signature_is_refused_before_the_trigger_and_stores_nothing() {
     let mut backend = Memory::default();
     let reply = handle_body(

@@ -144,11 +144,17 @@ impl Sandbox {
             // memsets min(keep-resident, the memory's current size) on every
             // drop, so what a small step pays is set by its own initial memory
             // (see components/tag/build.rs: 64 KiB, reset in ~1-2 µs), not by
-            // this cap. `pagemap_scan` (reset only the dirty pages, Linux 6.7+)
-            // was measured and left off: its ioctl costs ~3 µs per drop here,
-            // more than memsetting a 64 KiB memory (`tag`: 17-18 µs per fresh
-            // call with it, 15-17 without). It would pay off for guests with a
-            // large initial memory (`send`, 1 MiB), should those become hot.
+            // this cap.
+            //
+            // `pagemap_scan` (Linux 6.7+; `Auto` falls back to the memset
+            // elsewhere) resets only the pages a call dirtied. Its ioctl costs
+            // ~3 µs per drop, more than memsetting a 64 KiB memory (`tag`:
+            // 17-18 µs per fresh call with it, 15-17 without), but the webhook
+            // path drops two 256 KiB memories per request (the gateway's and
+            // its trigger's, of which a request dirties a few dozen pages), and
+            // their memsets were 5% of the gateway's CPU time in `perf` under
+            // `dripline bench ingest`. The hot path wins.
+            .pagemap_scan(wasmtime::Enabled::Auto)
             .linear_memory_keep_resident(1 << 20)
             .table_keep_resident(16 << 10);
 
@@ -156,6 +162,11 @@ impl Sandbox {
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // `DRIPLINE_PERF_MAP=1` writes /tmp/perf-<pid>.map so that `perf report`
+        // names the guests' functions instead of bare JIT addresses.
+        if std::env::var_os("DRIPLINE_PERF_MAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));

@@ -1,25 +1,40 @@
-//! Group commit for the gateway's key-value writes: every `set` that arrives
-//! while a transaction is being written joins the next one, so concurrent
-//! webhooks share one SQLite commit instead of each paying for its own. A
-//! `set` still returns only once its transaction has committed, so "2xx only
-//! after the inbox write" holds exactly as with one commit per write.
+//! Group commit for the gateway's key-value writes.
+//!
+//! Each request's writes reach the writer as one unit (the host collects a
+//! request's `set`s and `delete`s and submits them when the component hands
+//! over its response; see [`super::host::RequestWrites`]). Every unit that
+//! arrives while a transaction is being written joins the next one, so
+//! concurrent webhooks share one SQLite commit instead of each paying for its
+//! own. A unit is answered only once its transaction has committed, and the
+//! response is held until then, so "2xx only after the inbox write" holds
+//! exactly as with one commit per write; a request's writes land together or
+//! not at all.
+//!
+//! Durability: the store runs SQLite in WAL mode with `synchronous = NORMAL`
+//! (see `dripline_store::SqliteStore`): a commit is in the log in the OS's page
+//! cache when it returns, so it survives the process being killed or crashing
+//! (what at-least-once delivery has to survive), and only a power cut or a
+//! kernel crash can lose the last commits. Providers retry anything not
+//! acknowledged, and a 2xx for a write lost to a power cut is the one gap;
+//! `FULL` would close it with one fsync per group commit, which on this kind
+//! of disk costs milliseconds per batch.
 
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use dripline_store::{Store, Write};
 
-/// Most writes one transaction takes; the rest wait for the next.
-const MAX_BATCH: usize = 512;
+/// Most writes one transaction takes; the units beyond wait for the next.
+const MAX_BATCH: usize = 1024;
 
-/// Tells a waiting `set` how its transaction ended.
+/// Tells a waiting request how its transaction ended.
 enum Reply {
     Async(tokio::sync::oneshot::Sender<Result<(), String>>),
     Blocking(mpsc::SyncSender<Result<(), String>>),
 }
 
 struct Pending {
-    write: Write,
+    writes: Vec<Write>,
     reply: Reply,
 }
 
@@ -37,17 +52,20 @@ impl GroupCommit {
             .name("dripline-kv-commit".into())
             .spawn(move || {
                 while let Ok(first) = pending.recv() {
-                    let mut batch = vec![first];
-                    while batch.len() < MAX_BATCH {
+                    let mut writes = first.writes;
+                    let mut replies = vec![first.reply];
+                    while writes.len() < MAX_BATCH {
                         match pending.try_recv() {
-                            Ok(next) => batch.push(next),
+                            Ok(next) => {
+                                writes.extend(next.writes);
+                                replies.push(next.reply);
+                            }
                             Err(_) => break,
                         }
                     }
-                    let writes: Vec<Write> = batch.iter().map(|p| p.write.clone()).collect();
                     let outcome = store.apply(&writes).map(drop).map_err(|e| e.to_string());
-                    for pending in batch {
-                        match pending.reply {
+                    for reply in replies {
+                        match reply {
                             Reply::Async(tx) => drop(tx.send(outcome.clone())),
                             Reply::Blocking(tx) => drop(tx.send(outcome.clone())),
                         }
@@ -57,30 +75,32 @@ impl GroupCommit {
         Ok(Self { queue })
     }
 
-    /// Sets `key` in store `label`; resolves once the write is committed.
-    pub async fn set(&self, label: &str, key: String, value: Vec<u8>) -> Result<(), String> {
+    /// Commits `writes` in one transaction (shared with other requests');
+    /// resolves once it is committed.
+    pub async fn commit(&self, writes: Vec<Write>) -> Result<(), String> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(label, key, value, Reply::Async(tx))?;
+        self.submit(writes, Reply::Async(tx))?;
         rx.await
             .map_err(|_| "the key-value writer stopped".to_string())?
     }
 
-    /// Sets `key` in store `label`, blocking until the write is committed.
-    pub fn set_blocking(&self, label: &str, key: String, value: Vec<u8>) -> Result<(), String> {
+    /// Commits `writes` in one transaction, blocking until it is committed.
+    pub fn commit_blocking(&self, writes: Vec<Write>) -> Result<(), String> {
+        if writes.is_empty() {
+            return Ok(());
+        }
         let (tx, rx) = mpsc::sync_channel(1);
-        self.submit(label, key, value, Reply::Blocking(tx))?;
+        self.submit(writes, Reply::Blocking(tx))?;
         rx.recv()
             .map_err(|_| "the key-value writer stopped".to_string())?
     }
 
-    fn submit(&self, label: &str, key: String, value: Vec<u8>, reply: Reply) -> Result<(), String> {
-        let write = Write::KvSet {
-            store: label.to_string(),
-            key,
-            value,
-        };
+    fn submit(&self, writes: Vec<Write>, reply: Reply) -> Result<(), String> {
         self.queue
-            .send(Pending { write, reply })
+            .send(Pending { writes, reply })
             .map_err(|_| "the key-value writer stopped".to_string())
     }
 }

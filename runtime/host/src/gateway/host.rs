@@ -1,13 +1,15 @@
 //! The imports a Spin gateway component gets under `dripline up`:
 //! `fermyon:spin/key-value@2.0.0` on the embedded store (deny by default: only
-//! the labels the manifest grants), `fermyon:spin/variables@2.0.0` from the
+//! the labels the manifest grants; a request's writes are one transaction,
+//! committed before its response leaves: [`RequestWrites`]),
+//! `fermyon:spin/variables@2.0.0` from the
 //! component's resolved variables, and `dripline:journey/trigger-handler` by
 //! the route's trigger component, run in a sandboxed instance of its own.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use dripline_store::Store;
+use dripline_store::{Store, Write};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi_http::WasiHttpCtx;
 
@@ -30,10 +32,6 @@ pub mod bindings {
         ",
         path: ["wit-spin", "../../wit"],
         world: "dripline:gateway-host/gateway-host",
-        // `set` waits for its group commit without holding a worker thread.
-        imports: {
-            "fermyon:spin/key-value.[method]store.set": async,
-        },
         with: {
             "dripline:journey/types": crate::bindings::step::dripline::journey::types,
             "fermyon:spin/key-value.store": super::KvStore,
@@ -68,11 +66,80 @@ pub struct RouteGrants {
     pub commit: super::commit::GroupCommit,
 }
 
+/// The key-value writes of one request, held back until the component hands
+/// over its response and then committed in one transaction (shared with other
+/// requests' by [`super::commit::GroupCommit`]) before the response is sent.
+///
+/// Why not commit each `set` as it comes: the gateway writes the inbox record
+/// and then the delivery's dedupe mark, and two commits in a row doubled the
+/// time a webhook waits for the store. Held together they cost one commit,
+/// and they land atomically: a crash leaves both or neither, and a provider's
+/// retry of "neither" stores the events once. The component still reads its
+/// own writes (`get`, `exists` and `get-keys` see them), and nothing it wrote
+/// is acknowledged to the sender before it is committed. Writes a component
+/// makes after handing over its response are committed when it returns.
+#[derive(Default)]
+pub struct RequestWrites {
+    state: Mutex<WritesState>,
+}
+
+#[derive(Default)]
+struct WritesState {
+    writes: Vec<Write>,
+    /// The response was handed over; later writes are the task's to commit.
+    released: bool,
+}
+
+impl RequestWrites {
+    fn lock(&self) -> MutexGuard<'_, WritesState> {
+        // The state is a list; a panic elsewhere cannot leave it half-changed.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(&self, write: Write) {
+        self.lock().writes.push(write);
+    }
+
+    /// What this request last wrote to `key`: `Some(Some(value))` set,
+    /// `Some(None)` deleted, `None` not written.
+    fn written(&self, label: &str, key: &str) -> Option<Option<Vec<u8>>> {
+        self.lock().writes.iter().rev().find_map(|w| match w {
+            Write::KvSet {
+                store,
+                key: k,
+                value,
+            } if store == label && k == key => Some(Some(value.clone())),
+            Write::KvDelete { store, key: k } if store == label && k == key => Some(None),
+            _ => None,
+        })
+    }
+
+    /// The writes to commit before the response is sent; from now on, writes
+    /// are left to [`Self::take_after_response`].
+    pub(super) fn take_for_response(&self) -> Vec<Write> {
+        let mut state = self.lock();
+        state.released = true;
+        std::mem::take(&mut state.writes)
+    }
+
+    /// The writes made after the response was handed over (none if it never was:
+    /// a request without a response stores nothing).
+    pub(super) fn take_after_response(&self) -> Vec<Write> {
+        let mut state = self.lock();
+        if state.released {
+            std::mem::take(&mut state.writes)
+        } else {
+            Vec::new()
+        }
+    }
+}
+
 /// The state of one gateway request.
 pub struct GatewayCall {
     pub(super) http: WasiHttpCtx,
     pub(super) hooks: DenyOutgoing,
     pub(super) grants: Arc<RouteGrants>,
+    pub(super) writes: Arc<RequestWrites>,
     stores: ResourceTable,
     open_stores: usize,
 }
@@ -84,6 +151,7 @@ impl GatewayCall {
             http: WasiHttpCtx::new(),
             hooks: DenyOutgoing,
             grants,
+            writes: Arc::new(RequestWrites::default()),
             stores: ResourceTable::new(),
             open_stores: 0,
         }
@@ -128,34 +196,38 @@ impl key_value::HostStore for GatewayCall {
         key: String,
     ) -> Result<Option<Vec<u8>>, key_value::Error> {
         let label = self.label(&store)?;
+        if let Some(written) = self.writes.written(&label, &key) {
+            return Ok(written);
+        }
         self.grants.store.kv_get(&label, &key).map_err(store_error)
     }
 
-    async fn set(
+    fn set(
         &mut self,
         store: Resource<KvStore>,
         key: String,
         value: Vec<u8>,
     ) -> Result<(), key_value::Error> {
         let label = self.label(&store)?;
-        self.grants
-            .commit
-            .set(&label, key, value)
-            .await
-            .map_err(key_value::Error::Other)
+        self.writes.push(Write::KvSet {
+            store: label,
+            key,
+            value,
+        });
+        Ok(())
     }
 
     fn delete(&mut self, store: Resource<KvStore>, key: String) -> Result<(), key_value::Error> {
         let label = self.label(&store)?;
-        self.grants
-            .store
-            .kv_delete(&label, &key)
-            .map(drop)
-            .map_err(store_error)
+        self.writes.push(Write::KvDelete { store: label, key });
+        Ok(())
     }
 
     fn exists(&mut self, store: Resource<KvStore>, key: String) -> Result<bool, key_value::Error> {
         let label = self.label(&store)?;
+        if let Some(written) = self.writes.written(&label, &key) {
+            return Ok(written.is_some());
+        }
         self.grants
             .store
             .kv_exists(&label, &key)
@@ -164,7 +236,25 @@ impl key_value::HostStore for GatewayCall {
 
     fn get_keys(&mut self, store: Resource<KvStore>) -> Result<Vec<String>, key_value::Error> {
         let label = self.label(&store)?;
-        self.grants.store.kv_keys(&label).map_err(store_error)
+        let mut keys: BTreeSet<String> = self
+            .grants
+            .store
+            .kv_keys(&label)
+            .map_err(store_error)?
+            .into_iter()
+            .collect();
+        for write in &self.writes.lock().writes {
+            match write {
+                Write::KvSet { store, key, .. } if *store == label => {
+                    keys.insert(key.clone());
+                }
+                Write::KvDelete { store, key } if *store == label => {
+                    keys.remove(key);
+                }
+                _ => {}
+            }
+        }
+        Ok(keys.into_iter().collect())
     }
 
     fn drop(&mut self, store: Resource<KvStore>) -> wasmtime::Result<()> {

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod commit;
 pub mod host;
 pub mod manifest;
+pub mod sweep;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +57,39 @@ pub struct Gateway {
     sandbox: Arc<Sandbox>,
     routes: Vec<Route>,
     deadline: Duration,
+    store: Arc<dyn Store>,
+}
+
+/// Stops a background task when the server that started it stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sweeps expired dedupe marks now and then every [`sweep::SWEEP_EVERY`].
+async fn sweep_forever(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(sweep::SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let store = store.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                .unwrap_or(0);
+            sweep::sweep_dedupe_marks(&*store, now_ms)
+        })
+        .await;
+        match swept {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!("swept {n} expired dedupe marks"),
+            Ok(Err(e)) => tracing::warn!("sweeping dedupe marks failed: {e}"),
+            Err(e) => tracing::warn!("the dedupe sweep stopped: {e}"),
+        }
+    }
 }
 
 impl Gateway {
@@ -134,6 +168,7 @@ impl Gateway {
             sandbox,
             routes,
             deadline,
+            store,
         })
     }
 
@@ -145,17 +180,22 @@ impl Gateway {
             .collect()
     }
 
-    /// Serves HTTP/1.1 on `listener` until `shutdown` completes.
+    /// Serves HTTP/1.1 on `listener` until `shutdown` completes, and sweeps
+    /// expired dedupe marks meanwhile ([`sweep`]).
     pub async fn serve(
         self: Arc<Self>,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> anyhow::Result<()> {
+        let sweeper = AbortOnDrop(tokio::spawn(sweep_forever(self.store.clone())));
         tokio::pin!(shutdown);
         loop {
             let (socket, peer) = tokio::select! {
                 accepted = listener.accept() => accepted?,
-                () = &mut shutdown => return Ok(()),
+                () = &mut shutdown => {
+                    drop(sweeper);
+                    return Ok(());
+                }
             };
             let _ = socket.set_nodelay(true);
             let gateway = self.clone();
@@ -204,6 +244,8 @@ impl Gateway {
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let mut store = self.sandbox.store(GatewayCall::new(route.grants.clone()));
         self.sandbox.arm_for(&mut store, self.deadline);
+        let writes = store.data().data.writes.clone();
+        let commit = route.grants.commit.clone();
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
             .data_mut()
@@ -213,15 +255,33 @@ impl Gateway {
         let pre = route.pre.clone();
         // The guest runs in a task of its own so that it can go on streaming
         // the body after it has sent the status and headers.
+        let late_writes = writes.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, request, out)
+                .await?;
+            commit
+                .commit(late_writes.take_after_response())
                 .await
+                .map_err(|e| anyhow::anyhow!("committing writes made after the response: {e}"))
         });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                // The response leaves only once the request's writes are durable.
+                match route.grants.commit.commit(writes.take_for_response()).await {
+                    Ok(()) => Ok(response),
+                    Err(e) => {
+                        tracing::error!(component = %route.pattern.component, "the inbox write failed: {e}");
+                        // 503 makes a provider retry later, as a store outage needs.
+                        Ok(plain(
+                            503,
+                            r#"{"error":"the inbox is unavailable","field":null}"#,
+                        ))
+                    }
+                }
+            }
             Ok(Err(code)) => anyhow::bail!("the component answered with an error: {code:?}"),
             Err(_) => match task.await {
                 Ok(Ok(())) => anyhow::bail!("the component never set a response"),
