@@ -326,18 +326,20 @@ fn up(
         );
         Arc::new(dripline::clock::ScaledClock::new(clock_speed))
     };
-    let (runner, _) = dripline::commands::open_runner(&worker, &sandbox, clock)?;
+    let (runner, outbox) = dripline::commands::open_runner(&worker, &sandbox, clock.clone())?;
+    let dispatcher = dripline::commands::open_dispatcher(&worker, outbox.clone(), clock)?;
     let stop_worker = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let worker_thread = {
         let stop = stop_worker.clone();
         std::thread::Builder::new()
             .name("dripline-worker".into())
-            .spawn(move || dripline::commands::run_worker(runner, stop))?
+            .spawn(move || dripline::commands::run_worker(runner, dispatcher, stop))?
     };
     let plugins = Plugins::load_dir(&sandbox, components)?;
     let state = Arc::new(ServerState {
         steps: plugins.steps.keys().cloned().collect(),
         triggers: plugins.triggers.keys().cloned().collect(),
+        store: Some(outbox),
     });
     tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");
     let variables = match &gateway.variables_file {

@@ -18,7 +18,9 @@ use dripline_engine::{
     Action, Enrollment, Event, Journey, StepOutcome, Timer, WaitRequest, enroll_by_hand_off,
     on_enrollment_event, on_event, on_step_outcome, on_timer,
 };
-use dripline_store::{DEFAULT_KV_STORE, NewOutboxMessage, Store, StoreError, Write};
+use dripline_store::{
+    DEFAULT_KV_STORE, NewOutboxMessage, OUTBOX_PENDING, OUTBOX_SUPPRESSED, Store, StoreError, Write,
+};
 use serde_json::{Value, json};
 
 use crate::bindings::{self, Outcome, StepContext, WaitFor, messaging};
@@ -417,6 +419,10 @@ impl Runner {
                     delivery,
                     unit.now,
                 )));
+            } else if let Some(row) =
+                crate::dispatch::post_row(enrollment, step_id, effect, unit.now)
+            {
+                unit.writes.push(Write::OutboxInsert(row));
             }
         }
         let contact = unit.contact_mut(&enrollment.contact_id)?;
@@ -478,6 +484,13 @@ fn outbox_row(
     delivery: &messaging::Delivery,
     now: i64,
 ) -> NewOutboxMessage {
+    // A suppressed send is kept for the record but never delivered; a deferred
+    // one waits in the outbox until the policy's time.
+    let (status, deliver_at_ms) = match delivery {
+        messaging::Delivery::Sent(_) => (OUTBOX_PENDING, now),
+        messaging::Delivery::Suppressed(_) => (OUTBOX_SUPPRESSED, now),
+        messaging::Delivery::Deferred(until) => (OUTBOX_PENDING, (*until).max(now)),
+    };
     let delivery = match delivery {
         messaging::Delivery::Sent(id) => json!({ "status": "sent", "id": id }),
         messaging::Delivery::Suppressed(reason) => {
@@ -486,6 +499,8 @@ fn outbox_row(
         messaging::Delivery::Deferred(until) => json!({ "status": "deferred", "until": until }),
     };
     NewOutboxMessage {
+        status: status.to_string(),
+        deliver_at_ms,
         idempotency_key: idempotency_key.to_string(),
         contact_id: enrollment.contact_id.clone(),
         channel: message.channel.clone(),
