@@ -499,8 +499,12 @@ fn a_failed_sms_is_retried_once_after_two_hours_then_sent() {
     assert_eq!(deployment.dispatch_at(T0 + 2 * HOUR).sent, 1);
     let sent = only_message(&deployment);
     assert_eq!(
-        (sent.status.as_str(), sent.attempts, sent.last_error),
-        ("sent".into(), 2, None)
+        (
+            sent.status.as_str(),
+            sent.attempts,
+            sent.last_error.as_deref()
+        ),
+        ("sent", 2, None)
     );
     let hits = provider.hits();
     assert_eq!(hits.len(), 2);

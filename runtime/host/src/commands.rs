@@ -225,10 +225,11 @@ fn print_outbox(store: &dyn Store, after: Option<i64>) -> Option<i64> {
     let mut last = after;
     for message in messages {
         let content = &message.content;
+        // The policy's word where there is one (a post has none).
         let status = content
             .pointer("/delivery/status")
             .and_then(|s| s.as_str())
-            .unwrap_or("?");
+            .unwrap_or(&message.status);
         println!(
             "outbox #{} [{}] {} -> {} ({status}): {}",
             message.id,

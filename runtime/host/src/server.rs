@@ -89,3 +89,53 @@ fn list_outbox(store: &dyn Store, query: &OutboxQuery) -> dripline_store::Result
     let next_after = messages.last().map(|m| m.id);
     Ok(json!({ "messages": messages, "next_after": next_after }))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use dripline_store::{MemoryStore, NewOutboxMessage};
+
+    #[test]
+    fn the_outbox_is_listed_by_contact_status_and_page() {
+        let store = MemoryStore::new();
+        for (n, contact) in ["c1", "c2", "c1"].iter().enumerate() {
+            store
+                .outbox_insert(NewOutboxMessage {
+                    idempotency_key: format!("k{n}"),
+                    contact_id: contact.to_string(),
+                    channel: "sms".into(),
+                    content: json!({}),
+                    status: if n == 1 { "suppressed" } else { "pending" }.into(),
+                    created_at_ms: 0,
+                    deliver_at_ms: 0,
+                })
+                .unwrap();
+        }
+        let query = |contact: Option<&str>, status: Option<&str>, after: Option<i64>| OutboxQuery {
+            contact: contact.map(str::to_string),
+            status: status.map(str::to_string),
+            after,
+            limit: Some(1),
+        };
+        let ids = |v: Value| -> Vec<i64> {
+            v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_i64().unwrap())
+                .collect()
+        };
+        let first = list_outbox(&store, &query(Some("c1"), None, None)).unwrap();
+        assert_eq!(ids(first.clone()), [1]);
+        let next = first["next_after"].as_i64();
+        assert_eq!(
+            ids(list_outbox(&store, &query(Some("c1"), None, next)).unwrap()),
+            [3]
+        );
+        assert_eq!(
+            ids(list_outbox(&store, &query(None, Some("suppressed"), None)).unwrap()),
+            [2]
+        );
+    }
+}

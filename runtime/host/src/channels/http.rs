@@ -87,8 +87,9 @@ impl HttpConfig {
 /// Network failures may pass on another try; a URL that cannot be used will not.
 fn classify_error(what: &str, error: &ureq::Error) -> DeliveryError {
     match error {
+        // Not the error's text: it quotes the URL, which may carry a key.
         ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) | ureq::Error::Http(_) => {
-            DeliveryError::Permanent(format!("{what}: bad request: {error}"))
+            DeliveryError::Permanent(format!("{what}: the URL or a header is not valid"))
         }
         _ => DeliveryError::Transient(format!("{what}: {error}")),
     }
