@@ -247,9 +247,11 @@ fn a_trial_sign_up_tags_the_lead_high_intent_hands_it_to_sales_and_ends_the_nurt
     let sent = messages_to(&deployment, "zhou@example.com");
     assert_eq!(sent.len(), 2, "{sent:?}");
     let (channel, at, task) = &sent[1];
-    assert_eq!((channel.as_str(), *at), ("webhook", T0 + DAY));
+    assert_eq!((channel.as_str(), *at), ("http-out", T0 + DAY));
+    assert_eq!(task["url"], "https://crm.example.com/api/tasks");
     let body: Value = serde_json::from_str(task["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["lead"]["email"], "zhou@example.com");
+    assert_eq!(body["task"], "Follow up: zhou@example.com started a trial");
 
     deployment.run_at(T0 + 10 * DAY);
     assert_eq!(

@@ -82,10 +82,13 @@ pub struct Deployment {
     pub store: Arc<dyn dripline_store::Store>,
     /// The clock it reads.
     pub clock: Arc<dripline::clock::ManualClock>,
+    /// The outbox's dispatcher, on the same store and clock; the test decides
+    /// when it runs ([`Deployment::dispatch_at`]).
+    pub dispatcher: dripline::dispatch::Dispatcher,
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
-pub const SHIPPED_STEPS: &[&str] = &["tag", "untag", "set-attribute", "send"];
+pub const SHIPPED_STEPS: &[&str] = &["tag", "untag", "set-attribute", "send", "webhook"];
 
 impl Deployment {
     /// A deployment of the repository's `journeys/` at time `now_ms`.
@@ -95,13 +98,33 @@ impl Deployment {
 
     /// A deployment of the journeys in `journeys` at time `now_ms`.
     pub fn with_journeys(journeys: &Path, now_ms: i64) -> Self {
-        Self::with_dirs(journeys, &repo_root().join("templates"), now_ms)
+        Self::with_channels(journeys, None, now_ms)
     }
 
     /// A deployment of the journeys and templates in these directories, with
     /// the repository's `delivery.toml`, at time `now_ms`.
     pub fn with_dirs(journeys: &Path, templates: &Path, now_ms: i64) -> Self {
+        Self::with_files(journeys, templates, None, now_ms)
+    }
+
+    /// A deployment of the journeys in `journeys` whose `channels.toml` is
+    /// `channels` (none: the embedded default, everything stays in the outbox).
+    pub fn with_channels(journeys: &Path, channels: Option<&str>, now_ms: i64) -> Self {
+        Self::with_files(journeys, &repo_root().join("templates"), channels, now_ms)
+    }
+
+    /// [`Deployment::with_channels`] with the templates in `templates`.
+    pub fn with_files(
+        journeys: &Path,
+        templates: &Path,
+        channels: Option<&str>,
+        now_ms: i64,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let channels_file = dir.path().join("channels.toml");
+        if let Some(text) = channels {
+            std::fs::write(&channels_file, text).unwrap_or_else(|e| panic!("{e}"));
+        }
         let components = dir.path().join("components");
         std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("{e}"));
         for name in SHIPPED_STEPS {
@@ -114,16 +137,21 @@ impl Deployment {
             templates: templates.to_path_buf(),
             delivery: repo_root().join("delivery.toml"),
             database: dir.path().join("dripline.db"),
+            channels: channels_file,
         };
         let clock = Arc::new(dripline::clock::ManualClock::new(now_ms));
         let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
         let (runner, store) = dripline::commands::open_runner(&deployment, &sandbox, clock.clone())
             .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"));
+        let dispatcher =
+            dripline::commands::open_dispatcher(&deployment, store.clone(), clock.clone())
+                .unwrap_or_else(|e| panic!("opening the dispatcher: {e:#}"));
         Self {
             dir,
             runner,
             store,
             clock,
+            dispatcher,
         }
     }
 
@@ -149,6 +177,19 @@ impl Deployment {
         self.runner
             .run_until_idle()
             .unwrap_or_else(|e| panic!("runner: {e}"));
+    }
+
+    /// Moves the clock to `now_ms` and delivers every outbox message due by
+    /// then, as `dripline up`'s worker does after each pass.
+    pub fn dispatch_at(&mut self, now_ms: i64) -> dripline::dispatch::DispatchReport {
+        assert!(
+            now_ms >= self.clock.now_ms(),
+            "the clock only moves forward"
+        );
+        self.clock.set(now_ms);
+        self.dispatcher
+            .run_until_idle()
+            .unwrap_or_else(|e| panic!("dispatcher: {e}"))
     }
 
     /// Every outbox message so far, oldest first.

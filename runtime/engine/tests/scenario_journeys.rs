@@ -218,7 +218,7 @@ fn a_trial_sign_up_at_any_step_tags_the_lead_notifies_sales_and_ends_the_journey
         [
             "cancel wait-2d/1/wait",
             "run tag-high-intent (tag) attempt 1",
-            "run notify-sales (send) attempt 1",
+            "run notify-sales (webhook) attempt 1",
             "exit: trial started",
         ]
     );

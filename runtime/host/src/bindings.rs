@@ -3,7 +3,7 @@
 //! reuses the step world's shared types so that an `Event` is one Rust type.
 
 /// Bindings for the `step` world: the exports a step component provides and the
-/// host interfaces (`log`, `contacts`, `messaging`) it may import.
+/// host interfaces (`log`, `contacts`, `messaging`, `http-out`) it may import.
 #[allow(missing_docs)] // generated; the WIT carries the docs
 pub mod step {
     wasmtime::component::bindgen!({
@@ -29,7 +29,7 @@ pub mod trigger {
 pub use step::dripline::journey::types::{
     ChannelConsent, ConsentState, Contact, Error as HostError, Event, Identities,
 };
-pub use step::dripline::journey::{contacts, log, messaging};
+pub use step::dripline::journey::{contacts, http_out, log, messaging};
 pub use step::exports::dripline::journey::step_handler::{
     EventWait, Outcome, RetryLater, StepContext, StepError, WaitFor,
 };

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use dripline_store::{SqliteStore, Store};
 
+use crate::channels::{Channels, ChannelsConfig};
 use crate::clock::Clock;
+use crate::dispatch::Dispatcher;
 use crate::journeys::{Journeys, Templates};
 use crate::policy::DeliveryPolicy;
 use crate::runner::Runner;
@@ -55,6 +57,9 @@ pub struct Deployment {
     pub delivery: PathBuf,
     /// The database file.
     pub database: PathBuf,
+    /// The channels file (`channels.toml`); absent means the embedded default,
+    /// where every message stays in the outbox.
+    pub channels: PathBuf,
 }
 
 /// Opens the store, loads plugins, journeys and templates, and builds a runner.
@@ -84,6 +89,9 @@ pub fn open_runner(
         Some(base) => Some(Tracker::for_deployment(base, store.as_ref())?),
         None => None,
     };
+    let allowed_hosts = ChannelsConfig::load(&deployment.channels)?
+        .map(|c| c.http_out.allowed_hosts)
+        .unwrap_or_default();
     let runner = Runner::new(
         store.clone(),
         plugins,
@@ -91,12 +99,74 @@ pub fn open_runner(
         templates,
         clock,
         Arc::new(policy),
-    );
+    )
+    .with_allowed_hosts(allowed_hosts);
     let runner = match tracker {
         Some(tracker) => runner.with_tracker(tracker),
         None => runner,
     };
     Ok((runner, store))
+}
+
+/// Reads the deployment's channels file and builds the dispatcher of `store`'s
+/// outbox. A channel a journey's send step names that the file does not
+/// configure is reported here, at start, rather than at the first send.
+pub fn open_dispatcher(
+    deployment: &Deployment,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Dispatcher> {
+    let channels = match ChannelsConfig::load(&deployment.channels)? {
+        Some(config) => {
+            tracing::info!(
+                channels = ?config.channels.keys().collect::<Vec<_>>(),
+                "channels from {}",
+                deployment.channels.display()
+            );
+            Channels::from_config(config)?
+        }
+        None => Channels::embedded(),
+    };
+    for (file, channel) in channels_named_by_journeys(&deployment.journeys) {
+        if channels.get(&channel).is_none() {
+            tracing::error!(
+                "{file}: channel `{channel}` is not configured in {}; its sends will fail",
+                deployment.channels.display()
+            );
+        }
+    }
+    Ok(Dispatcher::new(store, channels, clock))
+}
+
+/// (journey file, channel) for every `channel = "..."` in a step's config.
+fn channels_named_by_journeys(dir: &Path) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(doc) = text.parse::<toml::Table>() else {
+            continue;
+        };
+        let steps = doc.get("steps").and_then(|s| s.as_array());
+        for step in steps.into_iter().flatten() {
+            let channel = step
+                .get("config")
+                .and_then(|c| c.get("channel"))
+                .and_then(|c| c.as_str());
+            if let Some(channel) = channel.filter(|c| *c != "preferred") {
+                found.push((path.display().to_string(), channel.to_string()));
+            }
+        }
+    }
+    found
 }
 
 /// `dripline process`: processes the inbox and the timers due at the clock's
@@ -117,10 +187,11 @@ pub fn process(
     Ok(())
 }
 
-/// The worker loop of `dripline up`: processes whatever is due, re-reads changed
-/// journey files every second, prints each new outbox message, and rests when
-/// idle. Stops when `stop` is set.
-pub fn run_worker(mut runner: Runner, stop: Arc<AtomicBool>) {
+/// The worker loop of `dripline up`: processes whatever is due, delivers the
+/// outbox messages that are due, re-reads changed journey files every second,
+/// prints each new outbox message, and rests when idle. Stops when `stop` is
+/// set.
+pub fn run_worker(mut runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
     let mut last_reload = Instant::now();
     let mut printed = None;
     while !stop.load(Ordering::Relaxed) {
@@ -134,6 +205,13 @@ pub fn run_worker(mut runner: Runner, stop: Arc<AtomicBool>) {
         if busy {
             printed = print_outbox(runner.store().as_ref(), printed);
         }
+        let busy = match dispatcher.run_until_idle() {
+            Ok(report) => busy || report.handled() > 0,
+            Err(e) => {
+                tracing::error!("dispatcher: {e}");
+                busy
+            }
+        };
         if last_reload.elapsed() > Duration::from_secs(1) {
             last_reload = Instant::now();
             match runner.reload_journeys() {
@@ -156,10 +234,11 @@ fn print_outbox(store: &dyn Store, after: Option<i64>) -> Option<i64> {
     let mut last = after;
     for message in messages {
         let content = &message.content;
+        // The policy's word where there is one (a post has none).
         let status = content
             .pointer("/delivery/status")
             .and_then(|s| s.as_str())
-            .unwrap_or("?");
+            .unwrap_or(&message.status);
         println!(
             "outbox #{} [{}] {} -> {} ({status}): {}",
             message.id,
@@ -183,5 +262,6 @@ pub fn deployment_at(root: &Path, components: PathBuf, data: &Path) -> Deploymen
         templates: root.join("templates"),
         delivery: root.join(crate::policy::DELIVERY_FILE),
         database: data.join("dripline.db"),
+        channels: root.join("channels.toml"),
     }
 }

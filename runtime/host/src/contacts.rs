@@ -167,7 +167,7 @@ impl ContactRecord {
             Effect::AddScore(points) => {
                 self.profile.score = self.profile.score.saturating_add(*points)
             }
-            Effect::Send { .. } => {}
+            Effect::Send { .. } | Effect::Post { .. } => {}
         }
     }
 }

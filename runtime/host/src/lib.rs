@@ -14,10 +14,12 @@
 pub mod bench;
 pub mod bench_timers;
 pub mod bindings;
+pub mod channels;
 pub mod clock;
 pub mod commands;
 pub mod contacts;
 pub mod crash;
+pub mod dispatch;
 pub mod gateway;
 pub mod journeys;
 pub mod plugins;
@@ -31,5 +33,7 @@ pub mod trigger_plugin;
 
 pub use plugins::Plugins;
 pub use sandbox::{PluginError, Sandbox, SandboxConfig};
-pub use step_plugin::{AcceptAll, Decision, Effect, Messenger, StepPlugin, StepRun};
+pub use step_plugin::{
+    AcceptAll, Decision, Effect, Granting, Messenger, StepPlugin, StepRun,
+};
 pub use trigger_plugin::TriggerPlugin;

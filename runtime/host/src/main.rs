@@ -327,11 +327,12 @@ fn up(
         Arc::new(dripline::clock::ScaledClock::new(clock_speed))
     };
     let (runner, store) = dripline::commands::open_runner(&worker, &sandbox, clock.clone())?;
+    let dispatcher = dripline::commands::open_dispatcher(&worker, store.clone(), clock.clone())?;
     let tracking = runner
         .tracker()
         .cloned()
         .map(|tracker| dripline::server::TrackingState {
-            store,
+            store: store.clone(),
             tracker,
             clock,
         });
@@ -340,12 +341,13 @@ fn up(
         let stop = stop_worker.clone();
         std::thread::Builder::new()
             .name("dripline-worker".into())
-            .spawn(move || dripline::commands::run_worker(runner, stop))?
+            .spawn(move || dripline::commands::run_worker(runner, dispatcher, stop))?
     };
     let plugins = Plugins::load_dir(&sandbox, components)?;
     let state = Arc::new(ServerState {
         steps: plugins.steps.keys().cloned().collect(),
         triggers: plugins.triggers.keys().cloned().collect(),
+        store: Some(store),
         tracking,
     });
     tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");

@@ -18,7 +18,9 @@ use dripline_engine::{
     Action, Enrollment, Event, Journey, StepOutcome, Timer, WaitRequest, enroll_by_hand_off,
     on_enrollment_event, on_event, on_step_outcome, on_timer,
 };
-use dripline_store::{DEFAULT_KV_STORE, NewOutboxMessage, Store, StoreError, Write};
+use dripline_store::{
+    DEFAULT_KV_STORE, NewOutboxMessage, OUTBOX_PENDING, OUTBOX_SUPPRESSED, Store, StoreError, Write,
+};
 use serde_json::{Value, json};
 
 use crate::bindings::{self, Outcome, StepContext, WaitFor, messaging};
@@ -28,7 +30,7 @@ use crate::journeys::{Journeys, Templates};
 use crate::plugins::Plugins;
 use crate::policy::{DeliveryPolicy, PREFERRED, PastSend, PolicyCall, SendContext, fingerprint};
 use crate::sandbox::PluginError;
-use crate::step_plugin::Effect;
+use crate::step_plugin::{Effect, Granting};
 use crate::tracking::Tracker;
 
 /// How long a claimed timer stays ours before another worker may take it.
@@ -52,6 +54,8 @@ pub struct Runner {
     clock: Arc<dyn Clock>,
     policy: Arc<DeliveryPolicy>,
     tracker: Option<Tracker>,
+    /// Hosts every step may post to (`[http_out] allowed_hosts`).
+    allowed_hosts: Vec<String>,
 }
 
 /// What one pass did.
@@ -81,7 +85,15 @@ impl Runner {
             clock,
             policy,
             tracker: None,
+            allowed_hosts: Vec::new(),
         }
+    }
+
+    /// Grants every step's outbound posts these hosts, besides what each step's
+    /// own config grants.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
     }
 
     /// Rewrites the links of outgoing emails into signed tracking links and adds
@@ -416,7 +428,10 @@ impl Runner {
             now,
             history,
         };
-        let messenger = Arc::new(PolicyCall::new(self.policy.clone(), send_context));
+        let messenger = Arc::new(Granting {
+            inner: Arc::new(PolicyCall::new(self.policy.clone(), send_context)),
+            allowed_hosts: self.allowed_hosts.clone(),
+        });
         let context = StepContext {
             journey: enrollment.journey.clone(),
             journey_version: enrollment.journey_version,
@@ -478,6 +493,10 @@ impl Runner {
                 if let Some(tracker) = &self.tracker {
                     tracker.instrument(&mut row);
                 }
+                unit.writes.push(Write::OutboxInsert(row));
+            } else if let Some(row) =
+                crate::dispatch::post_row(enrollment, step_id, effect, unit.now)
+            {
                 unit.writes.push(Write::OutboxInsert(row));
             }
         }
@@ -543,9 +562,12 @@ fn outbox_row(
     delivery: &messaging::Delivery,
     now: i64,
 ) -> NewOutboxMessage {
-    let deliver_at = match delivery {
-        messaging::Delivery::Deferred(until) => *until,
-        _ => now,
+    // A suppressed send is kept for the record but never delivered; a deferred
+    // one waits in the outbox until the policy's time.
+    let (status, deliver_at_ms) = match delivery {
+        messaging::Delivery::Sent(_) => (OUTBOX_PENDING, now),
+        messaging::Delivery::Suppressed(_) => (OUTBOX_SUPPRESSED, now),
+        messaging::Delivery::Deferred(until) => (OUTBOX_PENDING, (*until).max(now)),
     };
     let delivery = match delivery {
         messaging::Delivery::Sent(id) => json!({ "status": "sent", "id": id }),
@@ -555,6 +577,8 @@ fn outbox_row(
         messaging::Delivery::Deferred(until) => json!({ "status": "deferred", "until": until }),
     };
     NewOutboxMessage {
+        status: status.to_string(),
+        deliver_at_ms,
         idempotency_key: idempotency_key.to_string(),
         contact_id: enrollment.contact_id.clone(),
         channel: message.channel.clone(),
@@ -566,7 +590,7 @@ fn outbox_row(
             "step": step_id,
             "template": template,
             "fingerprint": fingerprint(message),
-            "deliver_at": deliver_at,
+            "deliver_at": deliver_at_ms,
             "subject": message.subject,
             "body": message.body,
             "html": message.html,

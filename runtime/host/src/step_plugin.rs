@@ -12,7 +12,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::bindings::step::{Step, StepPre};
 use crate::bindings::{
-    Contact, HostError, Outcome, STEP_EXPORT, StepContext, StepError, contacts, log, messaging,
+    Contact, HostError, Outcome, STEP_EXPORT, StepContext, StepError, contacts, http_out, log,
+    messaging,
 };
 use crate::sandbox::{PluginError, Sandbox, Sandboxed};
 
@@ -41,6 +42,15 @@ pub enum Effect {
         /// What the policy decided.
         delivery: messaging::Delivery,
     },
+    /// A JSON POST to a granted host, queued for the dispatcher.
+    Post {
+        /// Unique per enrollment, step, attempt and post within the step.
+        idempotency_key: String,
+        /// Where to post.
+        url: String,
+        /// The JSON body.
+        body: String,
+    },
 }
 
 /// What the delivery policy made of one send.
@@ -65,6 +75,37 @@ pub trait Messenger: Send + Sync {
         message: &messaging::Message,
         idempotency_key: &str,
     ) -> Result<Decision, HostError>;
+
+    /// Whether the deployment grants the `webhook` step's posts to `url`'s
+    /// host; the error names the host. Grants nothing unless the runtime says
+    /// otherwise: a step reaches only what its config or the deployment grants.
+    fn grant_post(&self, url: &str) -> Result<(), String> {
+        crate::channels::config::check_host(url, &[])
+    }
+}
+
+/// A messenger with the deployment's grants for outbound posts (`[http_out]
+/// allowed_hosts` in channels.toml), deciding sends as `inner` does.
+pub struct Granting {
+    /// The delivery policy.
+    pub inner: Arc<dyn Messenger>,
+    /// Hosts every step may post to.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Messenger for Granting {
+    fn decide(
+        &self,
+        contact: &Contact,
+        message: &messaging::Message,
+        idempotency_key: &str,
+    ) -> Result<Decision, HostError> {
+        self.inner.decide(contact, message, idempotency_key)
+    }
+
+    fn grant_post(&self, url: &str) -> Result<(), String> {
+        crate::channels::config::check_host(url, &self.allowed_hosts)
+    }
 }
 
 /// A messenger that accepts everything: for tests and benchmarks of the sandbox.
@@ -91,12 +132,21 @@ pub struct StepCall {
     /// `{enrollment}/{step}/{attempt}`: the prefix of every effect's key.
     call_key: String,
     messenger: Arc<dyn Messenger>,
+    /// Hosts the step's own config grants (`allowed_hosts`): the journey
+    /// author's grant, which the component cannot change.
+    allowed_hosts: Vec<String>,
     pub(crate) effects: Vec<Effect>,
 }
 
 impl StepCall {
     fn new(plugin: Arc<str>, context: &StepContext, messenger: Arc<dyn Messenger>) -> Self {
+        let allowed_hosts = serde_json::from_str::<serde_json::Value>(&context.config)
+            .ok()
+            .and_then(|c| c.get("allowed_hosts").cloned())
+            .and_then(|h| serde_json::from_value(h).ok())
+            .unwrap_or_default();
         Self {
+            allowed_hosts,
             plugin,
             contact: context.contact.clone(),
             call_key: format!(
@@ -193,6 +243,7 @@ impl StepPlugin {
             contact: empty_contact(),
             call_key: "validate".into(),
             messenger: Arc::new(AcceptAll),
+            allowed_hosts: Vec::new(),
             effects: Vec::new(),
         };
         let mut store = self.sandbox.store(placeholder);
@@ -374,5 +425,35 @@ impl messaging::Host for StepCall {
             delivery: delivery.clone(),
         });
         Ok(delivery)
+    }
+}
+
+impl http_out::Host for StepCall {
+    fn post(&mut self, request: http_out::Outbound) -> Result<String, HostError> {
+        if request.body.len() > MAX_VALUE {
+            return Err(HostError::InvalidInput(format!(
+                "body is over {MAX_VALUE} bytes"
+            )));
+        }
+        serde_json::from_str::<serde_json::Value>(&request.body)
+            .map_err(|e| HostError::InvalidInput(format!("body is not JSON: {e}")))?;
+        crate::channels::config::host_of(&request.url).map_err(HostError::InvalidInput)?;
+        if crate::channels::config::check_host(&request.url, &self.allowed_hosts).is_err() {
+            self.messenger
+                .grant_post(&request.url)
+                .map_err(HostError::AccessDenied)?;
+        }
+        let posts = self
+            .effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Post { .. }))
+            .count();
+        let idempotency_key = format!("{}/post-{posts}", self.call_key);
+        self.effects.push(Effect::Post {
+            idempotency_key: idempotency_key.clone(),
+            url: request.url,
+            body: request.body,
+        });
+        Ok(idempotency_key)
     }
 }

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::{
     Contact, DEFAULT_KV_STORE, Enrollment, Identity, MemoryStore, NewOutboxMessage, OUTBOX_PENDING,
-    SqliteStore, Store, StoreError, Write, WriteResult, inbox_key,
+    OUTBOX_SENT, OUTBOX_SUPPRESSED, SqliteStore, Store, StoreError, Write, WriteResult, inbox_key,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -60,6 +60,9 @@ behaviour_suite!(
     next_due_at_is_the_earliest_moment_a_claim_would_return_a_timer,
     an_outbox_insert_with_a_known_idempotency_key_returns_the_first_message,
     outbox_messages_are_listed_in_insertion_order_and_by_status_and_contact,
+    due_messages_are_pending_ones_whose_time_has_come_earliest_first,
+    a_recorded_attempt_updates_a_pending_message_and_never_a_sent_one,
+    a_suppressed_message_is_kept_but_never_due,
     counters_add_up_and_are_all_listed,
     a_failing_write_undoes_every_earlier_write_of_its_batch,
     a_batch_returns_one_result_per_write_in_order,
@@ -92,7 +95,9 @@ fn message(key: &str, contact_id: &str, at: i64) -> NewOutboxMessage {
         contact_id: contact_id.to_owned(),
         channel: "email".to_owned(),
         content: json!({ "subject": key }),
+        status: OUTBOX_PENDING.to_owned(),
         created_at_ms: at,
+        deliver_at_ms: at,
     }
 }
 
@@ -565,6 +570,67 @@ fn outbox_messages_are_listed_in_insertion_order_and_by_status_and_contact(
         .map(|m| m.idempotency_key)
         .collect();
     assert_eq!(to_c1, vec!["m0", "m2"]);
+    Ok(())
+}
+
+fn due_messages_are_pending_ones_whose_time_has_come_earliest_first(s: &dyn Store) -> TestResult {
+    let early = s.outbox_insert(message("a", "c1", 0))?.0;
+    let mut deferred = message("b", "c1", 0);
+    deferred.deliver_at_ms = 500;
+    let late = s.outbox_insert(deferred)?.0;
+    let mid = s.outbox_insert(message("c", "c2", 100))?.0;
+    let ids = |due: Vec<crate::OutboxMessage>| due.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.outbox_due(99, 10)?), vec![early]);
+    assert_eq!(ids(s.outbox_due(500, 10)?), vec![early, mid, late]);
+    assert_eq!(ids(s.outbox_due(500, 2)?), vec![early, mid]);
+    s.outbox_set_status(early, OUTBOX_SENT, 1)?;
+    assert_eq!(ids(s.outbox_due(500, 10)?), vec![mid, late]);
+    Ok(())
+}
+
+fn a_recorded_attempt_updates_a_pending_message_and_never_a_sent_one(s: &dyn Store) -> TestResult {
+    let (id, _) = s.outbox_insert(message("a", "c1", 0))?;
+    let attempt =
+        |status: &str, deliver_at_ms, attempts, error: Option<&str>| Write::OutboxRecordAttempt {
+            id,
+            status: status.to_owned(),
+            deliver_at_ms,
+            attempts,
+            last_error: error.map(str::to_owned),
+            at_ms: deliver_at_ms,
+        };
+    let retry = s.apply(&[attempt(OUTBOX_PENDING, 7_200, 1, Some("503"))])?;
+    assert_eq!(retry, vec![WriteResult::Flag(true)]);
+    let stored = s.outbox_get(id)?.ok_or("gone")?;
+    assert_eq!(
+        (
+            stored.status.as_str(),
+            stored.deliver_at_ms,
+            stored.attempts
+        ),
+        (OUTBOX_PENDING, 7_200, 1)
+    );
+    assert_eq!(stored.last_error.as_deref(), Some("503"));
+    assert!(s.outbox_due(7_199, 10)?.is_empty());
+    s.apply(&[attempt(OUTBOX_SENT, 7_200, 2, None)])?;
+    // A replay of the first result after the send was recorded changes nothing.
+    let replay = s.apply(&[attempt(OUTBOX_PENDING, 9_000, 1, Some("503"))])?;
+    assert_eq!(replay, vec![WriteResult::Flag(false)]);
+    let stored = s.outbox_get(id)?.ok_or("gone")?;
+    assert_eq!((stored.status.as_str(), stored.attempts), (OUTBOX_SENT, 2));
+    assert_eq!(stored.last_error, None);
+    Ok(())
+}
+
+fn a_suppressed_message_is_kept_but_never_due(s: &dyn Store) -> TestResult {
+    let mut held = message("a", "c1", 0);
+    held.status = OUTBOX_SUPPRESSED.to_owned();
+    let (id, _) = s.outbox_insert(held)?;
+    assert!(s.outbox_due(i64::MAX, 10)?.is_empty());
+    assert_eq!(
+        s.outbox_get(id)?.map(|m| m.status),
+        Some(OUTBOX_SUPPRESSED.to_owned())
+    );
     Ok(())
 }
 

@@ -50,6 +50,17 @@ pub const INBOX_PREFIX: &str = "inbox/";
 /// The status of an outbox message that has not been handed to a channel yet.
 pub const OUTBOX_PENDING: &str = "pending";
 
+/// The status of an outbox message its channel accepted.
+pub const OUTBOX_SENT: &str = "sent";
+
+/// The status of an outbox message that failed for good: a permanent error, or
+/// a transient one that outlasted its retries.
+pub const OUTBOX_FAILED: &str = "failed";
+
+/// The status of an outbox message the delivery policy held back; it is kept
+/// for the record and never delivered.
+pub const OUTBOX_SUPPRESSED: &str = "suppressed";
+
 /// The key under which the gateway writes an inbox record:
 /// `inbox/{received_at_ms:013}/{event_id}`.
 ///
@@ -231,8 +242,14 @@ pub struct NewOutboxMessage {
     pub channel: String,
     /// The rendered message, opaque to the store.
     pub content: serde_json::Value,
+    /// What to insert it as: [`OUTBOX_PENDING`] to be delivered, or
+    /// [`OUTBOX_SUPPRESSED`] to keep a record of a send the policy held back.
+    pub status: String,
     /// When the message was created.
     pub created_at_ms: Millis,
+    /// The earliest time a dispatcher may deliver it: the creation time, or the
+    /// end of quiet hours for a deferred send.
+    pub deliver_at_ms: Millis,
 }
 
 /// A message in the outbox.
@@ -248,13 +265,21 @@ pub struct OutboxMessage {
     pub channel: String,
     /// The rendered message.
     pub content: serde_json::Value,
-    /// [`OUTBOX_PENDING`] when inserted; channels set the rest (`sent`, `failed`,
-    /// ...), which the store does not interpret.
+    /// As inserted ([`OUTBOX_PENDING`] or [`OUTBOX_SUPPRESSED`]); the dispatcher
+    /// sets the rest ([`OUTBOX_SENT`], [`OUTBOX_FAILED`]). The store interprets
+    /// only [`OUTBOX_PENDING`], in [`Store::outbox_due`].
     pub status: String,
     /// When the message was created.
     pub created_at_ms: Millis,
     /// When the status last changed (the creation time until then).
     pub updated_at_ms: Millis,
+    /// While pending, the earliest time it may be delivered: the next attempt's
+    /// time after a transient failure.
+    pub deliver_at_ms: Millis,
+    /// How many delivery attempts were recorded.
+    pub attempts: u32,
+    /// The last failed attempt's error, as the channel described it.
+    pub last_error: Option<String>,
 }
 
 /// One mutation. A batch of them is applied by [`Store::apply`] in one
@@ -360,6 +385,28 @@ pub enum Write {
         /// The new status.
         status: String,
         /// When it changed.
+        at_ms: Millis,
+    },
+    /// Records a delivery attempt on a message that is still pending: its new
+    /// status ([`OUTBOX_SENT`], [`OUTBOX_FAILED`], or [`OUTBOX_PENDING`] again to
+    /// retry at `deliver_at_ms`), the attempt count and the error. A message that
+    /// is no longer pending is left alone, so a result recorded twice (two
+    /// dispatchers, or one replaying after a crash) never turns a sent message
+    /// back into a pending one. Result: [`WriteResult::Flag`], whether it was
+    /// pending and is now updated.
+    OutboxRecordAttempt {
+        /// The message's id.
+        id: i64,
+        /// The status after this attempt.
+        status: String,
+        /// When to try again, for a message that stays pending; otherwise kept
+        /// as a record of when the last attempt was due.
+        deliver_at_ms: Millis,
+        /// Attempts made so far, this one included.
+        attempts: u32,
+        /// The error of this attempt, none if it succeeded.
+        last_error: Option<String>,
+        /// When the attempt was made.
         at_ms: Millis,
     },
     /// Adds to a counter (absent counters are 0). Result: [`WriteResult::Counter`],
@@ -522,6 +569,12 @@ pub trait Store: Send + Sync {
     /// Up to `limit` messages with a status, in insertion order; with
     /// [`OUTBOX_PENDING`], the delivery queue.
     fn outbox_with_status(&self, status: &str, limit: usize) -> Result<Vec<OutboxMessage>>;
+
+    /// Up to `limit` pending messages whose delivery time has come by `now_ms`,
+    /// earliest delivery time first (then insertion order): the dispatcher's
+    /// queue. Taken from an index on (status, delivery time), so a backlog of
+    /// sent messages costs nothing.
+    fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>>;
 
     /// Every message to a contact, in insertion order.
     fn outbox_of_contact(&self, contact_id: &str) -> Result<Vec<OutboxMessage>>;

@@ -352,6 +352,29 @@ impl State {
                 }
                 None => WriteResult::Flag(false),
             },
+            Write::OutboxRecordAttempt {
+                id,
+                status,
+                deliver_at_ms,
+                attempts,
+                last_error,
+                at_ms,
+            } => match self.outbox.get(id) {
+                Some(m) if m.status == OUTBOX_PENDING => {
+                    let new = OutboxMessage {
+                        status: status.clone(),
+                        deliver_at_ms: *deliver_at_ms,
+                        attempts: *attempts,
+                        last_error: last_error.clone(),
+                        updated_at_ms: *at_ms,
+                        ..m.clone()
+                    };
+                    let old = self.set_outbox(*id, Some(new));
+                    log.push(Undo::Outbox(*id, old));
+                    WriteResult::Flag(true)
+                }
+                _ => WriteResult::Flag(false),
+            },
             Write::MetricAdd { name, delta } => {
                 let value = self
                     .metrics
@@ -389,9 +412,12 @@ fn new_outbox_message(id: i64, m: &NewOutboxMessage) -> OutboxMessage {
         contact_id: m.contact_id.clone(),
         channel: m.channel.clone(),
         content: m.content.clone(),
-        status: OUTBOX_PENDING.to_owned(),
+        status: m.status.clone(),
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.created_at_ms,
+        deliver_at_ms: m.deliver_at_ms,
+        attempts: 0,
+        last_error: None,
     }
 }
 
@@ -592,6 +618,20 @@ impl Store for MemoryStore {
             .take(limit)
             .cloned()
             .collect())
+    }
+
+    fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>> {
+        // A scan: the memory store holds test-sized outboxes.
+        let mut due: Vec<OutboxMessage> = self
+            .lock()?
+            .outbox
+            .values()
+            .filter(|m| m.status == OUTBOX_PENDING && m.deliver_at_ms <= now_ms)
+            .cloned()
+            .collect();
+        due.sort_by_key(|m| (m.deliver_at_ms, m.id));
+        due.truncate(limit);
+        Ok(due)
     }
 
     fn outbox_of_contact(&self, contact_id: &str) -> Result<Vec<OutboxMessage>> {

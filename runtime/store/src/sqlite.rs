@@ -222,7 +222,43 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.execute_batch(SCHEMA_V1)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
+    add_missing_columns(&tx, "outbox", OUTBOX_DELIVERY_COLUMNS)?;
+    tx.execute_batch(OUTBOX_DELIVERY_INDEX)?;
     tx.commit()?;
+    Ok(())
+}
+
+/// The outbox's delivery bookkeeping, added to files written before it existed.
+/// A column added with a default needs no rewrite of the table, and a pending
+/// row from before becomes due at once, as it was meant to be.
+const OUTBOX_DELIVERY_COLUMNS: &[(&str, &str)] = &[
+    ("deliver_at", "INTEGER NOT NULL DEFAULT 0"),
+    ("attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("last_error", "TEXT"),
+];
+
+const OUTBOX_DELIVERY_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, deliver_at, id);";
+
+/// Adds each column the table lacks. Run at every open rather than behind a
+/// version bump: it is idempotent, and an older file gains the columns without
+/// the rest of its schema being touched.
+fn add_missing_columns(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> Result<()> {
+    let present: Vec<String> = tx
+        .prepare(&format!("PRAGMA table_info({table})"))?
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, definition) in columns {
+        if !present.iter().any(|p| p == name) {
+            tx.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {name} {definition};"
+            ))?;
+        }
+    }
     Ok(())
 }
 
@@ -286,8 +322,8 @@ fn enrollment_from_row(row: &Row<'_>) -> rusqlite::Result<Enrollment> {
     })
 }
 
-const OUTBOX_COLUMNS: &str =
-    "id, idempotency_key, contact_id, channel, content, status, created_at, updated_at";
+const OUTBOX_COLUMNS: &str = "id, idempotency_key, contact_id, channel, content, status, \
+     created_at, updated_at, deliver_at, attempts, last_error";
 
 fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
     Ok(OutboxMessage {
@@ -299,6 +335,9 @@ fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
         status: row.get(5)?,
         created_at_ms: row.get(6)?,
         updated_at_ms: row.get(7)?,
+        deliver_at_ms: row.get(8)?,
+        attempts: row.get(9)?,
+        last_error: row.get(10)?,
     })
 }
 
@@ -399,8 +438,8 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
             let inserted: Option<i64> = tx
                 .prepare_cached(
                     "INSERT INTO outbox (idempotency_key, contact_id, channel, content, status,
-                         created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                         created_at, updated_at, deliver_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
                      ON CONFLICT (idempotency_key) DO NOTHING
                      RETURNING id",
                 )?
@@ -410,8 +449,9 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                         m.contact_id,
                         m.channel,
                         to_json(&m.content)?,
-                        OUTBOX_PENDING,
-                        m.created_at_ms
+                        m.status,
+                        m.created_at_ms,
+                        m.deliver_at_ms
                     ],
                     |r| r.get(0),
                 )
@@ -433,6 +473,31 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
             let n = tx
                 .prepare_cached("UPDATE outbox SET status = ?2, updated_at = ?3 WHERE id = ?1")?
                 .execute(params![id, status, at_ms])?;
+            WriteResult::Flag(n > 0)
+        }
+        Write::OutboxRecordAttempt {
+            id,
+            status,
+            deliver_at_ms,
+            attempts,
+            last_error,
+            at_ms,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET status = ?2, deliver_at = ?3, attempts = ?4,
+                         last_error = ?5, updated_at = ?6
+                     WHERE id = ?1 AND status = ?7",
+                )?
+                .execute(params![
+                    id,
+                    status,
+                    deliver_at_ms,
+                    attempts,
+                    last_error,
+                    at_ms,
+                    OUTBOX_PENDING
+                ])?;
             WriteResult::Flag(n > 0)
         }
         Write::MetricAdd { name, delta } => {
@@ -835,6 +900,21 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
+    fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox INDEXED BY outbox_due
+             WHERE status = ?1 AND deliver_at <= ?2 ORDER BY deliver_at, id LIMIT ?3"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![OUTBOX_PENDING, now_ms, sql_limit(limit)],
+                outbox_from_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     fn outbox_of_contact(&self, contact_id: &str) -> Result<Vec<OutboxMessage>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
@@ -979,6 +1059,36 @@ mod tests {
         assert_eq!(store.next_due_at()?, Some(5));
         assert_eq!(store.metric_get("m")?, 2);
         assert_eq!(store.path(), path);
+        Ok(())
+    }
+
+    #[test]
+    fn an_outbox_written_before_delivery_bookkeeping_gains_its_columns_and_keeps_its_rows()
+    -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("d.db");
+        {
+            // The outbox table as the first release created it, with one row.
+            let conn = Connection::open(&path)?;
+            conn.execute_batch(SCHEMA_V1)?;
+            conn.execute_batch(
+                "DROP TABLE outbox;
+                 CREATE TABLE outbox (
+                    id INTEGER PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE,
+                    contact_id TEXT NOT NULL, channel TEXT NOT NULL, content TEXT NOT NULL,
+                    status TEXT NOT NULL, created_at INTEGER NOT NULL,
+                    updated_at INTEGER NOT NULL);
+                 INSERT INTO outbox VALUES (1, 'k', 'c1', 'sms', '{}', 'pending', 5, 5);",
+            )?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        let store = SqliteStore::open(&path)?;
+        let due = store.outbox_due(10, 10)?;
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].deliver_at_ms, due[0].attempts), (0, 0));
+        drop(store);
+        // Opening again finds the columns present and adds nothing.
+        assert_eq!(SqliteStore::open(&path)?.outbox_due(10, 10)?.len(), 1);
         Ok(())
     }
 

@@ -1,0 +1,780 @@
+//! Delivery, end to end: the real `send` and `webhook` components queue
+//! messages, the dispatcher delivers them to real servers on loopback (an SMTP
+//! server, HTTP receivers standing in for an SMS provider, a WeCom robot, a CRM
+//! and an alert hook), and the outbox, the metrics and the receivers show what
+//! happened. Time is a manual clock; retries are due when the test moves it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use dripline::channels::{Channel, Channels, ChannelsConfig, Configured, DeliveryError, Receipt};
+use dripline::clock::Clock as _;
+use dripline::dispatch::Dispatcher;
+use dripline_store::{Contact, OutboxMessage};
+use dripline_tests::Deployment;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const T0: i64 = 1_795_000_000_000;
+
+// ----- the deployment -----
+
+/// A journey that sends one message on `channel` to whoever pings.
+fn send_journey(channel: &str) -> String {
+    format!(
+        r#"
+name = "Ping"
+version = 1
+
+[trigger]
+event = "test.ping"
+
+[[steps]]
+id = "say"
+uses = "send"
+config = {{ channel = "{channel}", template = "ping", category = "transactional" }}
+"#
+    )
+}
+
+/// A journey whose one step posts to `url` through the `webhook` step.
+fn post_journey(url: &str, grant: &[&str]) -> String {
+    format!(
+        r#"
+name = "Ping"
+version = 1
+
+[trigger]
+event = "test.ping"
+
+[[steps]]
+id = "tell-crm"
+uses = "webhook"
+
+[steps.config]
+url = "{url}"
+allowed_hosts = {grant:?}
+body = {{ lead = "{{{{ contact.email }}}}", score = "{{{{ contact.score }}}}", form = "{{{{ trigger.properties.form }}}}" }}
+"#
+    )
+}
+
+/// A deployment of `journey` (as `ping.toml`) with `channels` as its
+/// channels.toml, and the `ping` templates.
+fn deployment(journey: &str, channels: Option<&str>) -> (tempfile::TempDir, Deployment) {
+    let files = tempfile::tempdir().unwrap();
+    let journeys = files.path().join("journeys");
+    let templates = files.path().join("templates");
+    std::fs::create_dir_all(&journeys).unwrap();
+    std::fs::create_dir_all(&templates).unwrap();
+    std::fs::write(journeys.join("ping.toml"), journey).unwrap();
+    std::fs::write(
+        templates.join("ping.email.liquid"),
+        "---\nsubject: Your order shipped, {{ trigger.properties.first_name }}\n---\n\
+         Hi {{ trigger.properties.first_name }}, your order is on its way.\n\
+         --- html\n<p>Hi {{ trigger.properties.first_name }}, your order is on its way.</p>\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("ping.liquid"),
+        "Hi {{ trigger.properties.first_name }}, your order is on its way.",
+    )
+    .unwrap();
+    let deployment = Deployment::with_files(&journeys, &templates, channels, T0);
+    (files, deployment)
+}
+
+fn ping(deployment: &mut Deployment, n: usize, email: &str, phone: Option<&str>) {
+    let mut identities = json!({ "email": email });
+    if let Some(phone) = phone {
+        identities["phone"] = json!(phone);
+    }
+    deployment.receive(json!({
+        "id": format!("ping-{n}"), "source": "api", "name": "test.ping",
+        "identities": identities,
+        "properties": { "first_name": "Li", "form": "whitepaper" },
+        "occurred_at": T0, "received_at": T0
+    }));
+    let now = deployment.clock.now_ms();
+    deployment.run_at(now);
+}
+
+fn only_message(deployment: &Deployment) -> OutboxMessage {
+    let outbox = deployment.outbox();
+    assert_eq!(outbox.len(), 1, "{outbox:#?}");
+    outbox.into_iter().next().unwrap()
+}
+
+// ----- an HTTP receiver on loopback -----
+
+#[derive(Debug, Clone)]
+struct Hit {
+    path: String,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+#[derive(Clone, Default)]
+struct Script {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    /// Statuses to answer with, in order; 200 when empty.
+    statuses: Arc<Mutex<VecDeque<u16>>>,
+    /// The body of a 200 answer.
+    ok_body: Arc<Mutex<String>>,
+}
+
+struct Receiver {
+    url: String,
+    script: Script,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let script = Script::default();
+        *script.ok_body.lock().unwrap() = "{\"id\":\"provider-1\"}".into();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(record)
+            .with_state(script.clone());
+        runtime.spawn(async move { axum::serve(listener, app).await });
+        Self {
+            url,
+            script,
+            _runtime: runtime,
+        }
+    }
+
+    fn answer_with(&self, statuses: &[u16]) {
+        self.script.statuses.lock().unwrap().extend(statuses);
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.script.hits.lock().unwrap().clone()
+    }
+}
+
+async fn record(
+    State(script): State<Script>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: String,
+) -> (StatusCode, String) {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    script.hits.lock().unwrap().push(Hit {
+        path: uri.to_string(),
+        headers,
+        body,
+    });
+    let status = script.statuses.lock().unwrap().pop_front().unwrap_or(200);
+    let body = if status == 200 {
+        script.ok_body.lock().unwrap().clone()
+    } else {
+        format!("{{\"error\":\"status {status}\"}}")
+    };
+    (StatusCode::from_u16(status).unwrap(), body)
+}
+
+// ----- an SMTP server on loopback -----
+
+#[derive(Debug, Clone, Default)]
+struct Mail {
+    from: String,
+    to: Vec<String>,
+    data: String,
+}
+
+#[derive(Clone, Default)]
+struct Mailbox {
+    mails: Arc<Mutex<Vec<Mail>>>,
+    current: Mail,
+}
+
+impl mailin_embedded::Handler for Mailbox {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        self.current = Mail {
+            from: from.to_string(),
+            to: to.to_vec(),
+            data: String::new(),
+        };
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current.data.push_str(&String::from_utf8_lossy(buf));
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        self.mails.lock().unwrap().push(self.current.clone());
+        mailin_embedded::response::OK
+    }
+
+    fn helo(&mut self, _ip: IpAddr, _domain: &str) -> mailin_embedded::Response {
+        mailin_embedded::response::OK
+    }
+}
+
+/// Starts an SMTP server on a free loopback port; returns the port and what
+/// it receives. The server thread lives until the test process ends.
+fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mailbox = Mailbox::default();
+    let mails = mailbox.mails.clone();
+    let mut server = mailin_embedded::Server::new(mailbox);
+    server
+        .with_name("mx.example.com")
+        .with_ssl(mailin_embedded::SslConfig::None)
+        .unwrap()
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (port, mails)
+}
+
+// ----- the tests -----
+
+#[test]
+fn an_email_reaches_a_real_smtp_server_with_its_recipient_subject_and_both_bodies() {
+    let (port, mails) = smtp_server();
+    let channels = format!(
+        r#"
+[channels.email]
+kind = "smtp"
+host = "127.0.0.1"
+port = {port}
+from = "Example Shop <shop@example.com>"
+timeout = "10s"
+"#
+    );
+    let (_files, mut deployment) = deployment(&send_journey("email"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", None);
+    let report = deployment.dispatch_at(T0);
+    assert_eq!(report.sent, 1, "{report:?} {:#?}", deployment.outbox());
+
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert_eq!(mail.from, "shop@example.com");
+    assert_eq!(mail.to, ["li@example.com"]);
+    assert!(
+        mail.data.contains("Subject: Your order shipped, Li"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("To: li@example.com"), "{}", mail.data);
+    assert!(mail.data.contains("multipart/alternative"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Hi Li, your order is on its way."),
+        "{}",
+        mail.data
+    );
+    assert!(
+        mail.data
+            .contains("<p>Hi Li, your order is on its way.</p>"),
+        "{}",
+        mail.data
+    );
+
+    let message = only_message(&deployment);
+    assert_eq!((message.status.as_str(), message.attempts), ("sent", 1));
+    assert_eq!(deployment.store.metric_get("sends.ping.sent").unwrap(), 1);
+}
+
+#[test]
+fn an_email_to_a_contact_without_an_address_fails_for_good_and_is_recorded() {
+    let (port, mails) = smtp_server();
+    let channels = format!(
+        "[channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"shop@example.com\"\n"
+    );
+    let (_files, mut deployment) = deployment(&send_journey("email"), Some(&channels));
+    // Known by phone only: the send step still renders, the channel cannot deliver.
+    deployment.receive(json!({
+        "id": "ping-phone", "source": "api", "name": "test.ping",
+        "identities": { "phone": "+8613800138000" },
+        "properties": { "first_name": "Li" }, "occurred_at": T0, "received_at": T0
+    }));
+    deployment.run_at(T0);
+    let report = deployment.dispatch_at(T0);
+    assert_eq!(report.failed, 1, "{report:?}");
+    assert!(mails.lock().unwrap().is_empty());
+
+    let message = only_message(&deployment);
+    assert_eq!((message.status.as_str(), message.attempts), ("failed", 1));
+    assert!(
+        message
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no email address"),
+        "{message:?}"
+    );
+    assert_eq!(deployment.store.metric_get("sends.ping.failed").unwrap(), 1);
+    // Beside the enrollment: a record a marketer's tools list by prefix.
+    let enrollment = message.content["enrollment"].as_str().unwrap();
+    let records = deployment
+        .store
+        .kv_scan_prefix("dripline", &format!("failed-sends/{enrollment}/"), None, 10)
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let record: Value = serde_json::from_slice(&records[0].1).unwrap();
+    assert_eq!(
+        (record["step"].as_str(), record["channel"].as_str()),
+        (Some("say"), Some("email"))
+    );
+}
+
+#[test]
+fn an_sms_is_posted_to_the_provider_with_the_phone_in_e164_the_text_and_the_auth_header() {
+    let provider = Receiver::start();
+    let channels = format!(
+        r#"
+[channels.sms]
+kind = "sms"
+url = "{}/v1/send"
+auth_header = "X-Api-Key"
+auth = "sms-token-123"
+phone_field = "to"
+body_field = "text"
+fields = {{ sender = "EXSHOP" }}
+"#,
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    assert_eq!(deployment.dispatch_at(T0).sent, 1);
+
+    let hits = provider.hits();
+    assert_eq!(hits.len(), 1);
+    let hit = &hits[0];
+    assert_eq!(hit.path, "/v1/send");
+    assert_eq!(hit.headers["x-api-key"], "sms-token-123");
+    assert_eq!(hit.headers["content-type"], "application/json");
+    let message = only_message(&deployment);
+    assert_eq!(hit.headers["idempotency-key"], message.idempotency_key);
+    let body: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "to": "+8613800138000", "text": "Hi Li, your order is on its way.", "sender": "EXSHOP" })
+    );
+}
+
+#[test]
+fn an_sms_provider_that_takes_forms_gets_a_form() {
+    let provider = Receiver::start();
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nformat = \"form\"\nurl = \"{}/send\"\n",
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    assert_eq!(deployment.dispatch_at(T0).sent, 1);
+    let hit = &provider.hits()[0];
+    assert_eq!(
+        hit.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert!(
+        hit.body.starts_with("body=Hi+Li%2C+your+order"),
+        "{}",
+        hit.body
+    );
+    assert!(
+        hit.body.ends_with("&phone=%2B8613800138000"),
+        "{}",
+        hit.body
+    );
+}
+
+#[test]
+fn a_wecom_robot_gets_a_text_message_and_its_errcode_is_read() {
+    let robot = Receiver::start();
+    let channels = format!(
+        "[channels.wecom]\nkind = \"wecom\"\nurl = \"{}/cgi-bin/webhook/send?key=robot-key\"\n",
+        robot.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("wecom"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", None);
+    *robot.script.ok_body.lock().unwrap() = "{\"errcode\":0,\"errmsg\":\"ok\"}".into();
+    assert_eq!(deployment.dispatch_at(T0).sent, 1);
+    let hit = &robot.hits()[0];
+    assert_eq!(hit.path, "/cgi-bin/webhook/send?key=robot-key");
+    let body: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "msgtype": "text", "text": { "content": "Hi Li, your order is on its way." } })
+    );
+
+    // A bad key: HTTP 200 with an errcode, a permanent failure that does not
+    // print the key.
+    *robot.script.ok_body.lock().unwrap() =
+        "{\"errcode\":93000,\"errmsg\":\"invalid webhook url\"}".into();
+    ping(&mut deployment, 2, "wang@example.com", None);
+    assert_eq!(deployment.dispatch_at(T0).failed, 1);
+    let failed = deployment.outbox().pop().unwrap();
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains("93000") && !error.contains("robot-key"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_send_on_a_webhook_channel_posts_the_message_and_the_contact_signed() {
+    let crm = Receiver::start();
+    let channels = format!(
+        "[channels.webhook]\nkind = \"webhook\"\nurl = \"{}/hooks/dripline\"\nsecret = \"whsec\"\n",
+        crm.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("webhook"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    assert_eq!(deployment.dispatch_at(T0).sent, 1);
+    let hit = &crm.hits()[0];
+    let body: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(body["contact"]["email"], "li@example.com");
+    assert_eq!(body["contact"]["phone"], "+8613800138000");
+    assert_eq!(body["message"]["body"], "Hi Li, your order is on its way.");
+    assert_eq!(body["journey"], "ping");
+    assert_eq!(
+        hit.headers["x-dripline-signature"],
+        sign(b"whsec", hit.body.as_bytes())
+    );
+}
+
+#[test]
+fn a_failed_sms_is_retried_once_after_two_hours_then_sent() {
+    let provider = Receiver::start();
+    provider.answer_with(&[503]);
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\nretry = {{ retries = 1, backoff = \"2h\" }}\n",
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+
+    assert_eq!(deployment.dispatch_at(T0).retried, 1);
+    let waiting = only_message(&deployment);
+    assert_eq!(
+        (
+            waiting.status.as_str(),
+            waiting.attempts,
+            waiting.deliver_at_ms
+        ),
+        ("pending", 1, T0 + 2 * HOUR)
+    );
+    assert!(waiting.last_error.unwrap().contains("503"));
+
+    assert_eq!(
+        deployment.dispatch_at(T0 + 2 * HOUR - 1).handled(),
+        0,
+        "not before 2 h"
+    );
+    assert_eq!(deployment.dispatch_at(T0 + 2 * HOUR).sent, 1);
+    let sent = only_message(&deployment);
+    assert_eq!(
+        (
+            sent.status.as_str(),
+            sent.attempts,
+            sent.last_error.as_deref()
+        ),
+        ("sent", 2, None)
+    );
+    let hits = provider.hits();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(
+        hits[0].headers["idempotency-key"],
+        hits[1].headers["idempotency-key"]
+    );
+    assert_eq!(
+        deployment.store.metric_get("sends.ping.retried").unwrap(),
+        1
+    );
+}
+
+#[test]
+fn an_sms_whose_one_retry_also_fails_is_given_up_with_the_last_error() {
+    let provider = Receiver::start();
+    provider.answer_with(&[503, 429]);
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\nretry = {{ retries = 1, backoff = \"2h\" }}\n",
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    deployment.dispatch_at(T0);
+    assert_eq!(deployment.dispatch_at(T0 + 2 * HOUR).failed, 1);
+    assert_eq!(deployment.dispatch_at(T0 + 100 * HOUR).handled(), 0);
+    let failed = only_message(&deployment);
+    assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 2));
+    let error = failed.last_error.unwrap();
+    assert!(
+        error.contains("429") && error.contains("gave up after 2 attempts"),
+        "{error}"
+    );
+    assert_eq!(provider.hits().len(), 2);
+    assert_eq!(deployment.store.metric_get("sends.ping.failed").unwrap(), 1);
+}
+
+#[test]
+fn a_rejected_request_is_a_permanent_failure_and_is_not_retried() {
+    let provider = Receiver::start();
+    provider.answer_with(&[422]);
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    assert_eq!(deployment.dispatch_at(T0).failed, 1);
+    assert_eq!(deployment.dispatch_at(T0 + 100 * HOUR).handled(), 0);
+    assert_eq!(provider.hits().len(), 1);
+    let failed = only_message(&deployment);
+    assert!(failed.last_error.unwrap().contains("422"));
+}
+
+#[test]
+fn a_send_on_a_channel_the_file_does_not_configure_fails_with_the_reason() {
+    let (_files, mut deployment) =
+        deployment(&send_journey("wecom"), Some("[retry]\nretries = 0\n"));
+    ping(&mut deployment, 1, "li@example.com", None);
+    assert_eq!(deployment.dispatch_at(T0).failed, 1);
+    let error = only_message(&deployment).last_error.unwrap();
+    assert!(
+        error.contains("channel `wecom` is not configured"),
+        "{error}"
+    );
+}
+
+#[test]
+fn without_a_channels_file_messages_stay_on_the_machine_and_are_marked_delivered() {
+    let (_files, mut deployment) = deployment(&send_journey("sms"), None);
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    assert_eq!(deployment.dispatch_at(T0).sent, 1);
+    assert_eq!(only_message(&deployment).status, "sent");
+}
+
+#[test]
+fn an_alert_fires_once_when_over_five_percent_of_a_journeys_sends_fail() {
+    let provider = Receiver::start();
+    let ops = Receiver::start();
+    let channels = format!(
+        r#"
+[alerts]
+threshold = 0.05
+window = "1h"
+min_sample = 20
+webhook = "{}/alerts"
+
+[channels.sms]
+kind = "sms"
+url = "{}/send"
+"#,
+        ops.url, provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    // 2 of 20 contacts have no phone: 10% of the sends fail for good.
+    for n in 0..20 {
+        let phone = format!("+86138001380{n:02}");
+        let phone = (n % 10 != 3).then_some(phone.as_str());
+        ping(&mut deployment, n, &format!("c{n}@example.com"), phone);
+    }
+    let report = deployment.dispatch_at(T0);
+    assert_eq!((report.sent, report.failed), (18, 2));
+    assert_eq!(deployment.store.metric_get("alerts.ping").unwrap(), 1);
+    let alerts = ops.hits();
+    assert_eq!(alerts.len(), 1);
+    let alert: Value = serde_json::from_str(&alerts[0].body).unwrap();
+    assert_eq!(
+        (
+            alert["journey"].as_str(),
+            alert["sends"].as_u64(),
+            alert["failures"].as_u64()
+        ),
+        (Some("ping"), Some(20), Some(2))
+    );
+
+    // More failures in the same window raise nothing new.
+    ping(&mut deployment, 20, "c20@example.com", None);
+    deployment.dispatch_at(T0 + MINUTE);
+    assert_eq!(deployment.store.metric_get("alerts.ping").unwrap(), 1);
+    assert_eq!(ops.hits().len(), 1);
+}
+
+#[test]
+fn no_alert_fires_when_failures_stay_at_five_percent() {
+    let provider = Receiver::start();
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    for n in 0..20 {
+        let phone = format!("+86138001380{n:02}");
+        ping(
+            &mut deployment,
+            n,
+            &format!("c{n}@example.com"),
+            (n != 7).then_some(phone.as_str()),
+        );
+    }
+    assert_eq!(deployment.dispatch_at(T0).failed, 1);
+    assert_eq!(deployment.store.metric_get("alerts.ping").unwrap(), 0);
+}
+
+#[test]
+fn the_webhook_step_is_refused_a_host_that_is_not_granted_and_the_error_names_it() {
+    let (_files, mut deployment) = deployment(
+        &post_journey("https://evil.example.net/steal", &["crm.example.com"]),
+        Some("[http_out]\nallowed_hosts = [\"also-crm.example.com\"]\n"),
+    );
+    ping(&mut deployment, 1, "li@example.com", None);
+    assert!(deployment.outbox().is_empty(), "{:#?}", deployment.outbox());
+    let contact = deployment.contact_by_email("li@example.com").contact.id;
+    let enrollments = deployment.store.enrollments_of_contact(&contact).unwrap();
+    let history = enrollments[0].state.to_string();
+    assert!(
+        history.contains("access-denied") || history.contains("AccessDenied"),
+        "{history}"
+    );
+    assert!(history.contains("evil.example.net"), "{history}");
+}
+
+#[test]
+fn a_webhook_steps_post_is_signed_so_the_receiver_can_verify_it() {
+    let crm = Receiver::start();
+    let url = format!("{}/api/tasks", crm.url);
+    // Granted by the deployment this time, not by the step.
+    let channels = "[http_out]\nallowed_hosts = [\"127.0.0.1\"]\nsecret = \"whsec-test\"\n";
+    let (_files, mut deployment) = deployment(&post_journey(&url, &[]), Some(channels));
+    ping(&mut deployment, 1, "li@example.com", None);
+    let queued = only_message(&deployment);
+    assert_eq!(
+        (queued.channel.as_str(), queued.content["url"].as_str()),
+        ("http-out", Some(url.as_str()))
+    );
+
+    assert_eq!(deployment.dispatch_at(T0).sent, 1);
+    let hits = crm.hits();
+    assert_eq!(hits.len(), 1);
+    let hit = &hits[0];
+    assert_eq!(hit.path, "/api/tasks");
+    assert_eq!(hit.headers["content-type"], "application/json");
+    assert_eq!(hit.headers["idempotency-key"], queued.idempotency_key);
+    // What a receiver does: HMAC the raw body with the shared secret, compare.
+    let expected = sign(b"whsec-test", hit.body.as_bytes());
+    assert_eq!(hit.headers["x-dripline-signature"], expected);
+    assert_ne!(
+        hit.headers["x-dripline-signature"],
+        sign(b"wrong", hit.body.as_bytes())
+    );
+    let body: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(
+        body,
+        json!({ "lead": "li@example.com", "score": 0, "form": "whitepaper" })
+    );
+}
+
+/// Kills the dispatcher (a panic unwinding out of it) right after the inner
+/// channel delivered, before the result is recorded: a crash at the worst time.
+struct CrashAfterDelivery {
+    inner: Arc<dyn Channel>,
+    crashed: AtomicBool,
+}
+
+impl Channel for CrashAfterDelivery {
+    fn deliver(
+        &self,
+        message: &OutboxMessage,
+        contact: &Contact,
+    ) -> Result<Receipt, DeliveryError> {
+        let receipt = self.inner.deliver(message, contact)?;
+        if !self.crashed.swap(true, Ordering::SeqCst) {
+            panic!("crash between delivery and recording");
+        }
+        Ok(receipt)
+    }
+}
+
+#[test]
+fn a_crash_between_delivery_and_recording_delivers_again_with_the_same_idempotency_key() {
+    let crm = Receiver::start();
+    let channels = format!(
+        "[channels.webhook]\nkind = \"webhook\"\nurl = \"{}/hook\"\n",
+        crm.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("webhook"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", None);
+
+    let config = ChannelsConfig::parse("channels.toml", &channels).unwrap();
+    let mut crashing = Channels::from_config(config).unwrap();
+    let real = crashing.get("webhook").unwrap().clone();
+    crashing.insert(
+        "webhook",
+        Configured {
+            channel: Arc::new(CrashAfterDelivery {
+                inner: real.channel,
+                crashed: AtomicBool::new(false),
+            }),
+            retry: real.retry,
+        },
+    );
+    let store = deployment.store.clone();
+    let clock = deployment.clock.clone();
+    let crashed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        Dispatcher::new(store, crashing, clock).run_until_idle()
+    }));
+    assert!(crashed.is_err(), "the dispatcher should have crashed");
+    assert_eq!(crm.hits().len(), 1, "delivered once before the crash");
+    assert_eq!(
+        only_message(&deployment).status,
+        "pending",
+        "the result was never recorded"
+    );
+
+    // The restarted worker delivers it again, under the same key, and records it.
+    assert_eq!(deployment.dispatch_at(T0 + MINUTE).sent, 1);
+    let hits = crm.hits();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(
+        hits[0].headers["idempotency-key"],
+        hits[1].headers["idempotency-key"]
+    );
+    assert_eq!(hits[0].body, hits[1].body);
+    // Once recorded as sent, never again.
+    assert_eq!(deployment.dispatch_at(T0 + HOUR).handled(), 0);
+    assert_eq!(crm.hits().len(), 2);
+    assert_eq!(only_message(&deployment).status, "sent");
+}
+
+fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
