@@ -82,6 +82,8 @@ pub struct Deployment {
     pub store: Arc<dyn dripline_store::Store>,
     /// The clock it reads.
     pub clock: Arc<dripline::clock::ManualClock>,
+    /// Where its parts are, to open them again on a restart.
+    paths: dripline::commands::Deployment,
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
@@ -109,15 +111,23 @@ impl Deployment {
             database: dir.path().join("dripline.db"),
         };
         let clock = Arc::new(dripline::clock::ManualClock::new(now_ms));
-        let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
-        let (runner, store) = dripline::commands::open_runner(&deployment, &sandbox, clock.clone())
-            .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"));
+        let (runner, store) = open(&deployment, &clock);
         Self {
             dir,
             runner,
             store,
             clock,
+            paths: deployment,
         }
+    }
+
+    /// Stops the runner and starts a new one on the same files, as a restart
+    /// of `dripline up` does: a new store handle, plugins and journey catalog,
+    /// with only what the SQLite file and the journey files hold.
+    pub fn restart(&mut self) {
+        let (runner, store) = open(&self.paths, &self.clock);
+        self.runner = runner;
+        self.store = store;
     }
 
     /// Puts a canonical event (JSON) in the inbox, as the gateway does.
@@ -162,4 +172,13 @@ impl Deployment {
             found.unwrap_or_else(|| panic!("no contact {email}")),
         )
     }
+}
+
+fn open(
+    deployment: &dripline::commands::Deployment,
+    clock: &Arc<dripline::clock::ManualClock>,
+) -> (dripline::runner::Runner, Arc<dyn dripline_store::Store>) {
+    let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
+    dripline::commands::open_runner(deployment, &sandbox, clock.clone())
+        .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"))
 }
