@@ -120,7 +120,9 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
     let mut rng = drill.seed | 1;
     let mut report = DrillReport::default();
     let mut cycle = 0;
-    while report.kills < drill.kills {
+    // At least one cycle, so that a drill asked for no kills still compares an
+    // uninterrupted run with the reference.
+    loop {
         let landed_before = report.kills;
         let rounds = rounds(cycle, drill.contacts);
         // Spread over the rounds, so that events and each kind of timer are
@@ -153,10 +155,13 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
             complete(drill, &drilled, now)?;
             report.runs += 1;
         }
+        cycle += 1;
+        if report.kills >= drill.kills {
+            break;
+        }
         if report.kills == landed_before {
             bail!("a whole cycle of work went by without a kill landing: {report:?}");
         }
-        cycle += 1;
     }
     compare(&reference, &drilled, cycle * drill.contacts, &mut report)?;
     Ok(report)
