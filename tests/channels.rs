@@ -309,13 +309,13 @@ timeout = "10s"
 }
 
 #[test]
-fn an_email_to_a_contact_without_an_address_fails_for_good_and_is_recorded() {
+fn an_email_to_a_contact_without_an_address_is_suppressed_with_the_reason_and_never_dispatched() {
     let (port, mails) = smtp_server();
     let channels = format!(
         "[channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"shop@example.com\"\n"
     );
     let (_files, mut deployment) = deployment(&send_journey("email"), Some(&channels));
-    // Known by phone only: the send step still renders, the channel cannot deliver.
+    // Known by phone only: the policy sees there is nobody to write to.
     deployment.receive(json!({
         "id": "ping-phone", "source": "api", "name": "test.ping",
         "identities": { "phone": "+8613800138000" },
@@ -323,17 +323,36 @@ fn an_email_to_a_contact_without_an_address_fails_for_good_and_is_recorded() {
     }));
     deployment.run_at(T0);
     let report = deployment.dispatch_at(T0);
-    assert_eq!(report.failed, 1, "{report:?}");
+    assert_eq!((report.sent, report.failed), (0, 0), "{report:?}");
     assert!(mails.lock().unwrap().is_empty());
+    let message = only_message(&deployment);
+    assert_eq!(
+        (message.status.as_str(), message.attempts),
+        ("suppressed", 0)
+    );
+    assert_eq!(
+        message.content["delivery"],
+        json!({ "status": "suppressed", "reason": "no email address for email" })
+    );
+}
+
+#[test]
+fn a_permanent_failure_is_recorded_on_the_message_in_metrics_and_beside_the_enrollment() {
+    let provider = Receiver::start();
+    provider.answer_with(&[400]);
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
+        provider.url
+    );
+    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
+    let report = deployment.dispatch_at(T0);
+    assert_eq!(report.failed, 1, "{report:?}");
 
     let message = only_message(&deployment);
     assert_eq!((message.status.as_str(), message.attempts), ("failed", 1));
     assert!(
-        message
-            .last_error
-            .as_deref()
-            .unwrap()
-            .contains("no email address"),
+        message.last_error.as_deref().unwrap().contains("400"),
         "{message:?}"
     );
     assert_eq!(deployment.store.metric_get("sends.ping.failed").unwrap(), 1);
@@ -347,7 +366,7 @@ fn an_email_to_a_contact_without_an_address_fails_for_good_and_is_recorded() {
     let record: Value = serde_json::from_slice(&records[0].1).unwrap();
     assert_eq!(
         (record["step"].as_str(), record["channel"].as_str()),
-        (Some("say"), Some("email"))
+        (Some("say"), Some("sms"))
     );
 }
 
@@ -599,11 +618,19 @@ url = "{}/send"
         ops.url, provider.url
     );
     let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
-    // 2 of 20 contacts have no phone: 10% of the sends fail for good.
+    // The provider refuses 2 of 20 sends for good: 10% fail.
+    let mut statuses = [200; 20];
+    statuses[3] = 400;
+    statuses[13] = 400;
+    provider.answer_with(&statuses);
     for n in 0..20 {
         let phone = format!("+86138001380{n:02}");
-        let phone = (n % 10 != 3).then_some(phone.as_str());
-        ping(&mut deployment, n, &format!("c{n}@example.com"), phone);
+        ping(
+            &mut deployment,
+            n,
+            &format!("c{n}@example.com"),
+            Some(&phone),
+        );
     }
     let report = deployment.dispatch_at(T0);
     assert_eq!((report.sent, report.failed), (18, 2));
@@ -621,7 +648,13 @@ url = "{}/send"
     );
 
     // More failures in the same window raise nothing new.
-    ping(&mut deployment, 20, "c20@example.com", None);
+    provider.answer_with(&[400]);
+    ping(
+        &mut deployment,
+        20,
+        "c20@example.com",
+        Some("+8613800138020"),
+    );
     deployment.dispatch_at(T0 + MINUTE);
     assert_eq!(deployment.store.metric_get("alerts.ping").unwrap(), 1);
     assert_eq!(ops.hits().len(), 1);
@@ -635,13 +668,16 @@ fn no_alert_fires_when_failures_stay_at_five_percent() {
         provider.url
     );
     let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    let mut statuses = [200; 20];
+    statuses[7] = 400;
+    provider.answer_with(&statuses);
     for n in 0..20 {
         let phone = format!("+86138001380{n:02}");
         ping(
             &mut deployment,
             n,
             &format!("c{n}@example.com"),
-            (n != 7).then_some(phone.as_str()),
+            Some(&phone),
         );
     }
     assert_eq!(deployment.dispatch_at(T0).failed, 1);

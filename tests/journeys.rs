@@ -274,3 +274,79 @@ fn a_lead_who_never_clicks_gets_no_case_studies() {
         .collect();
     assert_eq!(steps, [json!("send-whitepaper"), json!("trial-invite")]);
 }
+
+/// A journey file at `version` whose contacts are tagged with the version they
+/// finish on, an hour after they join.
+fn versioned_journey(version: u32) -> String {
+    format!(
+        r#"
+name = "Versioned welcome"
+version = {version}
+
+[trigger]
+event = "member.joined"
+
+[[steps]]
+id = "wait"
+wait = "1h"
+next = "tag"
+
+[[steps]]
+id = "tag"
+uses = "tag"
+config = {{ tag = "finished-on-v{version}" }}
+"#
+    )
+}
+
+#[test]
+fn a_contact_in_flight_stays_on_its_version_across_a_bump_and_a_restart_while_new_ones_get_the_new_version()
+ {
+    let journeys = tempfile::tempdir().unwrap();
+    let file = journeys.path().join("versioned-welcome.toml");
+    std::fs::write(&file, versioned_journey(1)).unwrap();
+    let mut deployment = Deployment::with_journeys(journeys.path(), T0);
+    deployment.receive(event(
+        "join-1",
+        "member.joined",
+        "early@example.com",
+        json!({}),
+        T0,
+    ));
+    deployment.run_at(T0);
+
+    std::fs::write(&file, versioned_journey(2)).unwrap();
+    deployment.restart();
+    deployment.receive(event(
+        "join-2",
+        "member.joined",
+        "late@example.com",
+        json!({}),
+        T0 + 10 * MINUTE,
+    ));
+    deployment.run_at(T0 + 10 * MINUTE);
+    deployment.run_at(T0 + 2 * HOUR);
+
+    let tags = |email: &str| deployment.contact_by_email(email).profile.tags;
+    assert_eq!(
+        tags("early@example.com").into_iter().collect::<Vec<_>>(),
+        ["finished-on-v1"]
+    );
+    assert_eq!(
+        tags("late@example.com").into_iter().collect::<Vec<_>>(),
+        ["finished-on-v2"]
+    );
+    let versions = |email: &str| -> Vec<Value> {
+        let contact = deployment.contact_by_email(email).contact.id;
+        deployment
+            .store
+            .enrollments_of_contact(&contact)
+            .unwrap()
+            .into_iter()
+            .map(|e| serde_json::from_str::<Value>(&e.state).unwrap()["journey_version"].clone())
+            .collect()
+    };
+    assert_eq!(versions("early@example.com"), [json!(1)]);
+    assert_eq!(versions("late@example.com"), [json!(2)]);
+    assert_eq!(deployment.store.timers_pending_count().unwrap(), 0);
+}

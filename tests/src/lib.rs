@@ -85,6 +85,8 @@ pub struct Deployment {
     /// The outbox's dispatcher, on the same store and clock; the test decides
     /// when it runs ([`Deployment::dispatch_at`]).
     pub dispatcher: dripline::dispatch::Dispatcher,
+    /// Where its parts are, to open them again on a restart.
+    paths: dripline::commands::Deployment,
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
@@ -140,19 +142,25 @@ impl Deployment {
             channels: channels_file,
         };
         let clock = Arc::new(dripline::clock::ManualClock::new(now_ms));
-        let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
-        let (runner, store) = dripline::commands::open_runner(&deployment, &sandbox, clock.clone())
-            .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"));
-        let dispatcher =
-            dripline::commands::open_dispatcher(&deployment, store.clone(), clock.clone())
-                .unwrap_or_else(|e| panic!("opening the dispatcher: {e:#}"));
+        let (runner, store, dispatcher) = open(&deployment, &clock);
         Self {
             dir,
             runner,
             store,
             clock,
             dispatcher,
+            paths: deployment,
         }
+    }
+
+    /// Stops the runner and starts a new one on the same files, as a restart
+    /// of `dripline up` does: a new store handle, plugins and journey catalog,
+    /// with only what the SQLite file and the journey files hold.
+    pub fn restart(&mut self) {
+        let (runner, store, dispatcher) = open(&self.paths, &self.clock);
+        self.runner = runner;
+        self.store = store;
+        self.dispatcher = dispatcher;
     }
 
     /// Puts a canonical event (JSON) in the inbox, as the gateway does.
@@ -210,4 +218,20 @@ impl Deployment {
             found.unwrap_or_else(|| panic!("no contact {email}")),
         )
     }
+}
+
+fn open(
+    deployment: &dripline::commands::Deployment,
+    clock: &Arc<dripline::clock::ManualClock>,
+) -> (
+    dripline::runner::Runner,
+    Arc<dyn dripline_store::Store>,
+    dripline::dispatch::Dispatcher,
+) {
+    let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
+    let (runner, store) = dripline::commands::open_runner(deployment, &sandbox, clock.clone())
+        .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"));
+    let dispatcher = dripline::commands::open_dispatcher(deployment, store.clone(), clock.clone())
+        .unwrap_or_else(|e| panic!("opening the dispatcher: {e:#}"));
+    (runner, store, dispatcher)
 }

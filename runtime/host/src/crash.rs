@@ -81,9 +81,10 @@ pub struct Drill {
     pub components: PathBuf,
     /// Where the two deployments live.
     pub work_dir: PathBuf,
-    /// Contacts joining (half at the start, half an hour later).
+    /// Contacts joining per cycle (half at the start, half an hour later).
     pub contacts: usize,
-    /// How many times to kill the child mid-run.
+    /// How many times to kill the child mid-run: the drill goes on until
+    /// that many kills have landed.
     pub kills: usize,
     /// Seed of the kill moments, so a failing drill can be replayed.
     pub seed: u64,
@@ -105,6 +106,11 @@ pub struct DrillReport {
 }
 
 /// Runs a drill and compares the drilled deployment with the reference.
+///
+/// A kill lands only while the child still has work: once a round's work is
+/// done, a child started for it finishes before any kill moment. So the drill
+/// goes on with new contacts, cycle after cycle of the same days, until the
+/// kills asked for have landed, and then lets every contact finish.
 pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
     let reference = drill.work_dir.join("reference");
     let drilled = drill.work_dir.join("drilled");
@@ -113,46 +119,71 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
     }
     let mut rng = drill.seed | 1;
     let mut report = DrillReport::default();
-    let rounds = rounds(drill.contacts);
-    let kills_per_round = drill.kills.div_ceil(rounds.len());
-    for (now, joining) in &rounds {
-        for dir in [&reference, &drilled] {
-            receive(dir, joining, *now)?;
-        }
-        let started = Instant::now();
-        complete(drill, &reference, *now)?;
-        // Kill moments spread over how long the same work took the reference.
-        let span = started.elapsed().as_micros().max(1000) as u64;
-        for _ in 0..kills_per_round {
-            if report.kills >= drill.kills {
-                break;
+    let mut cycle = 0;
+    // At least one cycle, so that a drill asked for no kills still compares an
+    // uninterrupted run with the reference.
+    loop {
+        let landed_before = report.kills;
+        let rounds = rounds(cycle, drill.contacts);
+        // Spread over the rounds, so that events and each kind of timer are
+        // all interrupted, not only the first round's work.
+        let per_round = drill.kills.div_ceil(rounds.len());
+        for (now, joining) in rounds {
+            for dir in [&reference, &drilled] {
+                receive(dir, &joining, now)?;
             }
-            let mut child = spawn(drill, &drilled, *now)?;
-            report.runs += 1;
-            std::thread::sleep(Duration::from_micros(next_random(&mut rng) % span));
-            if child.try_wait()?.is_none() {
+            let started = Instant::now();
+            complete(drill, &reference, now)?;
+            // Kill moments spread over how long the same work took the reference.
+            let span = started.elapsed().as_micros().max(1000) as u64;
+            // Until the round's share has landed or its work is done: a child
+            // that finishes by itself has done it, and the next would find
+            // nothing to interrupt.
+            let mut landed = 0;
+            while landed < per_round && report.kills < drill.kills {
+                let mut child = spawn(drill, &drilled, now)?;
+                report.runs += 1;
+                std::thread::sleep(Duration::from_micros(next_random(&mut rng) % span));
+                if child.try_wait()?.is_some() {
+                    break;
+                }
                 child.kill()?;
+                child.wait()?;
                 report.kills += 1;
+                landed += 1;
             }
-            child.wait()?;
+            complete(drill, &drilled, now)?;
+            report.runs += 1;
         }
-        complete(drill, &drilled, *now)?;
-        report.runs += 1;
+        cycle += 1;
+        if report.kills >= drill.kills {
+            break;
+        }
+        if report.kills == landed_before {
+            bail!("a whole cycle of work went by without a kill landing: {report:?}");
+        }
     }
-    compare(&reference, &drilled, drill.contacts, &mut report)?;
+    compare(&reference, &drilled, cycle * drill.contacts, &mut report)?;
     Ok(report)
 }
 
-/// (time, contacts joining then): a stream of joins and the days they live
-/// through, so each round has new events as well as due timers.
-fn rounds(contacts: usize) -> Vec<(i64, Vec<usize>)> {
-    let half = contacts / 2;
+/// How far apart cycles are: past the last timer of the cycle before.
+const CYCLE: i64 = 48 * HOUR;
+
+/// (time, contacts joining then) in cycle `cycle`: a stream of joins and the
+/// days they live through, so each round has new events as well as due
+/// timers. Cycle `n` brings contacts `n * contacts..(n + 1) * contacts`.
+fn rounds(cycle: usize, contacts: usize) -> Vec<(i64, Vec<usize>)> {
+    let start = T0 + CYCLE * cycle as i64;
+    let first = cycle * contacts;
+    let half = first + contacts / 2;
+    let end = first + contacts;
     vec![
-        (T0, (0..half).collect()),
-        (T0 + HOUR / 2, (half..contacts).collect()),
-        (T0 + HOUR + HOUR / 2, vec![]),
-        (T0 + 26 * HOUR, vec![]),
-        (T0 + 27 * HOUR, vec![]),
+        (start, (first..half).collect()),
+        (start + HOUR / 2, (half..end).collect()),
+        (start + HOUR + HOUR / 2, vec![]),
+        (start + 26 * HOUR, vec![]),
+        (start + 27 * HOUR, vec![]),
     ]
 }
 

@@ -175,18 +175,33 @@ impl Runner {
             return Ok(0);
         }
         let mut unit = Unit::new(self.store.as_ref(), now);
-        for stored in &claimed {
+        let timers: Vec<Option<Timer>> = claimed
+            .iter()
+            .map(|stored| match serde_json::from_slice(&stored.payload) {
+                Ok(timer) => Some(timer),
+                Err(e) => {
+                    tracing::error!(timer = %stored.key, "dropping a timer that does not parse: {e}");
+                    None
+                }
+            })
+            .collect();
+        let enrollment_ids: Vec<&str> = timers
+            .iter()
+            .flatten()
+            .map(|t| t.enrollment_id.as_str())
+            .collect();
+        if let Err(problem) = unit.prefetch(&enrollment_ids) {
+            // Each timer reads what it needs again, and fails on its own.
+            tracing::warn!("reading a batch of fired timers' enrollments: {problem}");
+        }
+        for (stored, timer) in claimed.iter().zip(&timers) {
             unit.writes.push(Write::TimerAck {
                 key: stored.key.clone(),
             });
-            let timer: Timer = match serde_json::from_slice(&stored.payload) {
-                Ok(timer) => timer,
-                Err(e) => {
-                    tracing::error!(timer = %stored.key, "dropping a timer that does not parse: {e}");
-                    continue;
-                }
+            let Some(timer) = timer else {
+                continue;
             };
-            if let Err(problem) = self.on_timer(&mut unit, &timer) {
+            if let Err(problem) = self.on_timer(&mut unit, timer) {
                 tracing::error!(timer = %stored.key, "timer not processed: {problem}");
                 unit.metric("runtime.timer_failed".into());
             }
@@ -680,6 +695,10 @@ fn metric_label(value: &Value) -> String {
     }
 }
 
+fn decode_enrollment(stored: &dripline_store::Enrollment) -> Result<Enrollment, String> {
+    serde_json::from_str(&stored.state).map_err(|e| format!("enrollment {}: {e}", stored.id))
+}
+
 /// One input's work: reads go through to the store, changes stay here until
 /// [`Unit::commit`] writes them all in one transaction.
 struct Unit<'a> {
@@ -749,10 +768,47 @@ impl<'a> Unit<'a> {
         let Some(stored) = self.store.enrollment_get(id).map_err(|e| e.to_string())? else {
             return Ok(None);
         };
-        let enrollment: Enrollment =
-            serde_json::from_value(stored.state).map_err(|e| format!("enrollment {id}: {e}"))?;
+        let enrollment = decode_enrollment(&stored)?;
         self.enrollments.insert(id.to_string(), enrollment.clone());
         Ok(Some(enrollment))
+    }
+
+    /// Reads the enrollments with these ids, and their contacts, in two batched
+    /// reads rather than two reads per id: what a batch of fired timers needs.
+    fn prefetch(&mut self, enrollment_ids: &[&str]) -> Result<(), String> {
+        let wanted: Vec<&str> = enrollment_ids
+            .iter()
+            .copied()
+            .filter(|id| !self.enrollments.contains_key(*id))
+            .collect();
+        let found = self
+            .store
+            .enrollments_get(&wanted)
+            .map_err(|e| e.to_string())?;
+        for stored in found.into_iter().flatten() {
+            let enrollment = decode_enrollment(&stored)?;
+            self.enrollments.insert(stored.id, enrollment);
+        }
+        let contact_ids: BTreeSet<&str> = enrollment_ids
+            .iter()
+            .filter_map(|id| self.enrollments.get(*id))
+            .map(|e| e.contact_id.as_str())
+            .filter(|id| !self.contacts.contains_key(*id))
+            .collect();
+        let contact_ids: Vec<&str> = contact_ids.into_iter().collect();
+        let found = self
+            .store
+            .contacts_get(&contact_ids)
+            .map_err(|e| e.to_string())?;
+        let records: Vec<ContactRecord> = found
+            .into_iter()
+            .flatten()
+            .map(ContactRecord::from_stored)
+            .collect();
+        for record in records {
+            self.contacts.insert(record.contact.id.clone(), record);
+        }
+        Ok(())
     }
 
     /// The contact's enrollments, this unit's changes included.
@@ -797,7 +853,7 @@ impl<'a> Unit<'a> {
                         active: !enrollment.is_done(),
                         key: Some(store_key(enrollment)),
                         version: 0,
-                        state: serde_json::to_value(enrollment)
+                        state: serde_json::to_string(enrollment)
                             .map_err(|e| StoreError::Corrupt(format!("enrollment {id}: {e}")))?,
                     },
                     if_version: None,

@@ -278,7 +278,9 @@ mod tests {
             contact_id: "c1".into(),
             channel: "email".into(),
             content: json!({ "body": "Hello", "html": html, "delivery": { "status": "sent" } }),
+            status: dripline_store::OUTBOX_PENDING.into(),
             created_at_ms: 0,
+            deliver_at_ms: 0,
         }
     }
 

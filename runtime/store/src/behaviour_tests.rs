@@ -51,6 +51,8 @@ behaviour_suite!(
     only_one_active_enrollment_of_a_journey_may_hold_a_key,
     an_enrollment_that_is_no_longer_active_frees_its_key,
     enrollments_of_a_contact_are_listed_by_id,
+    an_enrollment_rewritten_for_another_contact_is_listed_under_that_contact,
+    several_enrollments_and_contacts_are_read_at_once_one_answer_per_id_in_order,
     only_timers_that_are_due_are_claimed_in_due_order,
     a_claimed_timer_is_not_claimed_again_until_its_lease_expires,
     claiming_respects_the_limit_and_continues_where_it_stopped,
@@ -85,7 +87,7 @@ fn enrollment(id: &str, journey: &str, key: Option<&str>, active: bool) -> Enrol
         active,
         key: key.map(str::to_owned),
         version: 0,
-        state: json!({ "step": "start" }),
+        state: json!({ "step": "start" }).to_string(),
     }
 }
 
@@ -304,7 +306,7 @@ fn an_enrollment_version_goes_up_with_every_write(s: &dyn Store) -> TestResult {
     let mut e = enrollment("e1", "welcome", None, true);
     e.version = 77;
     assert_eq!(s.enrollment_put(e.clone())?, 1);
-    e.state = json!({ "step": "wait" });
+    e.state = json!({ "step": "wait" }).to_string();
     assert_eq!(s.enrollment_put(e.clone())?, 2);
     let stored = s.enrollment_get("e1")?;
     assert_eq!(stored, Some(Enrollment { version: 2, ..e }));
@@ -326,7 +328,7 @@ fn a_write_guarded_by_a_stale_enrollment_version_fails_the_whole_batch(
             Write::OutboxInsert(message(&format!("e1/send/{n}"), "c1", 0)),
             Write::EnrollmentPut {
                 enrollment: Enrollment {
-                    state: json!({ "worker": n }),
+                    state: json!({ "worker": n }).to_string(),
                     ..e.clone()
                 },
                 if_version: Some(1),
@@ -346,7 +348,7 @@ fn a_write_guarded_by_a_stale_enrollment_version_fails_the_whole_batch(
     assert_eq!(s.outbox_list(None, 10)?.len(), 1);
     assert_eq!(
         s.enrollment_get("e1")?.map(|e| e.state),
-        Some(json!({ "worker": 1 }))
+        Some(json!({ "worker": 1 }).to_string())
     );
     let exists = s.apply(&[Write::EnrollmentPut {
         enrollment: enrollment("e1", "welcome", None, true),
@@ -416,6 +418,48 @@ fn enrollments_of_a_contact_are_listed_by_id(s: &dyn Store) -> TestResult {
         s.apply(&[Write::EnrollmentDelete { id: "e1".into() }])? == vec![WriteResult::Flag(true)]
     );
     assert_eq!(s.enrollments_of_contact("c1")?.len(), 1);
+    Ok(())
+}
+
+fn an_enrollment_rewritten_for_another_contact_is_listed_under_that_contact(
+    s: &dyn Store,
+) -> TestResult {
+    s.enrollment_put(enrollment("e1", "a", None, true))?;
+    s.enrollment_put(Enrollment {
+        contact_id: "c2".into(),
+        ..enrollment("e1", "b", None, true)
+    })?;
+    assert!(s.enrollments_of_contact("c1")?.is_empty());
+    let moved = s.enrollments_of_contact("c2")?;
+    assert_eq!(
+        moved
+            .iter()
+            .map(|e| (e.id.as_str(), e.journey.as_str(), e.version))
+            .collect::<Vec<_>>(),
+        [("e1", "b", 2)]
+    );
+    Ok(())
+}
+
+fn several_enrollments_and_contacts_are_read_at_once_one_answer_per_id_in_order(
+    s: &dyn Store,
+) -> TestResult {
+    s.enrollment_put(enrollment("e1", "a", None, true))?;
+    s.enrollment_put(enrollment("e2", "a", None, false))?;
+    let found = s.enrollments_get(&["e2", "nope", "e1", "e2"])?;
+    assert_eq!(
+        found
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.id.as_str()))
+            .collect::<Vec<_>>(),
+        [Some("e2"), None, Some("e1"), Some("e2")]
+    );
+    assert_eq!(found[2], s.enrollment_get("e1")?);
+    assert!(s.enrollments_get(&[])?.is_empty());
+
+    let c1 = contact("c1", vec![Identity::Email("c1@example.com".into())]);
+    s.contact_put(c1.clone())?;
+    assert_eq!(s.contacts_get(&["c0", "c1"])?, [None, Some(c1)]);
     Ok(())
 }
 

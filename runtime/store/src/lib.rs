@@ -15,7 +15,9 @@
 //!
 //! The store never interprets enrollment state, contact profiles, timer payloads or
 //! inbox records: they are opaque JSON or bytes, so the store does not depend on the
-//! journey engine. Times are milliseconds since the Unix epoch as `i64`, the type
+//! journey engine. Enrollment state is kept as JSON text, not as a parsed value,
+//! because the runtime reads and writes one per fired timer: it decodes the text
+//! straight into its own type instead of through a generic tree. Times are milliseconds since the Unix epoch as `i64`, the type
 //! chrono's `timestamp_millis` gives and SQLite stores natively; the store never
 //! reads a clock, so tests drive time explicitly.
 //!
@@ -212,8 +214,8 @@ pub struct Enrollment {
     /// write and ignored in what is written; guard a write with
     /// [`Write::EnrollmentPut::if_version`].
     pub version: u64,
-    /// The engine's state for the enrollment, opaque to the store.
-    pub state: serde_json::Value,
+    /// The engine's state for the enrollment as JSON text, opaque to the store.
+    pub state: String,
 }
 
 /// A pending timer.
@@ -511,6 +513,10 @@ pub trait Store: Send + Sync {
     /// A contact by id.
     fn contact_get(&self, id: &str) -> Result<Option<Contact>>;
 
+    /// Several contacts by id, read together (in SQLite, in one read
+    /// transaction rather than one each): one answer per id, in order.
+    fn contacts_get(&self, ids: &[&str]) -> Result<Vec<Option<Contact>>>;
+
     /// The contact that has an identity.
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>>;
 
@@ -518,6 +524,11 @@ pub trait Store: Send + Sync {
 
     /// An enrollment by id.
     fn enrollment_get(&self, id: &str) -> Result<Option<Enrollment>>;
+
+    /// Several enrollments by id, read together (in SQLite, in one read
+    /// transaction rather than one each): one answer per id, in order. The
+    /// scheduler reads the enrollments of a batch of fired timers this way.
+    fn enrollments_get(&self, ids: &[&str]) -> Result<Vec<Option<Enrollment>>>;
 
     /// Every enrollment of a contact, active or not, ordered by id.
     fn enrollments_of_contact(&self, contact_id: &str) -> Result<Vec<Enrollment>>;

@@ -499,6 +499,14 @@ impl Store for MemoryStore {
         Ok(self.lock()?.contacts.get(id).cloned())
     }
 
+    fn contacts_get(&self, ids: &[&str]) -> Result<Vec<Option<Contact>>> {
+        let state = self.lock()?;
+        Ok(ids
+            .iter()
+            .map(|id| state.contacts.get(*id).cloned())
+            .collect())
+    }
+
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>> {
         let state = self.lock()?;
         Ok(state
@@ -510,6 +518,14 @@ impl Store for MemoryStore {
 
     fn enrollment_get(&self, id: &str) -> Result<Option<Enrollment>> {
         Ok(self.lock()?.enrollments.get(id).cloned())
+    }
+
+    fn enrollments_get(&self, ids: &[&str]) -> Result<Vec<Option<Enrollment>>> {
+        let state = self.lock()?;
+        Ok(ids
+            .iter()
+            .map(|id| state.enrollments.get(*id).cloned())
+            .collect())
     }
 
     fn enrollments_of_contact(&self, contact_id: &str) -> Result<Vec<Enrollment>> {
