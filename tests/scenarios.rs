@@ -461,3 +461,45 @@ fn a_sale_announced_late_in_the_evening_is_deferred_to_eight_the_next_morning() 
     let eight_next_morning = T0 - HOUR - 6 * MINUTE - 40_000 + DAY;
     assert_eq!(sent[0].detail, json!(eight_next_morning));
 }
+
+#[test]
+fn replying_td_withdraws_a_message_deferred_by_quiet_hours_and_stops_the_next_one() {
+    let mut deployment = scenario_deployment();
+    let late = T0 + 13 * HOUR + 30 * MINUTE;
+    deployment.receive(sale("late-2", "lanterns", late));
+    deployment.run_at(late);
+    assert_eq!(
+        outbox_of(&deployment, "ma@example.com")[0].status,
+        "deferred"
+    );
+
+    let reply_at = late + 20 * MINUTE;
+    deployment.receive(plain_event(
+        "reply-1",
+        "sms.replied",
+        "ma@example.com",
+        json!({ "text": " td " }),
+        reply_at,
+    ));
+    deployment.run_at(reply_at);
+    let queued = deployment.outbox().pop().unwrap();
+    assert_eq!(queued.status, "suppressed");
+    assert_eq!(
+        queued.last_error.as_deref(),
+        Some("unsubscribed before delivery")
+    );
+    let report = deployment.dispatch_at(T0 + DAY);
+    assert_eq!(report.sent, 0, "{report:?}");
+
+    // The next announcement (carrying no consent of its own) is not sent.
+    deployment.receive(plain_event(
+        "next-day",
+        "sale.announced",
+        "ma@example.com",
+        json!({ "item": "kites" }),
+        T0 + DAY + HOUR,
+    ));
+    deployment.run_at(T0 + DAY + HOUR);
+    let sent = outbox_of(&deployment, "ma@example.com");
+    assert_eq!(sent[1].detail, "no consent for sms");
+}

@@ -225,6 +225,9 @@ impl Runner {
             tracing::info!(contact = %contact_id, %channel, "unsubscribed");
             unit.metric(format!("contacts.unsubscribed.{channel}"));
         }
+        if !engagement.unsubscribed.is_empty() {
+            withdraw_queued(unit, &contact_id, &engagement.unsubscribed)?;
+        }
         unit.put_contact(contact);
         unit.metric(format!("events.{}", event.name));
 
@@ -614,6 +617,36 @@ fn outbox_row(
         }),
         created_at_ms: now,
     }
+}
+
+/// An unsubscribe ends marketing at once: messages still queued for the
+/// contact on those channels (deferred by quiet hours, or waiting for a retry)
+/// are withdrawn with the reason, not delivered after the "no".
+fn withdraw_queued(
+    unit: &mut Unit<'_>,
+    contact_id: &str,
+    channels: &[String],
+) -> Result<(), String> {
+    let queued = unit
+        .store
+        .outbox_of_contact(contact_id)
+        .map_err(|e| e.to_string())?;
+    for message in queued {
+        if message.status == OUTBOX_PENDING
+            && channels.contains(&message.channel)
+            && message.content["category"] == "marketing"
+        {
+            unit.writes.push(Write::OutboxRecordAttempt {
+                id: message.id,
+                status: OUTBOX_SUPPRESSED.into(),
+                deliver_at_ms: message.deliver_at_ms,
+                attempts: message.attempts,
+                last_error: Some("unsubscribed before delivery".into()),
+                at_ms: unit.now,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What the contact already has coming or has had, within the policy's
