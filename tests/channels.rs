@@ -139,16 +139,9 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let (runtime, listener) = dripline_tests::loopback(1);
         let script = Script::default();
         *script.ok_body.lock().unwrap() = "{\"id\":\"provider-1\"}".into();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = axum::Router::new()
             .fallback(record)

@@ -57,14 +57,7 @@ fn serve() -> Served {
     .unwrap();
     let gateway =
         Arc::new(Gateway::load(sandbox, &app, store.clone(), Duration::from_secs(10)).unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let (runtime, listener) = dripline_tests::loopback(2);
     let addr = listener.local_addr().unwrap();
     runtime.spawn(gateway.serve(listener, std::future::pending()));
     Served {

@@ -40,14 +40,7 @@ fn serve(deployment: &Deployment) -> Served {
             clock: deployment.clock.clone(),
         }),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
+    let (runtime, listener) = dripline_tests::loopback(1);
     let addr = listener.local_addr().unwrap();
     runtime.spawn(dripline::server::serve(
         listener,

@@ -55,6 +55,20 @@ pub fn trigger(sandbox: &Arc<Sandbox>, name: &str) -> TriggerPlugin {
     loaded.unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// A runtime with `workers` threads and a listener on a free loopback port:
+/// where the tests serve real HTTP.
+pub fn loopback(workers: usize) -> (tokio::runtime::Runtime, tokio::net::TcpListener) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap_or_else(|e| panic!("binding a loopback port: {e}"));
+    (runtime, listener)
+}
+
 /// Names of the hostile fixtures in `components/fixtures/`.
 pub fn fixtures() -> Vec<String> {
     let dir = repo_root().join("components/fixtures");

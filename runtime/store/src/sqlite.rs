@@ -169,6 +169,27 @@ impl SqliteStore {
         self.writer.lock().map_err(|_| StoreError::Poisoned)
     }
 
+    /// Runs a one-row query for each id inside one read transaction: outside
+    /// one, every statement begins and ends its own, and each of those takes
+    /// and releases the WAL's shared lock with system calls.
+    fn read_many<T>(
+        &self,
+        sql: &str,
+        ids: &[&str],
+        from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<Option<T>>> {
+        let mut conn = self.reader()?;
+        let tx = conn.transaction()?;
+        let mut stmt = tx.prepare_cached(sql)?;
+        let found = ids
+            .iter()
+            .map(|id| stmt.query_row(params![id], from_row).optional())
+            .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        tx.commit()?;
+        Ok(found)
+    }
+
     fn reader(&self) -> Result<MutexGuard<'_, Connection>> {
         self.reader.lock().map_err(|_| StoreError::Poisoned)
     }
@@ -765,19 +786,11 @@ impl Store for SqliteStore {
     }
 
     fn contacts_get(&self, ids: &[&str]) -> Result<Vec<Option<Contact>>> {
-        let mut conn = self.reader()?;
-        // One read transaction for all, as in `enrollments_get`.
-        let tx = conn.transaction()?;
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"
-        ))?;
-        let found = ids
-            .iter()
-            .map(|id| stmt.query_row(params![id], contact_from_row).optional())
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        tx.commit()?;
-        Ok(found)
+        self.read_many(
+            &format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"),
+            ids,
+            contact_from_row,
+        )
     }
 
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>> {
@@ -806,21 +819,11 @@ impl Store for SqliteStore {
     }
 
     fn enrollments_get(&self, ids: &[&str]) -> Result<Vec<Option<Enrollment>>> {
-        let mut conn = self.reader()?;
-        // One read transaction for all: outside one, every statement begins and
-        // ends its own, and each of those takes and releases the WAL's shared
-        // lock with system calls.
-        let tx = conn.transaction()?;
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?1"
-        ))?;
-        let found = ids
-            .iter()
-            .map(|id| stmt.query_row(params![id], enrollment_from_row).optional())
-            .collect::<rusqlite::Result<_>>()?;
-        drop(stmt);
-        tx.commit()?;
-        Ok(found)
+        self.read_many(
+            &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?1"),
+            ids,
+            enrollment_from_row,
+        )
     }
 
     fn enrollments_of_contact(&self, contact_id: &str) -> Result<Vec<Enrollment>> {
