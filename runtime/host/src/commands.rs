@@ -89,9 +89,12 @@ pub fn open_runner(
         Some(base) => Some(Tracker::for_deployment(base, store.as_ref())?),
         None => None,
     };
-    let allowed_hosts = ChannelsConfig::load(&deployment.channels)?
-        .map(|c| c.http_out.allowed_hosts)
+    let channels = ChannelsConfig::load(&deployment.channels)?;
+    let allowed_hosts = channels
+        .as_ref()
+        .map(|c| c.http_out.allowed_hosts.clone())
         .unwrap_or_default();
+    let alerts = channels.map(|c| c.alerts).unwrap_or_default();
     let runner = Runner::new(
         store.clone(),
         plugins,
@@ -100,7 +103,8 @@ pub fn open_runner(
         clock,
         Arc::new(policy),
     )
-    .with_allowed_hosts(allowed_hosts);
+    .with_allowed_hosts(allowed_hosts)
+    .with_alerts(alerts);
     let runner = match tracker {
         Some(tracker) => runner.with_tracker(tracker),
         None => runner,

@@ -24,8 +24,10 @@ use dripline_store::{
 use serde_json::{Value, json};
 
 use crate::bindings::{self, Outcome, StepContext, WaitFor, messaging};
+use crate::channels::config::AlertConfig;
 use crate::clock::Clock;
 use crate::contacts::{self, ContactRecord};
+use crate::dispatch::Alerts;
 use crate::journeys::{Journeys, Templates};
 use crate::plugins::Plugins;
 use crate::policy::{DeliveryPolicy, PREFERRED, PastSend, PolicyCall, SendContext, fingerprint};
@@ -56,6 +58,9 @@ pub struct Runner {
     tracker: Option<Tracker>,
     /// Hosts every step may post to (`[http_out] allowed_hosts`).
     allowed_hosts: Vec<String>,
+    /// Failure rates of each journey's step runs (the dispatcher keeps its
+    /// own for deliveries).
+    alerts: std::sync::Mutex<Alerts>,
 }
 
 /// What one pass did.
@@ -86,7 +91,15 @@ impl Runner {
             policy,
             tracker: None,
             allowed_hosts: Vec::new(),
+            alerts: std::sync::Mutex::new(Alerts::new(AlertConfig::default())),
         }
+    }
+
+    /// Alerts on a journey's failing step runs by `config` (`[alerts]` in
+    /// channels.toml), as the dispatcher does on its failing deliveries.
+    pub fn with_alerts(mut self, config: AlertConfig) -> Self {
+        self.alerts = std::sync::Mutex::new(Alerts::new(config));
+        self
     }
 
     /// Grants every step's outbound posts these hosts, besides what each step's
@@ -485,6 +498,10 @@ impl Runner {
             },
             Err(bindings::StepError::Other(m)) => StepOutcome::Failed { reason: m },
         };
+        if !matches!(outcome, StepOutcome::Retry { .. }) {
+            let failed = matches!(outcome, StepOutcome::Failed { .. });
+            self.count_for_alerts(unit, &journey.id, failed);
+        }
         if matches!(
             outcome,
             StepOutcome::Failed { .. } | StepOutcome::Retry { .. }
@@ -523,6 +540,27 @@ impl Runner {
             contact.apply(effect);
         }
         Ok(outcome)
+    }
+
+    /// Counts a step run for the journey's failure rate; past the threshold, an
+    /// error line and the `alerts.<journey>.steps` metric, once per window. A
+    /// journey whose steps fail for many contacts (a template missing a value,
+    /// a broken config) shows here before anyone reads the outbox.
+    fn count_for_alerts(&self, unit: &mut Unit<'_>, journey: &str, failed: bool) {
+        let alert = match self.alerts.lock() {
+            Ok(mut alerts) => alerts.record(journey, failed, unit.now),
+            Err(_) => None,
+        };
+        if let Some(alert) = alert {
+            tracing::error!(
+                journey = %alert.journey,
+                runs = alert.sends,
+                failures = alert.failures,
+                "alert: {:.1}% of the journey's step runs failed in this window",
+                alert.rate * 100.0
+            );
+            unit.metric(format!("alerts.{journey}.steps"));
+        }
     }
 
     fn dead_letter(&self, key: &str, bytes: &[u8], problem: &str) -> Result<(), RunnerError> {
