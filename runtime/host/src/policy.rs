@@ -477,7 +477,7 @@ fn in_window(at: i64, quiet: &QuietHours, zone: Tz) -> bool {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::bindings::{ChannelConsent, Identities};
 

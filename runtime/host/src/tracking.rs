@@ -80,10 +80,10 @@ impl Tracker {
     /// else one made at first start and kept in the store, so links in emails
     /// already sent keep working after a restart.
     pub fn for_deployment(base_url: &str, store: &dyn Store) -> anyhow::Result<Self> {
-        if let Ok(secret) = std::env::var("DRIPLINE_TRACKING_SECRET") {
-            if !secret.is_empty() {
-                return Ok(Self::new(base_url, secret.into_bytes()));
-            }
+        if let Ok(secret) = std::env::var("DRIPLINE_TRACKING_SECRET")
+            && !secret.is_empty()
+        {
+            return Ok(Self::new(base_url, secret.into_bytes()));
         }
         if let Some(key) = store.kv_get(DEFAULT_KV_STORE, SECRET_KEY)? {
             return Ok(Self::new(base_url, key));
