@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +17,7 @@ use dripline::clock::Clock as _;
 use dripline::dispatch::Dispatcher;
 use dripline_store::{Contact, OutboxMessage};
 use dripline_tests::Deployment;
+use dripline_tests::smtp::smtp_server;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
@@ -185,71 +185,6 @@ async fn record(
         format!("{{\"error\":\"status {status}\"}}")
     };
     (StatusCode::from_u16(status).unwrap(), body)
-}
-
-// ----- an SMTP server on loopback -----
-
-#[derive(Debug, Clone, Default)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-#[derive(Clone, Default)]
-struct Mailbox {
-    mails: Arc<Mutex<Vec<Mail>>>,
-    current: Mail,
-}
-
-impl mailin_embedded::Handler for Mailbox {
-    fn data_start(
-        &mut self,
-        _domain: &str,
-        from: &str,
-        _is8bit: bool,
-        to: &[String],
-    ) -> mailin_embedded::Response {
-        self.current = Mail {
-            from: from.to_string(),
-            to: to.to_vec(),
-            data: String::new(),
-        };
-        mailin_embedded::response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.current.data.push_str(&String::from_utf8_lossy(buf));
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> mailin_embedded::Response {
-        self.mails.lock().unwrap().push(self.current.clone());
-        mailin_embedded::response::OK
-    }
-
-    fn helo(&mut self, _ip: IpAddr, _domain: &str) -> mailin_embedded::Response {
-        mailin_embedded::response::OK
-    }
-}
-
-/// Starts an SMTP server on a free loopback port; returns the port and what
-/// it receives. The server thread lives until the test process ends.
-fn smtp_server() -> (u16, Arc<Mutex<Vec<Mail>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mailbox = Mailbox::default();
-    let mails = mailbox.mails.clone();
-    let mut server = mailin_embedded::Server::new(mailbox);
-    server
-        .with_name("mx.example.com")
-        .with_ssl(mailin_embedded::SslConfig::None)
-        .unwrap()
-        .with_tcp_listener(listener);
-    std::thread::spawn(move || {
-        let _ = server.serve();
-    });
-    (port, mails)
 }
 
 // ----- the tests -----

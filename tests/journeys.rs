@@ -350,3 +350,47 @@ fn a_contact_in_flight_stays_on_its_version_across_a_bump_and_a_restart_while_ne
     assert_eq!(versions("late@example.com"), [json!(2)]);
     assert_eq!(deployment.store.timers_pending_count().unwrap(), 0);
 }
+
+#[test]
+fn the_abandoned_items_email_reaches_the_shopper_through_a_real_smtp_server_at_three_hours() {
+    let (port, mails) = dripline_tests::smtp::smtp_server();
+    let channels = format!(
+        "[channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nfrom = \"Acme <shop@example.com>\"\n\n[channels.sms]\nkind = \"outbox\"\n"
+    );
+    let mut deployment = Deployment::with_channels(
+        &dripline_tests::repo_root().join("journeys"),
+        Some(&channels),
+        T0,
+    );
+    deployment.receive(checkout("chk-smtp", "lu@example.com", "tok-smtp", T0));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 30 * MINUTE);
+    deployment.dispatch_at(T0 + 30 * MINUTE);
+    assert!(
+        mails.lock().unwrap().is_empty(),
+        "the 30-minute reminder is an SMS"
+    );
+
+    deployment.run_at(T0 + 3 * HOUR);
+    let report = deployment.dispatch_at(T0 + 3 * HOUR);
+    assert_eq!(report.sent, 1, "{report:?}");
+    let mails = mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    let mail = &mails[0];
+    assert_eq!(mail.to, ["lu@example.com"]);
+    assert!(mail.data.contains("Subject:"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Oxford shirt") && mail.data.contains("tok-smtp/recover"),
+        "{}",
+        mail.data
+    );
+    let sent = deployment
+        .outbox()
+        .into_iter()
+        .find(|m| m.channel == "email")
+        .unwrap();
+    assert_eq!(
+        (sent.status.as_str(), sent.deliver_at_ms),
+        ("sent", T0 + 3 * HOUR)
+    );
+}

@@ -2,6 +2,8 @@
 //! The test harness: where the components built by `build.rs` are, and a
 //! sandbox set up the way the tests need it.
 
+pub mod smtp;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
