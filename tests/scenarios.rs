@@ -548,3 +548,55 @@ fn an_alert_fires_when_over_five_percent_of_a_journeys_step_runs_fail() {
     deployment.run_at(T0 + 2 * HOUR);
     assert_eq!(metric("alerts.flash-sale.steps"), 1);
 }
+
+// ----- SCENARIOS.md 5: lead scoring hand-off -----
+
+#[test]
+fn three_visits_and_a_download_make_five_points_and_hand_the_lead_to_sales_once() {
+    let mut deployment = scenario_deployment();
+    let visit = |n: i64| {
+        plain_event(
+            &format!("visit-{n}"),
+            "page.viewed",
+            "jin@example.com",
+            json!({ "path": format!("/products/{n}") }),
+            T0 + n * HOUR,
+        )
+    };
+    for n in 0..3 {
+        deployment.receive(visit(n));
+        deployment.run_at(T0 + n * HOUR);
+    }
+    let contact = deployment.contact_by_email("jin@example.com");
+    assert_eq!(contact.profile.score, 3);
+    assert!(deployment.outbox().is_empty(), "not qualified at 3");
+
+    deployment.receive(plain_event(
+        "download-1",
+        "form.submitted",
+        "jin@example.com",
+        json!({ "form": "whitepaper-download" }),
+        T0 + 4 * HOUR,
+    ));
+    deployment.run_at(T0 + 4 * HOUR);
+    let contact = deployment.contact_by_email("jin@example.com");
+    assert_eq!(contact.profile.score, 5);
+    assert!(contact.profile.tags.contains("sales-qualified"));
+    let tasks = deployment.outbox();
+    assert_eq!(tasks.len(), 1);
+    let task = &tasks[0];
+    assert_eq!(task.channel, "http-out");
+    assert_eq!(task.content["url"], "https://crm.example.com/api/tasks");
+    let body: Value = serde_json::from_str(task.content["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["score"], 5, "{body}");
+    assert_eq!(body["task"], "Call jin@example.com: lead score reached 5");
+
+    // A fourth visit adds a point but does not hand the lead over again.
+    deployment.receive(visit(5));
+    deployment.run_at(T0 + 5 * HOUR);
+    assert_eq!(
+        deployment.contact_by_email("jin@example.com").profile.score,
+        6
+    );
+    assert_eq!(deployment.outbox().len(), 1);
+}

@@ -106,7 +106,7 @@ pub struct Deployment {
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
-pub const SHIPPED_STEPS: &[&str] = &["tag", "untag", "set-attribute", "send", "webhook"];
+pub const SHIPPED_STEPS: &[&str] = &["tag", "untag", "set-attribute", "score", "send", "webhook"];
 
 impl Deployment {
     /// A deployment of the repository's `journeys/` at time `now_ms`.
