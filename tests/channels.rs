@@ -107,6 +107,20 @@ fn ping(deployment: &mut Deployment, n: usize, email: &str, phone: Option<&str>)
     deployment.run_at(now);
 }
 
+/// A deployment of the one-send journey on `sms`, whose provider is a
+/// loopback receiver answering `statuses` first (then 200); `extra` is
+/// appended to the `[channels.sms]` table.
+fn sms_deployment(statuses: &[u16], extra: &str) -> (Receiver, tempfile::TempDir, Deployment) {
+    let provider = Receiver::start();
+    provider.answer_with(statuses);
+    let channels = format!(
+        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n{extra}",
+        provider.url
+    );
+    let (files, deployment) = deployment(&send_journey("sms"), Some(&channels));
+    (provider, files, deployment)
+}
+
 fn only_message(deployment: &Deployment) -> OutboxMessage {
     let outbox = deployment.outbox();
     assert_eq!(outbox.len(), 1, "{outbox:#?}");
@@ -265,40 +279,6 @@ fn an_email_to_a_contact_without_an_address_is_suppressed_with_the_reason_and_ne
 }
 
 #[test]
-fn a_permanent_failure_is_recorded_on_the_message_in_metrics_and_beside_the_enrollment() {
-    let provider = Receiver::start();
-    provider.answer_with(&[400]);
-    let channels = format!(
-        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
-        provider.url
-    );
-    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
-    ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
-    let report = deployment.dispatch_at(T0);
-    assert_eq!(report.failed, 1, "{report:?}");
-
-    let message = only_message(&deployment);
-    assert_eq!((message.status.as_str(), message.attempts), ("failed", 1));
-    assert!(
-        message.last_error.as_deref().unwrap().contains("400"),
-        "{message:?}"
-    );
-    assert_eq!(deployment.store.metric_get("sends.ping.failed").unwrap(), 1);
-    // Beside the enrollment: a record a marketer's tools list by prefix.
-    let enrollment = message.content["enrollment"].as_str().unwrap();
-    let records = deployment
-        .store
-        .kv_scan_prefix("dripline", &format!("failed-sends/{enrollment}/"), None, 10)
-        .unwrap();
-    assert_eq!(records.len(), 1);
-    let record: Value = serde_json::from_slice(&records[0].1).unwrap();
-    assert_eq!(
-        (record["step"].as_str(), record["channel"].as_str()),
-        (Some("say"), Some("sms"))
-    );
-}
-
-#[test]
 fn an_sms_is_posted_to_the_provider_with_the_phone_in_e164_the_text_and_the_auth_header() {
     let provider = Receiver::start();
     let channels = format!(
@@ -417,13 +397,8 @@ fn a_send_on_a_webhook_channel_posts_the_message_and_the_contact_signed() {
 
 #[test]
 fn a_failed_sms_is_retried_once_after_two_hours_then_sent() {
-    let provider = Receiver::start();
-    provider.answer_with(&[503]);
-    let channels = format!(
-        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\nretry = {{ retries = 1, backoff = \"2h\" }}\n",
-        provider.url
-    );
-    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    let (provider, _files, mut deployment) =
+        sms_deployment(&[503], "retry = { retries = 1, backoff = \"2h\" }\n");
     ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
 
     assert_eq!(deployment.dispatch_at(T0).retried, 1);
@@ -467,13 +442,8 @@ fn a_failed_sms_is_retried_once_after_two_hours_then_sent() {
 
 #[test]
 fn an_sms_whose_one_retry_also_fails_is_given_up_with_the_last_error() {
-    let provider = Receiver::start();
-    provider.answer_with(&[503, 429]);
-    let channels = format!(
-        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\nretry = {{ retries = 1, backoff = \"2h\" }}\n",
-        provider.url
-    );
-    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    let (provider, _files, mut deployment) =
+        sms_deployment(&[503, 429], "retry = { retries = 1, backoff = \"2h\" }\n");
     ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
     deployment.dispatch_at(T0);
     assert_eq!(deployment.dispatch_at(T0 + 2 * HOUR).failed, 1);
@@ -491,19 +461,27 @@ fn an_sms_whose_one_retry_also_fails_is_given_up_with_the_last_error() {
 
 #[test]
 fn a_rejected_request_is_a_permanent_failure_and_is_not_retried() {
-    let provider = Receiver::start();
-    provider.answer_with(&[422]);
-    let channels = format!(
-        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
-        provider.url
-    );
-    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
+    let (provider, _files, mut deployment) = sms_deployment(&[422], "");
     ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
     assert_eq!(deployment.dispatch_at(T0).failed, 1);
     assert_eq!(deployment.dispatch_at(T0 + 100 * HOUR).handled(), 0);
     assert_eq!(provider.hits().len(), 1);
     let failed = only_message(&deployment);
-    assert!(failed.last_error.unwrap().contains("422"));
+    assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 1));
+    assert!(failed.last_error.as_deref().unwrap().contains("422"));
+    assert_eq!(deployment.store.metric_get("sends.ping.failed").unwrap(), 1);
+    // Beside the enrollment: a record a marketer's tools list by prefix.
+    let enrollment = failed.content["enrollment"].as_str().unwrap();
+    let records = deployment
+        .store
+        .kv_scan_prefix("dripline", &format!("failed-sends/{enrollment}/"), None, 10)
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    let record: Value = serde_json::from_slice(&records[0].1).unwrap();
+    assert_eq!(
+        (record["step"].as_str(), record["channel"].as_str()),
+        (Some("say"), Some("sms"))
+    );
 }
 
 #[test]
@@ -590,15 +568,9 @@ url = "{}/send"
 
 #[test]
 fn no_alert_fires_when_failures_stay_at_five_percent() {
-    let provider = Receiver::start();
-    let channels = format!(
-        "[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
-        provider.url
-    );
-    let (_files, mut deployment) = deployment(&send_journey("sms"), Some(&channels));
     let mut statuses = [200; 20];
     statuses[7] = 400;
-    provider.answer_with(&statuses);
+    let (_provider, _files, mut deployment) = sms_deployment(&statuses, "");
     for n in 0..20 {
         let phone = format!("+86138001380{n:02}");
         ping(

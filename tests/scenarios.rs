@@ -504,13 +504,16 @@ fn replying_td_withdraws_a_message_deferred_by_quiet_hours_and_stops_the_next_on
     assert_eq!(sent[1].detail, "no consent for sms");
 }
 
-#[test]
-fn an_alert_fires_when_over_five_percent_of_a_journeys_step_runs_fail() {
-    let mut deployment = scenario_deployment();
-    // Two of twenty announcements lack the item the template needs: the send
-    // step fails for those contacts (10%), never a blank in their SMS.
-    for n in 0..20 {
-        let properties = if n % 10 == 4 {
+/// A sale announced to members `m{n}@example.com`; those for whom
+/// `without_item` holds get an announcement that lacks the item.
+fn announce_to_members(
+    deployment: &Deployment,
+    members: std::ops::Range<i64>,
+    without_item: impl Fn(i64) -> bool,
+    at: i64,
+) {
+    for n in members {
+        let properties = if without_item(n) {
             json!({})
         } else {
             json!({ "item": format!("item {n}") })
@@ -520,9 +523,17 @@ fn an_alert_fires_when_over_five_percent_of_a_journeys_step_runs_fail() {
             "sale.announced",
             &format!("m{n}@example.com"),
             properties,
-            T0,
+            at,
         ));
     }
+}
+
+#[test]
+fn an_alert_fires_when_over_five_percent_of_a_journeys_step_runs_fail() {
+    let mut deployment = scenario_deployment();
+    // Two of twenty announcements lack the item the template needs: the send
+    // step fails for those contacts (10%), never a blank in their SMS.
+    announce_to_members(&deployment, 0..20, |n| n % 10 == 4, T0);
     deployment.run_at(T0);
     let store = deployment.store.clone();
     let metric = |name: &str| store.metric_get(name).unwrap();
@@ -531,20 +542,7 @@ fn an_alert_fires_when_over_five_percent_of_a_journeys_step_runs_fail() {
     assert_eq!(sent.len(), 18, "the failed runs sent nothing");
 
     // At 5% (1 in 20) in the next window: no second alert.
-    for n in 20..40 {
-        let properties = if n == 25 {
-            json!({})
-        } else {
-            json!({ "item": format!("item {n}") })
-        };
-        deployment.receive(member_event(
-            &format!("sale-{n}"),
-            "sale.announced",
-            &format!("m{n}@example.com"),
-            properties,
-            T0 + 2 * HOUR,
-        ));
-    }
+    announce_to_members(&deployment, 20..40, |n| n == 25, T0 + 2 * HOUR);
     deployment.run_at(T0 + 2 * HOUR);
     assert_eq!(metric("alerts.flash-sale.steps"), 1);
 }
