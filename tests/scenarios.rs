@@ -228,6 +228,49 @@ fn a_deep_dormant_member_who_is_woken_again_and_orders_loses_the_deep_dormant_ta
 }
 
 #[test]
+fn the_wake_up_rolls_out_to_test_members_first_then_to_everyone_with_the_next_version() {
+    let shipped =
+        std::fs::read_to_string(repo_root().join("journeys/dormant-wake-up.toml")).unwrap();
+    let pilot = shipped.replace(
+        "trigger.properties.days_since_order >= 90\"",
+        "trigger.properties.days_since_order >= 90 && has(contact.attributes.test_member)\"",
+    );
+    assert_ne!(pilot, shipped, "the pilot narrows the filter");
+    let journeys = tempfile::tempdir().unwrap();
+    let file = journeys.path().join("dormant-wake-up.toml");
+    std::fs::write(&file, &pilot).unwrap();
+    let mut deployment = Deployment::with_journeys(journeys.path(), T0);
+
+    let mut tester = dormant("r-1", "tester@example.com", 1, 400);
+    tester["properties"]["traits"] = json!({ "test_member": true });
+    deployment.receive(tester);
+    deployment.receive(dormant("r-2", "member@example.com", 1, 400));
+    deployment.run_at(T0);
+    assert_eq!(outbox_of(&deployment, "tester@example.com").len(), 1);
+    assert!(outbox_of(&deployment, "member@example.com").is_empty());
+
+    // Everyone, from version 2 on; the tester in flight stays on version 1.
+    std::fs::write(&file, shipped.replace("version = 1", "version = 2")).unwrap();
+    deployment.restart();
+    let later = T0 + HOUR;
+    let mut again = dormant("r-3", "member@example.com", 1, 400);
+    again["occurred_at"] = json!(later);
+    again["received_at"] = json!(later);
+    deployment.receive(again);
+    deployment.run_at(later);
+    let sent = outbox_of(&deployment, "member@example.com");
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].text.contains("double points"), "{}", sent[0].text);
+    let version_of = |email: &str| {
+        let contact = deployment.contact_by_email(email).contact.id;
+        let enrollment = &deployment.store.enrollments_of_contact(&contact).unwrap()[0];
+        serde_json::from_str::<Value>(&enrollment.state).unwrap()["journey_version"].clone()
+    };
+    assert_eq!(version_of("tester@example.com"), 1);
+    assert_eq!(version_of("member@example.com"), 2);
+}
+
+#[test]
 fn a_member_who_signed_up_less_than_180_days_ago_is_not_woken() {
     let mut deployment = Deployment::new(T0);
     deployment.receive(dormant("d-3", "sun@example.com", 5, 100));
