@@ -144,10 +144,10 @@ impl ContactRecord {
         let zone = properties
             .get("time_zone")
             .or_else(|| properties.pointer("/traits/timezone"));
-        if let Some(zone) = zone.and_then(Value::as_str) {
-            if zone.parse::<chrono_tz::Tz>().is_ok() {
-                self.profile.time_zone = Some(zone.to_string());
-            }
+        if let Some(zone) = zone.and_then(Value::as_str)
+            && zone.parse::<chrono_tz::Tz>().is_ok()
+        {
+            self.profile.time_zone = Some(zone.to_string());
         }
         Ok(())
     }

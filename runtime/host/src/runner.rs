@@ -420,13 +420,12 @@ impl Runner {
             .get("template")
             .and_then(Value::as_str)
             .map(str::to_string)
+            && let Some(map) = config.as_object_mut()
         {
-            if let Some(map) = config.as_object_mut() {
-                map.insert(
-                    "template_files".into(),
-                    Value::Object(self.templates.files_of(&template)),
-                );
-            }
+            map.insert(
+                "template_files".into(),
+                Value::Object(self.templates.files_of(&template)),
+            );
         }
         let journey = self.journey_of(enrollment)?.clone();
         // `preferred` is settled before the step renders, so it picks the
@@ -818,11 +817,11 @@ impl<'a> Unit<'a> {
     }
 
     fn load_contact(&mut self, id: &str) -> Result<(), String> {
-        if !self.contacts.contains_key(id) {
-            if let Some(stored) = self.store.contact_get(id).map_err(|e| e.to_string())? {
-                self.contacts
-                    .insert(id.to_string(), ContactRecord::from_stored(stored));
-            }
+        if !self.contacts.contains_key(id)
+            && let Some(stored) = self.store.contact_get(id).map_err(|e| e.to_string())?
+        {
+            self.contacts
+                .insert(id.to_string(), ContactRecord::from_stored(stored));
         }
         Ok(())
     }
