@@ -33,5 +33,5 @@ pub mod trigger_plugin;
 
 pub use plugins::Plugins;
 pub use sandbox::{PluginError, Sandbox, SandboxConfig};
-pub use step_plugin::{AcceptAll, Decision, Effect, Granting, Messenger, StepPlugin, StepRun};
+pub use step_plugin::{AcceptAll, Decision, Effect, Messenger, StepPlugin, StepRun};
 pub use trigger_plugin::TriggerPlugin;

@@ -32,6 +32,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 use dripline_engine::Duration;
 use dripline_engine::local_time::{LocalTime, next_local_time};
+use dripline_store::Store;
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -247,21 +248,79 @@ pub fn fingerprint(message: &messaging::Message) -> String {
     hex::encode(&hash.finalize()[..12])
 }
 
+/// Where a step call's stored history comes from: the contact's outbox, read
+/// when the call's first send is decided, so steps that send nothing (tags,
+/// scores, the timer path) never read it.
+pub struct StoredHistory {
+    /// The store holding the outbox.
+    pub store: Arc<dyn Store>,
+    /// The contact whose messages count.
+    pub contact_id: String,
+}
+
 /// The policy applied to one step call: the deployment's rules, what the
 /// contact already has coming, and each send of this call added to it so a
-/// step's second message is weighed against its first.
+/// step's second message is weighed against its first. It also answers which
+/// hosts the call's outbound posts may reach.
 pub struct PolicyCall {
     policy: Arc<DeliveryPolicy>,
-    context: Mutex<SendContext>,
+    state: Mutex<CallState>,
+    allowed_hosts: Vec<String>,
+}
+
+struct CallState {
+    context: SendContext,
+    unread: Option<StoredHistory>,
 }
 
 impl PolicyCall {
-    /// The policy for one step call.
+    /// The policy for one step call, on the history already in `context`.
     pub fn new(policy: Arc<DeliveryPolicy>, context: SendContext) -> Self {
         Self {
             policy,
-            context: Mutex::new(context),
+            state: Mutex::new(CallState {
+                context,
+                unread: None,
+            }),
+            allowed_hosts: Vec::new(),
         }
+    }
+
+    /// Adds the stored outbox to the history, read at the first send.
+    pub fn with_stored_history(mut self, stored: StoredHistory) -> Self {
+        if let Ok(state) = self.state.get_mut() {
+            state.unread = Some(stored);
+        }
+        self
+    }
+
+    /// Grants outbound posts these hosts, besides what each step's config grants
+    /// (`[http_out] allowed_hosts` in channels.toml).
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+}
+
+impl CallState {
+    fn read_stored(&mut self, policy: &DeliveryPolicy) -> Result<(), HostError> {
+        let Some(stored) = &self.unread else {
+            return Ok(());
+        };
+        let since = self.context.now - SendContext::lookback_ms(policy);
+        let rows = stored
+            .store
+            .outbox_of_contact(&stored.contact_id)
+            .map_err(|e| HostError::Unavailable(format!("the contact's messages: {e}")))?;
+        let mut history: Vec<PastSend> = rows
+            .iter()
+            .filter_map(|m| past_send(&m.content, m.deliver_at_ms))
+            .filter(|p| p.deliver_at >= since)
+            .collect();
+        history.append(&mut self.context.history);
+        self.context.history = history;
+        self.unread = None;
+        Ok(())
     }
 }
 
@@ -272,11 +331,13 @@ impl Messenger for PolicyCall {
         message: &messaging::Message,
         idempotency_key: &str,
     ) -> Result<Decision, HostError> {
-        let mut context = self
-            .context
+        let mut state = self
+            .state
             .lock()
             .map_err(|_| HostError::Unavailable("delivery policy".into()))?;
-        let decision = decide(&self.policy, &context, contact, message, idempotency_key)?;
+        state.read_stored(&self.policy)?;
+        let context = &mut state.context;
+        let decision = decide(&self.policy, context, contact, message, idempotency_key)?;
         if let messaging::Delivery::Sent(_) | messaging::Delivery::Deferred(_) = decision.delivery {
             let deliver_at = match decision.delivery {
                 messaging::Delivery::Deferred(at) => at,
@@ -293,6 +354,29 @@ impl Messenger for PolicyCall {
         }
         Ok(decision)
     }
+
+    fn grant_post(&self, url: &str) -> Result<(), String> {
+        crate::channels::config::check_host(url, &self.allowed_hosts)
+    }
+}
+
+/// An outbox row as the policy weighs it, from its content and delivery
+/// time; suppressed messages never reached anyone, so they count for nothing.
+pub fn past_send(content: &Value, deliver_at_ms: i64) -> Option<PastSend> {
+    let status = content.pointer("/delivery/status")?.as_str()?;
+    if status == "suppressed" {
+        return None;
+    }
+    Some(PastSend {
+        journey: content["journey"].as_str().unwrap_or_default().to_string(),
+        priority: content["priority"].as_i64().unwrap_or(0) as i32,
+        fingerprint: content["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        deliver_at: deliver_at_ms,
+        marketing: content["category"] == "marketing",
+    })
 }
 
 /// The decision for one message. Checks run from the most to the least

@@ -30,9 +30,12 @@ use crate::contacts::{self, ContactRecord};
 use crate::dispatch::Alerts;
 use crate::journeys::{Journeys, Templates};
 use crate::plugins::Plugins;
-use crate::policy::{DeliveryPolicy, PREFERRED, PastSend, PolicyCall, SendContext, fingerprint};
+use crate::policy::{
+    DeliveryPolicy, PREFERRED, PastSend, PolicyCall, SendContext, StoredHistory, fingerprint,
+    past_send,
+};
 use crate::sandbox::PluginError;
-use crate::step_plugin::{Effect, Granting};
+use crate::step_plugin::Effect;
 use crate::tracking::Tracker;
 
 /// How long a claimed timer stays ours before another worker may take it.
@@ -444,7 +447,7 @@ impl Runner {
             .get("template")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let history = send_history(unit, &enrollment.contact_id, self.policy.as_ref())?;
+        let history = pending_sends(unit, &enrollment.contact_id, self.policy.as_ref());
         let now = unit.now;
         let contact = unit.contact(&enrollment.contact_id)?;
         let send_context = SendContext {
@@ -458,10 +461,14 @@ impl Runner {
             now,
             history,
         };
-        let messenger = Arc::new(Granting {
-            inner: Arc::new(PolicyCall::new(self.policy.clone(), send_context)),
-            allowed_hosts: self.allowed_hosts.clone(),
-        });
+        let messenger = Arc::new(
+            PolicyCall::new(self.policy.clone(), send_context)
+                .with_stored_history(StoredHistory {
+                    store: self.store.clone(),
+                    contact_id: enrollment.contact_id.clone(),
+                })
+                .with_allowed_hosts(self.allowed_hosts.clone()),
+        );
         let context = StepContext {
             journey: enrollment.journey.clone(),
             journey_version: enrollment.journey_version,
@@ -645,7 +652,6 @@ fn outbox_row(
             "step": step_id,
             "template": template,
             "fingerprint": fingerprint(message),
-            "deliver_at": deliver_at_ms,
             "subject": message.subject,
             "body": message.body,
             "html": message.html,
@@ -686,49 +692,21 @@ fn withdraw_queued(
     Ok(())
 }
 
-/// What the contact already has coming or has had, within the policy's
-/// lookback: the stored outbox rows and the ones this unit is about to write
-/// (another journey may have sent on the same event a moment ago).
-fn send_history(
-    unit: &Unit<'_>,
-    contact_id: &str,
-    policy: &DeliveryPolicy,
-) -> Result<Vec<PastSend>, String> {
+/// What this unit is about to send the contact (another journey may have
+/// sent on the same event a moment ago); the stored outbox joins it when the
+/// step's first send is decided ([`StoredHistory`]).
+fn pending_sends(unit: &Unit<'_>, contact_id: &str, policy: &DeliveryPolicy) -> Vec<PastSend> {
     let since = unit.now - SendContext::lookback_ms(policy);
-    let stored = unit
-        .store
-        .outbox_of_contact(contact_id)
-        .map_err(|e| e.to_string())?;
-    let pending = unit.writes.iter().filter_map(|w| match w {
-        Write::OutboxInsert(row) if row.contact_id == contact_id => Some(&row.content),
-        _ => None,
-    });
-    Ok(stored
+    unit.writes
         .iter()
-        .map(|m| &m.content)
-        .chain(pending)
-        .filter_map(past_send)
+        .filter_map(|w| match w {
+            Write::OutboxInsert(row) if row.contact_id == contact_id => {
+                past_send(&row.content, row.deliver_at_ms)
+            }
+            _ => None,
+        })
         .filter(|p| p.deliver_at >= since)
-        .collect())
-}
-
-/// An outbox row's content as the policy weighs it; suppressed messages never
-/// reached anyone, so they count for nothing.
-fn past_send(content: &Value) -> Option<PastSend> {
-    let status = content.pointer("/delivery/status")?.as_str()?;
-    if status == "suppressed" {
-        return None;
-    }
-    Some(PastSend {
-        journey: content["journey"].as_str().unwrap_or_default().to_string(),
-        priority: content["priority"].as_i64().unwrap_or(0) as i32,
-        fingerprint: content["fingerprint"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        deliver_at: content["deliver_at"].as_i64()?,
-        marketing: content["category"] == "marketing",
-    })
+        .collect()
 }
 
 /// The store enforces one active enrollment per (journey, key). The engine's

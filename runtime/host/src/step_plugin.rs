@@ -84,30 +84,6 @@ pub trait Messenger: Send + Sync {
     }
 }
 
-/// A messenger with the deployment's grants for outbound posts (`[http_out]
-/// allowed_hosts` in channels.toml), deciding sends as `inner` does.
-pub struct Granting {
-    /// The delivery policy.
-    pub inner: Arc<dyn Messenger>,
-    /// Hosts every step may post to.
-    pub allowed_hosts: Vec<String>,
-}
-
-impl Messenger for Granting {
-    fn decide(
-        &self,
-        contact: &Contact,
-        message: &messaging::Message,
-        idempotency_key: &str,
-    ) -> Result<Decision, HostError> {
-        self.inner.decide(contact, message, idempotency_key)
-    }
-
-    fn grant_post(&self, url: &str) -> Result<(), String> {
-        crate::channels::config::check_host(url, &self.allowed_hosts)
-    }
-}
-
 /// A messenger that accepts everything: for tests and benchmarks of the sandbox.
 pub struct AcceptAll;
 
