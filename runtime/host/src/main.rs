@@ -22,23 +22,34 @@ struct Cli {
     command: Command,
 }
 
+/// Where a deployment is: what `up` and `process` both read.
+#[derive(clap::Args)]
+struct DeploymentArgs {
+    /// Directory of component files (`*.wasm`) to load.
+    #[arg(
+        long,
+        env = "DRIPLINE_COMPONENTS",
+        default_value = "target/dripline/components"
+    )]
+    components: PathBuf,
+    /// Directory for the database and the compiled-component cache.
+    #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
+    data: PathBuf,
+    /// The deployment's root: `journeys/`, `templates/`, `delivery.toml` and
+    /// `channels.toml` are read from it.
+    #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
+    root: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Load the components and serve: webhooks in, journeys run, messages out.
     Up {
-        /// Directory of component files (`*.wasm`) to load.
-        #[arg(
-            long,
-            env = "DRIPLINE_COMPONENTS",
-            default_value = "target/dripline/components"
-        )]
-        components: PathBuf,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
         /// Address to listen on.
         #[arg(long, env = "DRIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Directory for the database and the compiled-component cache.
-        #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
-        data: PathBuf,
         /// Most wall-clock time one plugin call may take, in milliseconds.
         #[arg(long, default_value_t = 100)]
         deadline_ms: u64,
@@ -59,9 +70,6 @@ enum Command {
         /// `SPIN_VARIABLE_<NAME>` in the environment wins over it.
         #[arg(long, env = "DRIPLINE_VARIABLES_FILE")]
         variables_file: Option<PathBuf>,
-        /// The deployment's root: `journeys/` and `templates/` are read from it.
-        #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
-        root: PathBuf,
         /// Run the clock this many times faster than the wall clock, for
         /// demonstrations (3600: an hour a second). Deployments leave it at 1.
         #[arg(long, default_value_t = 1.0)]
@@ -69,19 +77,8 @@ enum Command {
     },
     /// Process the inbox and the due timers until nothing is left, then exit.
     Process {
-        /// Directory of component files (`*.wasm`) to load.
-        #[arg(
-            long,
-            env = "DRIPLINE_COMPONENTS",
-            default_value = "target/dripline/components"
-        )]
-        components: PathBuf,
-        /// Directory for the database and the compiled-component cache.
-        #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
-        data: PathBuf,
-        /// The deployment's root: `journeys/` and `templates/` are read from it.
-        #[arg(long, default_value = ".")]
-        root: PathBuf,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
         /// Process as if the time were this (ms since the epoch); default: now.
         #[arg(long)]
         now_ms: Option<i64>,
@@ -182,15 +179,18 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Up {
-            components,
+            deployment:
+                DeploymentArgs {
+                    components,
+                    data,
+                    root,
+                },
             listen,
-            data,
             deadline_ms,
             memory_mib,
             gateway_listen,
             spin,
             variables_file,
-            root,
             clock_speed,
         } => {
             let config = SandboxConfig {
@@ -209,9 +209,12 @@ fn main() -> anyhow::Result<()> {
             up(config, &components, listen, gateway, worker, clock_speed)
         }
         Command::Process {
-            components,
-            data,
-            root,
+            deployment:
+                DeploymentArgs {
+                    components,
+                    data,
+                    root,
+                },
             now_ms,
             cache,
         } => {
