@@ -52,7 +52,8 @@ pub struct Event {
 impl Event {
     /// The properties as the JSON text the WIT record carries.
     pub fn properties_json(&self) -> String {
-        Value::Object(self.properties.clone()).to_string()
+        // A map with text keys always serializes; the fallback is unreachable.
+        serde_json::to_string(&self.properties).unwrap_or_else(|_| "{}".into())
     }
 }
 

@@ -97,6 +97,24 @@ fn a_signed_delivery_lands_in_the_inbox_once_and_its_replay_adds_nothing() {
 }
 
 #[test]
+fn an_inbox_record_carries_the_properties_object_and_refuses_anything_else() {
+    let mut event = checkout_event();
+    event.properties =
+        " \n{\"items\":[{\"sku\":\"M-1\"}],\"note\":\"caf\\u00e9 \\\"ok\\\"\"} ".into();
+    event.external_ids.push(("shopify".into(), "43".into()));
+    let record: Value = serde_json::from_slice(&inbox_record(&event, 7).unwrap()).unwrap();
+    assert_eq!(record["properties"]["items"][0]["sku"], "M-1");
+    assert_eq!(record["properties"]["note"], "caf\u{e9} \"ok\"");
+    assert_eq!(record["identities"]["external_ids"]["shopify"], "43");
+    assert_eq!(record["received_at"], 7);
+    assert_eq!(record["occurred_at"], 1);
+    for not_an_object in [r#"[1]"#, r#""text""#, r#"{"open":"#, r#"{} {}"#, ""] {
+        event.properties = not_an_object.into();
+        assert_eq!(inbox_record(&event, 7), None, "{not_an_object:?}");
+    }
+}
+
+#[test]
 fn a_delivery_seen_more_than_72_hours_ago_is_accepted_again() {
     let body = br#"{"id":1}"#;
     let signed = shopify(body, &webhook_auth::sign(SECRET.as_bytes(), body));
