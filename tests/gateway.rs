@@ -692,3 +692,51 @@ fn every_trigger_in_spin_toml_imports_nothing_spin_cannot_give_it() {
         }
     }
 }
+
+#[test]
+fn a_trigger_that_imports_more_than_wasi_is_refused_when_the_gateway_loads() {
+    // The trigger runs inside the gateway's instance, composed with it; a
+    // trigger that could import host interfaces would reach past its grants.
+    // A step component (it imports the journey host's interfaces, and exports
+    // no trigger-handler) stands in for such a trigger.
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("spin.toml");
+    std::fs::write(
+        &manifest,
+        r#"
+spin_manifest_version = 2
+[application]
+name = "hostile"
+[[trigger.http]]
+route = "/webhooks/shopify"
+component = "shop"
+[component.shop]
+source = "gateway.wasm"
+key_value_stores = ["default"]
+[component.shop.variables]
+source = "shopify"
+[component.shop.dependencies]
+"dripline:journey/trigger-handler@0.1.0" = { path = "tag.wasm" }
+"#,
+    )
+    .unwrap();
+    let app = SpinApp::load(
+        &manifest,
+        Some(components_dir()),
+        &VariableSource {
+            file: BTreeMap::new(),
+            env: Some(BTreeMap::new()),
+        },
+    )
+    .unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("dripline.db")).unwrap());
+    let sandbox = sandbox(Duration::from_secs(2), 64 << 20);
+    let error = Gateway::load(sandbox, &app, store, Duration::from_secs(10))
+        .err()
+        .expect("a trigger importing host interfaces must not load");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("trigger `tag` imports `dripline:journey/"),
+        "{message}"
+    );
+}

@@ -1,9 +1,9 @@
 //! The gateway: the Spin HTTP component in front of every webhook route.
 //!
 //! One instance of this component serves one route, composed with that route's
-//! trigger component (Spin component dependencies under Spin; a host-side link
-//! under `dripline up`). For each request it checks, in this order and before
-//! anything is stored:
+//! trigger component (through Spin component dependencies under Spin, and
+//! composed the same way at load under `dripline up`). For each request it
+//! checks, in this order and before anything is stored:
 //!
 //! 1. the method (`POST`, else 405) and the path (the track API's four calls,
 //!    else 404),

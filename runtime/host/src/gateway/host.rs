@@ -3,8 +3,11 @@
 //! the labels the manifest grants; a request's writes are one transaction,
 //! committed before its response leaves: [`RequestWrites`]),
 //! `fermyon:spin/variables@2.0.0` from the
-//! component's resolved variables, and `dripline:journey/trigger-handler` by
-//! the route's trigger component, run in a sandboxed instance of its own.
+//! component's resolved variables. A gateway's import of
+//! `dripline:journey/trigger-handler` is satisfied by composing it with its
+//! trigger (`super::compose`); a gateway whose manifest names no trigger gets
+//! a host import that refuses every call, so that it still loads and answers
+//! 500 with the reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -12,9 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use dripline_store::{Store, Write};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi_http::WasiHttpCtx;
-
-use crate::TriggerPlugin;
-use crate::bindings::trigger::exports::dripline::journey::trigger_handler as export;
 
 /// Bindings for the gateway's imports; the WIT of the Spin interfaces is in
 /// `runtime/host/wit-spin/`.
@@ -50,7 +50,7 @@ pub struct KvStore {
     label: String,
 }
 
-/// What one route's requests share: its grants, variables, trigger and store.
+/// What one route's requests share: its grants, variables and store.
 pub struct RouteGrants {
     /// The component's id, for errors.
     pub component: String,
@@ -58,8 +58,6 @@ pub struct RouteGrants {
     pub key_value_stores: Vec<String>,
     /// Its resolved variables.
     pub variables: BTreeMap<String, String>,
-    /// Its trigger, if the manifest gives one.
-    pub trigger: Option<TriggerPlugin>,
     /// The embedded store behind the `default` label.
     pub store: Arc<dyn Store>,
     /// Its writer, which commits concurrent `set`s together.
@@ -284,46 +282,13 @@ impl variables::Host for GatewayCall {
 impl import::Host for GatewayCall {
     fn handle(
         &mut self,
-        request: import::InboundRequest,
+        _request: import::InboundRequest,
     ) -> Result<Vec<crate::bindings::Event>, import::TriggerError> {
-        let Some(trigger) = &self.grants.trigger else {
-            return Err(import::TriggerError::Other(format!(
-                "component `{}` has no trigger dependency",
-                self.grants.component
-            )));
-        };
-        let request = export::InboundRequest {
-            source: request.source,
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body,
-            received_at: request.received_at,
-        };
-        // The trigger runs in a store of its own, with the sandbox's deadline
-        // and memory limit: a trigger that loops or balloons fails this call
-        // (a 500, so the provider retries), not the gateway or the process.
-        match trigger.handle(&request) {
-            Ok(Ok(events)) => Ok(events),
-            Ok(Err(error)) => Err(match error {
-                export::TriggerError::Malformed(m) => import::TriggerError::Malformed(m),
-                export::TriggerError::UnsupportedContentType(m) => {
-                    import::TriggerError::UnsupportedContentType(m)
-                }
-                export::TriggerError::UnsupportedTopic(m) => {
-                    import::TriggerError::UnsupportedTopic(m)
-                }
-                export::TriggerError::MissingIdentity(m) => {
-                    import::TriggerError::MissingIdentity(m)
-                }
-                export::TriggerError::Other(m) => import::TriggerError::Other(m),
-            }),
-            Err(plugin_error) => {
-                tracing::error!(component = %self.grants.component, "trigger failed: {plugin_error}");
-                Err(import::TriggerError::Other(plugin_error.to_string()))
-            }
-        }
+        // Reached only by a gateway that was not composed with a trigger.
+        Err(import::TriggerError::Other(format!(
+            "component `{}` has no trigger dependency",
+            self.grants.component
+        )))
     }
 }
 

@@ -2,12 +2,11 @@
 //! on a listener of its own, each route by its Spin component (the gateway,
 //! built with spin-sdk) in a fresh sandboxed instance per request.
 //!
-//! The same components run under Spin, where Spin composes each gateway with
-//! its trigger through component dependencies. Here the host satisfies the
-//! gateway's import of `dripline:journey/trigger-handler` with the trigger
-//! component, instantiated in a store of its own ([`host`]), and implements
-//! the Spin key-value interface on the embedded store and Spin variables from
-//! the environment or a file ([`manifest`]).
+//! Each gateway is composed with its route's trigger at load ([`compose`]),
+//! as Spin composes a component with its dependencies, so the same files run
+//! alike under both. The host implements the Spin key-value interface on the
+//! embedded store and Spin variables from the environment or a file
+//! ([`host`], [`manifest`]).
 //!
 //! One engine serves both the journey steps (synchronous calls) and the
 //! gateway (`wasi:http` needs async calls): in wasmtime 48 async support is a
@@ -16,6 +15,7 @@
 
 pub mod bench;
 pub mod commit;
+pub mod compose;
 pub mod host;
 pub mod manifest;
 pub mod sweep;
@@ -35,7 +35,6 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtxView, WasiHttpView};
 
-use crate::TriggerPlugin;
 use crate::sandbox::{Sandbox, Sandboxed};
 use host::{GatewayCall, RouteGrants};
 pub use manifest::{SpinApp, VariableSource};
@@ -109,7 +108,10 @@ impl Gateway {
         })?;
 
         let commit = commit::GroupCommit::start(store.clone())?;
-        let mut pres: BTreeMap<PathBuf, ProxyPre<Sandboxed<GatewayCall>>> = BTreeMap::new();
+        // Keyed by the gateway's and the trigger's files: routes that run the
+        // same pair share one compiled composition.
+        let mut pres: BTreeMap<(PathBuf, Option<PathBuf>), ProxyPre<Sandboxed<GatewayCall>>> =
+            BTreeMap::new();
         let mut grants: BTreeMap<String, Arc<RouteGrants>> = BTreeMap::new();
         let mut routes = Vec::new();
         for pattern in &app.routes {
@@ -117,10 +119,11 @@ impl Gateway {
                 .components
                 .get(&pattern.component)
                 .with_context(|| format!("route {} names no component", pattern.pattern))?;
-            let pre = match pres.get(&component.source) {
+            let key = (component.source.clone(), component.trigger.clone());
+            let pre = match pres.get(&key) {
                 Some(pre) => pre.clone(),
                 None => {
-                    let compiled = sandbox.compile_file(&component.id, &component.source)?;
+                    let compiled = compile_route(&sandbox, component)?;
                     let pre = linker
                         .instantiate_pre(&compiled)
                         .and_then(ProxyPre::new)
@@ -131,26 +134,17 @@ impl Gateway {
                                 component.source.display()
                             )
                         })?;
-                    pres.insert(component.source.clone(), pre.clone());
+                    pres.insert(key, pre.clone());
                     pre
                 }
             };
             let route_grants = match grants.get(&component.id) {
                 Some(g) => g.clone(),
                 None => {
-                    let trigger = match &component.trigger {
-                        Some(path) => {
-                            let name = crate::plugins::plugin_name(path);
-                            let compiled = sandbox.compile_file(&name, path)?;
-                            Some(TriggerPlugin::new(sandbox.clone(), &name, &compiled)?)
-                        }
-                        None => None,
-                    };
                     let g = Arc::new(RouteGrants {
                         component: component.id.clone(),
                         key_value_stores: component.key_value_stores.clone(),
                         variables: component.variables.clone(),
-                        trigger,
                         store: store.clone(),
                         commit: commit.clone(),
                     });
@@ -290,6 +284,34 @@ impl Gateway {
             },
         }
     }
+}
+
+/// A route's component, composed with its trigger when it has one, compiled
+/// (through the sandbox's cache, so a restart compiles nothing).
+fn compile_route(
+    sandbox: &Sandbox,
+    component: &manifest::AppComponent,
+) -> anyhow::Result<wasmtime::component::Component> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| {
+            format!(
+                "component `{}`: cannot read {}",
+                component.id,
+                path.display()
+            )
+        })
+    };
+    let bytes = read(&component.source)?;
+    let bytes = match &component.trigger {
+        Some(trigger) => compose::with_trigger(
+            &component.id,
+            bytes,
+            &crate::plugins::plugin_name(trigger),
+            read(trigger)?,
+        )?,
+        None => bytes,
+    };
+    Ok(sandbox.compile(&component.id, &bytes)?)
 }
 
 impl WasiHttpView for Sandboxed<GatewayCall> {
