@@ -740,3 +740,50 @@ source = "shopify"
         "{message}"
     );
 }
+
+#[test]
+fn instances_serve_request_after_request_and_are_retired_without_losing_one() {
+    // One connection at a time keeps reusing one instance, which is retired
+    // after REQUESTS_PER_INSTANCE requests; interleaved refusals and replays
+    // must store nothing, whichever instance served them.
+    let served = serve();
+    let (body, headers) = case("shopify", "checkouts-create");
+    let total = dripline::gateway::REQUESTS_PER_INSTANCE as usize + 20;
+    let mut accepted = 0;
+    for n in 0..total {
+        let mut headers = shopify_headers(&headers, &body, SHOPIFY_SECRET);
+        headers.retain(|(name, _)| *name != "x-shopify-event-id");
+        // Every third request replays the one before it; every seventh is forged.
+        let id = if n % 3 == 2 { n - 1 } else { n };
+        headers.push(("x-shopify-event-id", format!("reuse-{id}")));
+        let forged = n % 7 == 6;
+        if forged {
+            headers.retain(|(name, _)| *name != "x-shopify-hmac-sha256");
+            headers.push(("x-shopify-hmac-sha256", "Zm9yZ2Vk".into()));
+        }
+        let answer = send(
+            served.addr,
+            "POST",
+            "/webhooks/shopify",
+            &headers,
+            &body,
+            Framing::Length,
+        );
+        if forged {
+            assert_eq!(answer.status, 401, "request {n}: {answer:?}");
+            continue;
+        }
+        assert_eq!(answer.status, 200, "request {n}: {answer:?}");
+        if answer.json()["accepted"] == 1 {
+            accepted += 1;
+        }
+    }
+    let distinct: std::collections::BTreeSet<usize> = (0..total)
+        .filter(|n| n % 7 != 6)
+        .map(|n| if n % 3 == 2 { n - 1 } else { n })
+        .collect();
+    // A replay whose original was forged is the first authentic delivery.
+    assert_eq!(accepted, distinct.len());
+    assert_eq!(keys(&served, "inbox/").len(), distinct.len());
+    assert_eq!(keys(&served, "dedupe/shopify/").len(), distinct.len());
+}

@@ -336,6 +336,11 @@ pub struct Sandboxed<T> {
 }
 
 impl<T> Sandboxed<T> {
+    /// Whether a memory of this store was refused growth past the limit.
+    pub(crate) fn memory_limit_hit(&self) -> bool {
+        self.limiter.hit
+    }
+
     /// The resource table and the world's state at once, for host interfaces
     /// (such as `wasi:http`) whose context borrows both.
     pub(crate) fn table_and_data(&mut self) -> (&mut ResourceTable, &mut T) {

@@ -1,8 +1,11 @@
 //! `dripline bench ingest`: signed Shopify checkout webhooks over real HTTP on
 //! loopback, from `wrk`, through the gateway and trigger components into the
-//! SQLite inbox; then the same verify-normalize-write path natively (the
-//! gateway's and the trigger's logic as plain Rust, the same store), in the
-//! same run, as the baseline.
+//! SQLite inbox; then, in the same run, the baseline: the same
+//! verify-normalize-write path natively (the gateway's and the trigger's
+//! logic as plain Rust) behind the same HTTP server, from the same `wrk`
+//! script, into a store of the same kind. The ratio of the two rates is what
+//! running the path as WebAssembly components costs. Last, the path alone
+//! without HTTP, as callers in threads: what the logic and the store cost.
 //!
 //! Besides the rates it prints the CPU time per webhook, which moves far less
 //! than the rates when the machine is shared. `DRIPLINE_PERF_MAP=1 perf record
@@ -94,10 +97,17 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     let url = format!("http://{addr}/webhooks/shopify");
     // A short warm-up compiles nothing (components are compiled at load) but
     // fills the pool's slots and SQLite's caches.
-    run_wrk(&wrk, &script, &url, 2, Duration::from_secs(2))?;
+    run_wrk(&wrk, &script, &url, 2, Duration::from_secs(2), "warm")?;
     let before = inbox_len(&*store)?;
     let cpu_before = CpuTime::now();
-    let http = run_wrk(&wrk, &script, &url, options.connections, options.duration)?;
+    let http = run_wrk(
+        &wrk,
+        &script,
+        &url,
+        options.connections,
+        options.duration,
+        "http",
+    )?;
     let cpu = CpuTime::now().since(&cpu_before);
     let stored = inbox_len(&*store)? - before;
     if http.errors > 0 {
@@ -113,18 +123,58 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     }
     drop(runtime);
 
-    // ---- natively: the same logic, the same store, no wasm, no HTTP ----
-    let native_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native.db"))?);
+    // ---- natively behind the same HTTP server: the baseline ----
+    let native_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native-http.db"))?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let native_url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
+    let commit = super::commit::GroupCommit::start(native_store.clone())?;
+    runtime.spawn(serve_native(listener, native_store.clone(), commit));
+    run_wrk(
+        &wrk,
+        &script,
+        &native_url,
+        2,
+        Duration::from_secs(2),
+        "native-warm",
+    )?;
+    let before = inbox_len(&*native_store)?;
     let cpu_before = CpuTime::now();
-    let native = native_rate(
-        native_store,
+    let native_http = run_wrk(
+        &wrk,
+        &script,
+        &native_url,
+        options.connections,
+        options.duration,
+        "native",
+    )?;
+    let native_http_cpu = CpuTime::now().since(&cpu_before);
+    let native_stored = inbox_len(&*native_store)? - before;
+    if native_http.errors > 0 || native_stored < native_http.requests {
+        bail!(
+            "natively, {} requests were not answered 2xx and {native_stored} of {} landed",
+            native_http.errors,
+            native_http.requests
+        );
+    }
+    drop(runtime);
+
+    // ---- natively, no HTTP: the path alone ----
+    let bare_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native.db"))?);
+    let cpu_before = CpuTime::now();
+    let bare = native_rate(
+        bare_store,
         &signature,
         options.duration,
         options.connections,
     )?;
-    let native_cpu = CpuTime::now().since(&cpu_before);
+    let bare_cpu = CpuTime::now().since(&cpu_before);
 
     let rate = http.requests as f64 / http.seconds;
+    let native = native_http.requests as f64 / native_http.seconds;
     println!(
         "webhooks: signed Shopify checkouts/create, {} bytes each",
         CHECKOUT.len()
@@ -142,19 +192,137 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
         cpu.children * 1e6 / stored.max(1) as f64
     );
     println!("native_webhooks_per_s: {native:.0}");
+    println!("native_latency_p50: {:.2} ms", native_http.p50_ms);
+    println!("native_latency_p99: {:.2} ms", native_http.p99_ms);
     println!(
-        "native_cpu_per_webhook: {:.0} us",
-        native_cpu.process * 1e6 / (native * native_cpu.wall).max(1.0)
+        "native_cpu_per_webhook: {:.0} us (server process), wrk {:.0} us",
+        native_http_cpu.process * 1e6 / native_stored.max(1) as f64,
+        native_http_cpu.children * 1e6 / native_stored.max(1) as f64
     );
     println!("ratio_http_to_native: {:.2}", rate / native);
+    // The path alone, without HTTP or a load generator: what the components'
+    // logic and the store cost, for comparison; not the baseline.
+    println!("native_no_http_per_s: {bare:.0}");
+    println!(
+        "native_no_http_cpu_per_webhook: {:.0} us",
+        bare_cpu.process * 1e6 / (bare * bare_cpu.wall).max(1.0)
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The baseline server: the same HTTP/1.1 server as the gateway's (hyper,
+/// keep-alive, no Nagle, two tokio workers), whose handler runs the gateway's
+/// and the Shopify trigger's logic as plain Rust: the head checks, the body
+/// read up to the limit, then [`gateway::handle_body`] and the request's
+/// writes committed through a group commit before the answer, as the host
+/// does for the components.
+async fn serve_native(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    commit: super::commit::GroupCommit,
+) {
+    let route = Arc::new(gateway::Route {
+        source: gateway::Source::Shopify,
+        secret: SECRET.to_string(),
+        redirect_hosts: Vec::new(),
+    });
+    while let Ok((socket, _)) = listener.accept().await {
+        let _ = socket.set_nodelay(true);
+        let (store, commit, route) = (store.clone(), commit.clone(), route.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let (store, commit, route) = (store.clone(), commit.clone(), route.clone());
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        native_handle(request, store, commit, &route).await,
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(wasmtime_wasi_http::io::TokioIo::new(socket), service)
+                .await;
+        });
+    }
+}
+
+async fn native_handle(
+    request: hyper::Request<hyper::body::Incoming>,
+    store: Arc<dyn Store>,
+    commit: super::commit::GroupCommit,
+    route: &gateway::Route,
+) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+    use http_body_util::BodyExt as _;
+    let (parts, body) = request.into_parts();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let method = parts.method.as_str().to_string();
+    let path = parts.uri.path().to_string();
+    let head = gateway::Head {
+        method: &method,
+        path: &path,
+        headers: &headers,
+    };
+    let reply = match gateway::check_head(route.source, &head) {
+        Err(reply) => reply,
+        Ok(()) => match http_body_util::Limited::new(body, gateway::MAX_BODY)
+            .collect()
+            .await
+        {
+            Err(_) => gateway::too_large(),
+            Ok(body) => {
+                let request = gateway::Inbound {
+                    source: route.source.name().to_string(),
+                    method,
+                    path,
+                    query: parts.uri.query().unwrap_or_default().to_string(),
+                    headers,
+                    body: body.to_bytes().to_vec(),
+                    received_at: now_ms(),
+                };
+                let mut backend = NativeBackend {
+                    store,
+                    commit: commit.clone(),
+                    writes: Vec::new(),
+                };
+                let reply = gateway::handle_body(&mut backend, route, request);
+                match commit.commit(backend.writes).await {
+                    Ok(()) => reply,
+                    Err(_) => gateway::Reply {
+                        status: 503,
+                        body: serde_json::json!({ "error": "the inbox is unavailable" }),
+                        headers: Vec::new(),
+                    },
+                }
+            }
+        },
+    };
+    let mut response = hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(
+        reply.body_bytes(),
+    )));
+    *response.status_mut() = hyper::StatusCode::from_u16(reply.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn wrk_script(body: &Path, signature: &str) -> String {
     format!(
         r#"-- Posts the same signed checkout with a new X-Shopify-Event-Id each time,
--- so that every request passes dedupe and writes an inbox record.
+-- so that every request passes dedupe and writes an inbox record. The run's
+-- name (the argument after `--`) keeps the ids of one run apart from another's.
 local file = io.open("{body}", "rb")
 wrk.method = "POST"
 wrk.body = file:read("*a")
@@ -170,10 +338,15 @@ function setup(thread)
   thread:set("tid", threads)
 end
 
+local run = "run"
+function init(args)
+  run = args[1] or run
+end
+
 local counter = 0
 function request()
   counter = counter + 1
-  wrk.headers["x-shopify-event-id"] = string.format("bench-%d-%d-%d", os.time(), tid, counter)
+  wrk.headers["x-shopify-event-id"] = string.format("bench-%s-%d-%d-%d", run, os.time(), tid, counter)
   return wrk.format()
 end
 "#,
@@ -195,6 +368,7 @@ fn run_wrk(
     url: &str,
     connections: u32,
     duration: Duration,
+    run: &str,
 ) -> anyhow::Result<WrkResult> {
     let output = Command::new(wrk)
         .arg("-t1")
@@ -204,6 +378,8 @@ fn run_wrk(
         .arg("-s")
         .arg(script)
         .arg(url)
+        .arg("--")
+        .arg(run)
         .output()
         .context("running wrk")?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();

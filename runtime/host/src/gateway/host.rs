@@ -155,6 +155,13 @@ impl GatewayCall {
         }
     }
 
+    /// Starts a request on this instance: fresh held-back writes, which the
+    /// caller commits (see [`RequestWrites`]).
+    pub(super) fn begin_request(&mut self) -> Arc<RequestWrites> {
+        self.writes = Arc::new(RequestWrites::default());
+        self.writes.clone()
+    }
+
     fn label(&self, store: &Resource<KvStore>) -> Result<String, key_value::Error> {
         self.stores
             .get(store)
@@ -165,6 +172,14 @@ impl GatewayCall {
 
 fn store_error(error: dripline_store::StoreError) -> key_value::Error {
     key_value::Error::Other(error.to_string())
+}
+
+impl crate::sandbox::Sandboxed<GatewayCall> {
+    /// Whether the instance ended its request cleanly enough to serve another:
+    /// it closed every key-value store it opened and stayed within its memory.
+    pub(super) fn reusable(&self) -> bool {
+        self.data.open_stores == 0 && !self.memory_limit_hit()
+    }
 }
 
 impl key_value::Host for GatewayCall {}
