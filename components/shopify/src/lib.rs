@@ -40,10 +40,13 @@
 //!   `cart_token`, `note`. A goal such as "ordered" matches the checkout by
 //!   `checkout_token`, which checkouts and orders both carry.
 
+mod payload;
+
 use canonical::{
     Event, Identities, Request, TriggerError, calling_code, header, id_text, normalize_email,
-    normalize_phone, parse_json_object, parse_timestamp, require_media_type, stable_id, str_of,
+    normalize_phone, parse_timestamp, require_media_type, stable_id, str_of,
 };
+use payload::{Address, Consent, LineItems, Record};
 use serde_json::{Map, Value, json};
 
 canonical::export_trigger!(handle);
@@ -89,7 +92,7 @@ pub fn parse(request: &Request<'_>) -> Result<Event, TriggerError> {
         .ok_or_else(|| TriggerError::Malformed("header X-Shopify-Topic: missing".into()))?;
     let (name, kind) = topic(topic_name)
         .ok_or_else(|| TriggerError::UnsupportedTopic(format!("topic {topic_name:?}")))?;
-    let payload = parse_json_object(request.body)?;
+    let payload = payload::parse(request.body).map_err(TriggerError::Malformed)?;
     let shop = header(request.headers, "x-shopify-shop-domain")
         .map(str::trim)
         .unwrap_or_default();
@@ -97,7 +100,7 @@ pub fn parse(request: &Request<'_>) -> Result<Event, TriggerError> {
     // A customers/* payload is the customer; the others nest one.
     let customer = match kind {
         Kind::Customer => Some(&payload),
-        _ => payload.get("customer").and_then(Value::as_object),
+        _ => payload.customer.0.as_deref(),
     };
     let identities = identities(&payload, customer, kind);
     match kind {
@@ -152,7 +155,7 @@ fn event_id(request: &Request<'_>, shop: &str, topic: &str) -> String {
     }
 }
 
-fn occurred_at(request: &Request<'_>, payload: &Map<String, Value>) -> i64 {
+fn occurred_at(request: &Request<'_>, payload: &Record) -> i64 {
     header(request.headers, "x-shopify-triggered-at")
         .and_then(parse_timestamp)
         .or_else(|| str_of(payload.get("updated_at")).and_then(parse_timestamp))
@@ -160,11 +163,7 @@ fn occurred_at(request: &Request<'_>, payload: &Map<String, Value>) -> i64 {
         .unwrap_or(request.received_at)
 }
 
-fn identities(
-    payload: &Map<String, Value>,
-    customer: Option<&Map<String, Value>>,
-    kind: Kind,
-) -> Identities {
+fn identities(payload: &Record, customer: Option<&Record>, kind: Kind) -> Identities {
     let from_customer = |key: &str| customer.and_then(|c| c.get(key));
     let email = [
         payload.get("email"),
@@ -177,14 +176,13 @@ fn identities(
 
     // Address phones are often national; each takes its own address's country.
     // The payload's and customer's phones take the first address's country.
-    let addresses: Vec<&Map<String, Value>> = ["billing_address", "shipping_address"]
-        .iter()
-        .filter_map(|key| payload.get(*key))
-        .chain(from_customer("default_address"))
-        .filter_map(Value::as_object)
+    let addresses: Vec<&Address> = [&payload.billing_address, &payload.shipping_address]
+        .into_iter()
+        .chain(customer.map(|c| &c.default_address))
+        .filter_map(|address| address.0.as_ref())
         .collect();
     let country_of =
-        |address: &Map<String, Value>| str_of(address.get("country_code")).and_then(calling_code);
+        |address: &Address| str_of(address.country_code.as_ref()).and_then(calling_code);
     let default_country = addresses.iter().find_map(|a| country_of(a));
     let direct = [payload.get("phone"), from_customer("phone")]
         .into_iter()
@@ -192,7 +190,7 @@ fn identities(
         .find_map(|p| normalize_phone(p, default_country));
     let phone = direct.or_else(|| {
         addresses.iter().find_map(|address| {
-            str_of(address.get("phone")).and_then(|p| normalize_phone(p, country_of(address)))
+            str_of(address.phone.as_ref()).and_then(|p| normalize_phone(p, country_of(address)))
         })
     });
 
@@ -222,8 +220,8 @@ fn identities(
 /// Shopify's marketing consent states: `subscribed` is an opt-in; the states
 /// that mean "no" (`not_subscribed`, `unsubscribed`, `redacted`, `invalid`)
 /// deny; `pending` (a double opt-in not yet confirmed) is unknown.
-fn consent_state(consent: Option<&Value>) -> Option<&'static str> {
-    let state = consent?.get("state")?.as_str()?;
+fn consent_state(consent: &payload::Lenient<Consent>) -> Option<&'static str> {
+    let state = consent.0.as_ref()?.state.as_ref()?.as_str()?;
     Some(match state.to_ascii_lowercase().as_str() {
         "subscribed" => "granted",
         "not_subscribed" | "unsubscribed" | "redacted" | "invalid" => "denied",
@@ -235,10 +233,15 @@ fn consent_state(consent: Option<&Value>) -> Option<&'static str> {
 /// (`buyer_accepts_marketing`, `buyer_accepts_sms_marketing`) is the freshest
 /// opt-in and wins; otherwise the customer's recorded state; an unticked box
 /// alone is no opt-out, only the absence of an opt-in, so it is `unknown`.
-fn consent(payload: &Map<String, Value>, customer: Option<&Map<String, Value>>) -> Value {
+fn consent(payload: &Record, customer: Option<&Record>) -> Value {
     let ticked = |key: &str| payload.get(key).and_then(Value::as_bool) == Some(true);
-    let recorded = |key: &str| {
-        consent_state(payload.get(key)).or_else(|| consent_state(customer.and_then(|c| c.get(key))))
+    let email_recorded = || {
+        consent_state(&payload.email_marketing_consent)
+            .or_else(|| customer.and_then(|c| consent_state(&c.email_marketing_consent)))
+    };
+    let sms_recorded = || {
+        consent_state(&payload.sms_marketing_consent)
+            .or_else(|| customer.and_then(|c| consent_state(&c.sms_marketing_consent)))
     };
     let legacy = || {
         // customers/* payloads of older API versions carry `accepts_marketing`.
@@ -251,31 +254,32 @@ fn consent(payload: &Map<String, Value>, customer: Option<&Map<String, Value>>) 
     let email = if ticked("buyer_accepts_marketing") {
         "granted"
     } else {
-        recorded("email_marketing_consent")
-            .or_else(legacy)
-            .unwrap_or("unknown")
+        email_recorded().or_else(legacy).unwrap_or("unknown")
     };
     let sms = if ticked("buyer_accepts_sms_marketing") {
         "granted"
     } else {
-        recorded("sms_marketing_consent").unwrap_or("unknown")
+        sms_recorded().unwrap_or("unknown")
     };
     json!({ "email": email, "sms": sms })
 }
 
 fn customer_properties(
-    customer: Option<&Map<String, Value>>,
-    payload: &Map<String, Value>,
+    customer: Option<&Record>,
+    payload: &Record,
     properties: &mut Map<String, Value>,
 ) {
-    let billing = payload.get("billing_address").and_then(Value::as_object);
+    let billing = payload.billing_address.0.as_ref();
     if let Some(id) = customer.and_then(|c| id_text(c.get("id"))) {
         properties.insert("customer_id".into(), json!(id));
     }
     for key in ["first_name", "last_name"] {
-        let value = customer
-            .and_then(|c| str_of(c.get(key)))
-            .or_else(|| billing.and_then(|b| str_of(b.get(key))));
+        let value = customer.and_then(|c| str_of(c.get(key))).or_else(|| {
+            billing.and_then(|b| match key {
+                "first_name" => str_of(b.first_name.as_ref()),
+                _ => str_of(b.last_name.as_ref()),
+            })
+        });
         if let Some(value) = value {
             properties.insert(key.into(), json!(value));
         }
@@ -289,7 +293,7 @@ fn customer_properties(
 
 fn kind_properties(
     kind: Kind,
-    payload: &Map<String, Value>,
+    payload: &Record,
     properties: &mut Map<String, Value>,
 ) -> Result<(), TriggerError> {
     let money = [
@@ -363,32 +367,21 @@ fn kind_properties(
         }
     }
     if kind != Kind::Customer {
-        properties.insert("line_items".into(), line_items(payload.get("line_items"))?);
+        properties.insert("line_items".into(), line_items(&payload.line_items)?);
     }
     Ok(())
 }
 
-/// The line item fields a message template or a condition reads.
-const LINE_ITEM_KEYS: &[&str] = &[
-    "title",
-    "variant_title",
-    "quantity",
-    "price",
-    "line_price",
-    "sku",
-    "product_id",
-    "variant_id",
-    "vendor",
-    "product_type",
-    "image",
-    "image_url",
-];
-
-fn line_items(items: Option<&Value>) -> Result<Value, TriggerError> {
+/// The kept fields of each line item (`title`, `variant_title`, `quantity`,
+/// `price`, `line_price`, `sku`, `product_id`, `variant_id`, `vendor`,
+/// `product_type`, `image`, `image_url`; see [`payload::LineItem`]).
+fn line_items(items: &LineItems) -> Result<Value, TriggerError> {
     let items = match items {
-        None | Some(Value::Null) => return Ok(json!([])),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(TriggerError::Malformed("line_items: not a list".into())),
+        LineItems::Absent => return Ok(json!([])),
+        LineItems::Items(items) => items,
+        LineItems::NotAList => {
+            return Err(TriggerError::Malformed("line_items: not a list".into()));
+        }
     };
     if items.len() > MAX_LINE_ITEMS {
         return Err(TriggerError::Malformed(format!(
@@ -400,14 +393,18 @@ fn line_items(items: Option<&Value>) -> Result<Value, TriggerError> {
         .iter()
         .enumerate()
         .map(|(index, item)| {
-            let item = item.as_object().ok_or_else(|| {
+            let item = item.0.as_ref().ok_or_else(|| {
                 TriggerError::Malformed(format!("line_items[{index}]: not an object"))
             })?;
             let mut kept = Map::new();
-            copy(item, &mut kept, LINE_ITEM_KEYS);
+            for (key, value) in item.fields() {
+                if let Some(value) = value {
+                    kept.insert(key.to_string(), value.clone());
+                }
+            }
             // Newer API versions send the image as an object with a `src`.
-            if let Some(src) = item.get("image").and_then(|i| i.get("src")) {
-                kept.insert("image".into(), src.clone());
+            if let Some(src) = kept.get("image").and_then(|i| i.get("src")).cloned() {
+                kept.insert("image".into(), src);
             }
             Ok(Value::Object(kept))
         })
@@ -415,15 +412,15 @@ fn line_items(items: Option<&Value>) -> Result<Value, TriggerError> {
         .map(Value::Array)
 }
 
-fn copy(from: &Map<String, Value>, to: &mut Map<String, Value>, keys: &[&str]) {
+fn copy(from: &Record, to: &mut Map<String, Value>, keys: &[&str]) {
     for key in keys {
-        if let Some(value) = from.get(*key).filter(|v| !v.is_null()) {
+        if let Some(value) = from.get(key).filter(|v| !v.is_null()) {
             to.insert((*key).to_string(), value.clone());
         }
     }
 }
 
-fn rename(from: &Map<String, Value>, to: &mut Map<String, Value>, key: &str, as_key: &str) {
+fn rename(from: &Record, to: &mut Map<String, Value>, key: &str, as_key: &str) {
     if let Some(value) = from.get(key).filter(|v| !v.is_null()) {
         to.insert(as_key.to_string(), value.clone());
     }

@@ -162,9 +162,13 @@ enum Bench {
         /// The Spin manifest whose Shopify route is measured.
         #[arg(long, default_value = "spin.toml")]
         spin: PathBuf,
-        /// Seconds per measurement.
-        #[arg(long, default_value_t = 10)]
+        /// Seconds per round of each measurement.
+        #[arg(long, default_value_t = 5)]
         seconds: u64,
+        /// Rounds: the components and the native baseline take turns, so
+        /// that what else the machine does falls on both alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Concurrent HTTP connections.
         #[arg(long, default_value_t = 32)]
         connections: u32,
@@ -293,12 +297,14 @@ fn main() -> anyhow::Result<()> {
                     components,
                     spin,
                     seconds,
+                    rounds,
                     connections,
                 },
         } => dripline::gateway::bench::ingest(&dripline::gateway::bench::IngestOptions {
             manifest: &spin,
             components: &components,
             duration: Duration::from_secs(seconds),
+            rounds,
             connections,
         }),
     }

@@ -47,8 +47,10 @@ pub struct IngestOptions<'a> {
     pub manifest: &'a Path,
     /// The directory of built components.
     pub components: &'a Path,
-    /// How long each measurement runs.
+    /// How long each round of each measurement runs.
     pub duration: Duration,
+    /// How many rounds each measurement runs, taking turns.
+    pub rounds: u32,
     /// Concurrent HTTP connections.
     pub connections: u32,
 }
@@ -82,85 +84,61 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
         store.clone(),
         super::DEFAULT_REQUEST_DEADLINE,
     )?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // Each server has a runtime of its own with two workers, as `dripline up`
+    // has; the one not being measured sits idle.
+    let components_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    runtime.spawn(gateway.serve(listener, std::future::pending()));
+    let listener = components_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let components_url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
+    components_runtime.spawn(gateway.serve(listener, std::future::pending()));
+
+    // ---- natively behind the same HTTP server: the baseline ----
+    let native_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native-http.db"))?);
+    let native_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let listener = native_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let native_url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
+    let commit = super::commit::GroupCommit::start(native_store.clone())?;
+    native_runtime.spawn(serve_native(listener, native_store.clone(), commit));
 
     let body_path = dir.join("checkout.json");
     std::fs::write(&body_path, CHECKOUT)?;
     let script = dir.join("shopify.lua");
     std::fs::write(&script, wrk_script(&body_path, &signature))?;
-    let url = format!("http://{addr}/webhooks/shopify");
+    let components = Server {
+        name: "components",
+        url: components_url,
+        store: store.clone(),
+    };
+    let native = Server {
+        name: "native",
+        url: native_url,
+        store: native_store,
+    };
     // A short warm-up compiles nothing (components are compiled at load) but
-    // fills the pool's slots and SQLite's caches.
-    run_wrk(&wrk, &script, &url, 2, Duration::from_secs(2), "warm")?;
-    let before = inbox_len(&*store)?;
-    let cpu_before = CpuTime::now();
-    let http = run_wrk(
-        &wrk,
-        &script,
-        &url,
-        options.connections,
-        options.duration,
-        "http",
-    )?;
-    let cpu = CpuTime::now().since(&cpu_before);
-    let stored = inbox_len(&*store)? - before;
-    if http.errors > 0 {
-        bail!("{} requests were not answered 2xx", http.errors);
+    // fills the instance pools and SQLite's caches.
+    for server in [&components, &native] {
+        run_wrk(
+            &wrk,
+            &script,
+            &server.url,
+            2,
+            Duration::from_secs(2),
+            &format!("{}-warm", server.name),
+        )?;
     }
-    // wrk counts the answers it read before its time was up; the requests
-    // still in flight then (at most one per connection) land as well.
-    if stored < http.requests || stored > http.requests + u64::from(options.connections) {
-        bail!(
-            "{} webhooks were answered 2xx but {stored} landed in the inbox",
-            http.requests
-        );
+    let mut http = Vec::new();
+    let mut baseline = Vec::new();
+    for round in 0..options.rounds.max(1) {
+        http.push(components.measure(&wrk, &script, options, round)?);
+        baseline.push(native.measure(&wrk, &script, options, round)?);
     }
-    drop(runtime);
-
-    // ---- natively behind the same HTTP server: the baseline ----
-    let native_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native-http.db"))?);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let native_url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
-    let commit = super::commit::GroupCommit::start(native_store.clone())?;
-    runtime.spawn(serve_native(listener, native_store.clone(), commit));
-    run_wrk(
-        &wrk,
-        &script,
-        &native_url,
-        2,
-        Duration::from_secs(2),
-        "native-warm",
-    )?;
-    let before = inbox_len(&*native_store)?;
-    let cpu_before = CpuTime::now();
-    let native_http = run_wrk(
-        &wrk,
-        &script,
-        &native_url,
-        options.connections,
-        options.duration,
-        "native",
-    )?;
-    let native_http_cpu = CpuTime::now().since(&cpu_before);
-    let native_stored = inbox_len(&*native_store)? - before;
-    if native_http.errors > 0 || native_stored < native_http.requests {
-        bail!(
-            "natively, {} requests were not answered 2xx and {native_stored} of {} landed",
-            native_http.errors,
-            native_http.requests
-        );
-    }
-    drop(runtime);
+    drop(components_runtime);
+    drop(native_runtime);
 
     // ---- natively, no HTTP: the path alone ----
     let bare_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native.db"))?);
@@ -173,33 +151,60 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     )?;
     let bare_cpu = CpuTime::now().since(&cpu_before);
 
-    let rate = http.requests as f64 / http.seconds;
-    let native = native_http.requests as f64 / native_http.seconds;
     println!(
         "webhooks: signed Shopify checkouts/create, {} bytes each",
         CHECKOUT.len()
     );
-    println!("connections: {}", options.connections);
-    println!("http_webhooks_per_s: {rate:.0}");
-    println!("http_latency_p50: {:.2} ms", http.p50_ms);
-    println!("http_latency_p99: {:.2} ms", http.p99_ms);
-    println!("http_inbox_records: {stored}");
-    // CPU time per webhook says what the path costs whatever else the machine
-    // is doing (a shared machine makes the rates swing; these move far less).
     println!(
-        "http_cpu_per_webhook: {:.0} us (gateway process), wrk {:.0} us",
-        cpu.process * 1e6 / stored.max(1) as f64,
-        cpu.children * 1e6 / stored.max(1) as f64
+        "connections: {}; {} rounds of {} s each, components and native taking turns",
+        options.connections,
+        http.len(),
+        options.duration.as_secs()
     );
-    println!("native_webhooks_per_s: {native:.0}");
-    println!("native_latency_p50: {:.2} ms", native_http.p50_ms);
-    println!("native_latency_p99: {:.2} ms", native_http.p99_ms);
+    let list = |rounds: &[Round], figure: fn(&Round) -> f64, digits: usize| {
+        rounds
+            .iter()
+            .map(|r| format!("{:.digits$}", figure(r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (name, rounds) in [("http", &http), ("native", &baseline)] {
+        println!(
+            "{name}_webhooks_per_s: {:.0} (rounds: {})",
+            median(rounds, |r| r.rate),
+            list(rounds, |r| r.rate, 0)
+        );
+        println!("{name}_latency_p50: {:.2} ms", median(rounds, |r| r.p50_ms));
+        println!(
+            "{name}_latency_p99: {:.2} ms (rounds: {})",
+            median(rounds, |r| r.p99_ms),
+            list(rounds, |r| r.p99_ms, 1)
+        );
+        // CPU time per webhook says what the path costs whatever else the
+        // machine is doing (a shared machine makes the rates swing; these
+        // move far less).
+        println!(
+            "{name}_cpu_per_webhook: {:.0} us (server process), wrk {:.0} us",
+            median(rounds, |r| r.server_cpu_us),
+            median(rounds, |r| r.wrk_cpu_us)
+        );
+    }
+    let ratios: Vec<f64> = http
+        .iter()
+        .zip(&baseline)
+        .map(|(h, n)| h.rate / n.rate)
+        .collect();
+    let mut sorted = ratios.clone();
+    sorted.sort_by(f64::total_cmp);
     println!(
-        "native_cpu_per_webhook: {:.0} us (server process), wrk {:.0} us",
-        native_http_cpu.process * 1e6 / native_stored.max(1) as f64,
-        native_http_cpu.children * 1e6 / native_stored.max(1) as f64
+        "ratio_http_to_native: {:.2} (median of the rounds: {})",
+        sorted[sorted.len() / 2],
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    println!("ratio_http_to_native: {:.2}", rate / native);
     // The path alone, without HTTP or a load generator: what the components'
     // logic and the store cost, for comparison; not the baseline.
     println!("native_no_http_per_s: {bare:.0}");
@@ -209,6 +214,78 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// One of the two servers measured.
+struct Server {
+    name: &'static str,
+    url: String,
+    store: Arc<dyn Store>,
+}
+
+/// One round of one server.
+struct Round {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_cpu_us: f64,
+    wrk_cpu_us: f64,
+}
+
+impl Server {
+    /// Runs wrk against the server for one round and checks that every 2xx
+    /// landed in its inbox.
+    fn measure(
+        &self,
+        wrk: &Path,
+        script: &Path,
+        options: &IngestOptions<'_>,
+        round: u32,
+    ) -> anyhow::Result<Round> {
+        let before = inbox_len(&*self.store)?;
+        let cpu_before = CpuTime::now();
+        let result = run_wrk(
+            wrk,
+            script,
+            &self.url,
+            options.connections,
+            options.duration,
+            &format!("{}-{round}", self.name),
+        )?;
+        let cpu = CpuTime::now().since(&cpu_before);
+        // wrk counts the answers it read before its time was up; the requests
+        // still in flight then (at most one per connection) land as well, so
+        // wait for them before counting.
+        std::thread::sleep(Duration::from_millis(200));
+        let stored = inbox_len(&*self.store)? - before;
+        if result.errors > 0 {
+            bail!(
+                "{}: {} requests were not answered 2xx",
+                self.name,
+                result.errors
+            );
+        }
+        if stored < result.requests || stored > result.requests + u64::from(options.connections) {
+            bail!(
+                "{}: {} webhooks were answered 2xx but {stored} landed in the inbox",
+                self.name,
+                result.requests
+            );
+        }
+        Ok(Round {
+            rate: result.requests as f64 / result.seconds,
+            p50_ms: result.p50_ms,
+            p99_ms: result.p99_ms,
+            server_cpu_us: cpu.process * 1e6 / stored.max(1) as f64,
+            wrk_cpu_us: cpu.children * 1e6 / stored.max(1) as f64,
+        })
+    }
+}
+
+fn median(rounds: &[Round], figure: fn(&Round) -> f64) -> f64 {
+    let mut values: Vec<f64> = rounds.iter().map(figure).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The baseline server: the same HTTP/1.1 server as the gateway's (hyper,
