@@ -146,15 +146,11 @@ impl Sandbox {
             // (see components/tag/build.rs: 64 KiB, reset in ~1-2 µs), not by
             // this cap.
             //
-            // `pagemap_scan` (Linux 6.7+; `Auto` falls back to the memset
-            // elsewhere) resets only the pages a call dirtied. Its ioctl costs
-            // ~3 µs per drop, more than memsetting a 64 KiB memory (`tag`:
-            // 17-18 µs per fresh call with it, 15-17 without), but the webhook
-            // path drops two 256 KiB memories per request (the gateway's and
-            // its trigger's, of which a request dirties a few dozen pages), and
-            // their memsets were 5% of the gateway's CPU time in `perf` under
-            // `dripline bench ingest`. The hot path wins.
-            .pagemap_scan(wasmtime::Enabled::Auto)
+            // `pagemap_scan` (reset only the pages a call dirtied) stays off:
+            // its ioctl costs ~3 µs per drop, more than memsetting a small
+            // step's memory, and webhook gateway instances, whose larger
+            // memories it once paid off for, are now reused rather than
+            // dropped per request (see `gateway::Idle`).
             .linear_memory_keep_resident(1 << 20)
             .table_keep_resident(16 << 10);
 

@@ -7,20 +7,24 @@
 //! running the path as WebAssembly components costs. Last, the path alone
 //! without HTTP, as callers in threads: what the logic and the store cost.
 //!
-//! Besides the rates it prints the CPU time per webhook, which moves far less
+//! The two servers take turns in rounds (`--rounds`, `--seconds` each), so
+//! that whatever else the machine is doing falls on both alike; the figures
+//! are the medians of the rounds, the ratio the median of the rounds' ratios.
+//! Besides the rates it prints the CPU time per webhook, which moves less
 //! than the rates when the machine is shared. `DRIPLINE_PERF_MAP=1 perf record
 //! -F 499 -- dripline bench ingest ...` names the guests' functions too.
 //!
-//! Where the time went (2-core machine shared with three other builds, load
-//! 7-11, November 2026): ~480-590 µs of CPU per webhook over HTTP against
-//! ~170-190 µs natively. Of the HTTP run's CPU, ~80% was the tokio workers,
-//! ~13% the group-commit thread (SQLite), ~7% wrk. Of the workers' time:
-//! ~40% wasm code (JSON parsed and written by the trigger and again by the
-//! gateway, HMAC-SHA256 in software, dlmalloc; no single function over 4%),
-//! ~26% wasmtime around it (two fresh instances per request, the gateway's
-//! and its trigger's, with their stores, resource tables and lifting and
-//! lowering), ~10% kernel (loopback TCP, wake-ups), ~9% libc memory
-//! functions, ~4% SQLite reads (the dedupe check), ~4% hyper and tokio.
+//! Where the time went (2-core machine, nothing else running, November 2026):
+//! ~225-275 µs of CPU per webhook through the components against ~100-120 µs
+//! natively, both behind the same HTTP server. Of the components' time:
+//! ~35% wasm code (the trigger's JSON parse and the properties it builds,
+//! HMAC-SHA256 in software, dlmalloc, the adapter copying the request into
+//! the trigger's memory; no single function over 5%), ~18% host calls the
+//! guests make (wasi:http's request, body and response resources, the
+//! key-value store, whose dedupe read is SQLite's), ~15% the group-commit
+//! thread, ~20% hyper, tokio and the kernel's loopback TCP. Composing the
+//! trigger into the gateway and reusing instances removed what used to be
+//! the largest share: two fresh instances per request.
 
 use std::collections::BTreeMap;
 use std::path::Path;
