@@ -123,14 +123,15 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
         url: native_url,
         store: native_store,
     };
-    // A short warm-up compiles nothing (components are compiled at load) but
-    // fills the instance pools and SQLite's caches.
+    // A short warm-up at the measured concurrency compiles nothing
+    // (components are compiled at load) but fills the instance pools, the
+    // connections' buffers and SQLite's caches.
     for server in [&components, &native] {
         run_wrk(
             &wrk,
             &script,
             &server.url,
-            2,
+            options.connections,
             Duration::from_secs(2),
             &format!("{}-warm", server.name),
         )?;
