@@ -273,13 +273,14 @@ fn customer_properties(
     if let Some(id) = customer.and_then(|c| id_text(c.get("id"))) {
         properties.insert("customer_id".into(), json!(id));
     }
-    for key in ["first_name", "last_name"] {
-        let value = customer.and_then(|c| str_of(c.get(key))).or_else(|| {
-            billing.and_then(|b| match key {
-                "first_name" => str_of(b.first_name.as_ref()),
-                _ => str_of(b.last_name.as_ref()),
-            })
-        });
+    let billing_names = [
+        ("first_name", billing.and_then(|b| b.first_name.as_ref())),
+        ("last_name", billing.and_then(|b| b.last_name.as_ref())),
+    ];
+    for (key, on_billing) in billing_names {
+        let value = customer
+            .and_then(|c| str_of(c.get(key)))
+            .or_else(|| str_of(on_billing));
         if let Some(value) = value {
             properties.insert(key.into(), json!(value));
         }
@@ -414,14 +415,14 @@ fn line_items(items: &LineItems) -> Result<Value, TriggerError> {
 
 fn copy(from: &Record, to: &mut Map<String, Value>, keys: &[&str]) {
     for key in keys {
-        if let Some(value) = from.get(key).filter(|v| !v.is_null()) {
+        if let Some(value) = from.get(key) {
             to.insert((*key).to_string(), value.clone());
         }
     }
 }
 
 fn rename(from: &Record, to: &mut Map<String, Value>, key: &str, as_key: &str) {
-    if let Some(value) = from.get(key).filter(|v| !v.is_null()) {
+    if let Some(value) = from.get(key) {
         to.insert(as_key.to_string(), value.clone());
     }
 }

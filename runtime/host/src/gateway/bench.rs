@@ -199,11 +199,9 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
         .zip(&baseline)
         .map(|(h, n)| h.rate / n.rate)
         .collect();
-    let mut sorted = ratios.clone();
-    sorted.sort_by(f64::total_cmp);
     println!(
         "ratio_http_to_native: {:.2} (median of the rounds: {})",
-        sorted[sorted.len() / 2],
+        median_of(ratios.clone()),
         ratios
             .iter()
             .map(|r| format!("{r:.2}"))
@@ -288,7 +286,10 @@ impl Server {
 }
 
 fn median(rounds: &[Round], figure: fn(&Round) -> f64) -> f64 {
-    let mut values: Vec<f64> = rounds.iter().map(figure).collect();
+    median_of(rounds.iter().map(figure).collect())
+}
+
+fn median_of(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -50,7 +50,8 @@ pub struct KvStore {
     label: String,
 }
 
-/// What one route's requests share: its grants, variables and store.
+/// What the requests to one component share, whichever of its routes they
+/// came by: its grants, variables and store.
 pub struct RouteGrants {
     /// The component's id, for errors.
     pub component: String,

@@ -50,10 +50,11 @@ pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 /// heap that only grows) is cleared now and then.
 pub const REQUESTS_PER_INSTANCE: u32 = 1_000;
 
-/// Most idle instances a route keeps. Each holds two linear memories of the
-/// sandbox's pool (the gateway's and its trigger's); more than the requests a
-/// route runs at once would only hold slots the journey steps could use.
-const IDLE_PER_ROUTE: usize = 16;
+/// Most idle instances a component keeps (its routes share them). Each holds
+/// two linear memories of the sandbox's pool (the gateway's and its
+/// trigger's); more than the requests it runs at once would only hold slots
+/// the journey steps could use.
+const IDLE_PER_COMPONENT: usize = 16;
 
 /// One route's component, ready to serve.
 struct Route {
@@ -63,7 +64,7 @@ struct Route {
     idle: Arc<Idle>,
 }
 
-/// A route's instances between requests.
+/// A component's instances between requests, shared by its routes.
 ///
 /// Why reuse instances at all: instantiating the composed gateway and
 /// dropping it again (its store, its two memories reset) was about a sixth of
@@ -101,7 +102,7 @@ impl Idle {
             .instances
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if instances.len() < IDLE_PER_ROUTE {
+        if instances.len() < IDLE_PER_COMPONENT {
             instances.push(ready);
         }
     }
@@ -148,8 +149,9 @@ async fn sweep_forever(store: Arc<dyn Store>) {
 }
 
 impl Gateway {
-    /// Loads the app's components into the sandbox: each distinct component
-    /// file is compiled once, each route gets its own grants and trigger.
+    /// Loads the app's components into the sandbox: each distinct gateway and
+    /// trigger pair is composed and compiled once; the routes of one component
+    /// share its grants and its idle instances.
     pub fn load(
         sandbox: Arc<Sandbox>,
         app: &SpinApp,
@@ -168,7 +170,7 @@ impl Gateway {
         // same pair share one compiled composition.
         let mut pres: BTreeMap<(PathBuf, Option<PathBuf>), ProxyPre<Sandboxed<GatewayCall>>> =
             BTreeMap::new();
-        let mut grants: BTreeMap<String, Arc<RouteGrants>> = BTreeMap::new();
+        let mut served: BTreeMap<String, (Arc<RouteGrants>, Arc<Idle>)> = BTreeMap::new();
         let mut routes = Vec::new();
         for pattern in &app.routes {
             let component = app
@@ -194,25 +196,24 @@ impl Gateway {
                     pre
                 }
             };
-            let route_grants = match grants.get(&component.id) {
-                Some(g) => g.clone(),
-                None => {
-                    let g = Arc::new(RouteGrants {
+            let (grants, idle) = served
+                .entry(component.id.clone())
+                .or_insert_with(|| {
+                    let grants = Arc::new(RouteGrants {
                         component: component.id.clone(),
                         key_value_stores: component.key_value_stores.clone(),
                         variables: component.variables.clone(),
                         store: store.clone(),
                         commit: commit.clone(),
                     });
-                    grants.insert(component.id.clone(), g.clone());
-                    g
-                }
-            };
+                    (grants, Arc::default())
+                })
+                .clone();
             routes.push(Route {
                 pattern: pattern.clone(),
                 pre,
-                grants: route_grants,
-                idle: Arc::default(),
+                grants,
+                idle,
             });
         }
         Ok(Self {
