@@ -437,8 +437,9 @@ pub trait Backend {
     fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String>;
     /// Sets a key in the `default` store.
     fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
-    /// Runs the route's trigger.
-    fn trigger(&mut self, request: &Inbound) -> Result<Vec<Event>, TriggerError>;
+    /// Runs the route's trigger on the request, which it takes: the
+    /// component hands it on without a copy.
+    fn trigger(&mut self, request: Inbound) -> Result<Vec<Event>, TriggerError>;
 }
 
 /// The route's settings, from its Spin variables.
@@ -475,7 +476,7 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
         _ => None,
     };
 
-    let events = match backend.trigger(&request) {
+    let events = match backend.trigger(request) {
         Ok(events) => events,
         Err(error) => {
             return trigger_failed(backend, source, delivery.as_deref(), received_at, error);

@@ -21,7 +21,7 @@ impl Backend for Memory {
         self.kv.insert(key.into(), value.into());
         Ok(())
     }
-    fn trigger(&mut self, _request: &Inbound) -> Result<Vec<Event>, TriggerError> {
+    fn trigger(&mut self, _request: Inbound) -> Result<Vec<Event>, TriggerError> {
         self.calls += 1;
         self.answer.clone().unwrap_or(Ok(Vec::new()))
     }
