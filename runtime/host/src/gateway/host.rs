@@ -177,9 +177,15 @@ fn store_error(error: dripline_store::StoreError) -> key_value::Error {
 
 impl crate::sandbox::Sandboxed<GatewayCall> {
     /// Whether the instance ended its request cleanly enough to serve another:
-    /// it closed every key-value store it opened and stayed within its memory.
+    /// it stayed within its memory and holds at most one open key-value store
+    /// per label it may open. A component may keep a store's handle from one
+    /// request to the next (the gateway does: opening and closing it are two
+    /// host calls per webhook); holding more means it opens stores without
+    /// closing them, and such an instance is replaced rather than left to run
+    /// into [`MAX_OPEN_STORES`] after enough requests, as a fresh instance per
+    /// request (Spin's way) never would.
     pub(super) fn reusable(&self) -> bool {
-        self.data.open_stores == 0 && !self.memory_limit_hit()
+        self.data.open_stores <= self.data.grants.key_value_stores.len() && !self.memory_limit_hit()
     }
 }
 

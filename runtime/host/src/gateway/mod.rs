@@ -70,13 +70,15 @@ struct Route {
 /// dropping it again (its store, its two memories reset) was about a sixth of
 /// a webhook's CPU time under `dripline bench ingest`. An instance serves one
 /// request at a time, and only instances whose last request ended cleanly
-/// come back: one that trapped, ran out of time or memory, or left a
-/// key-value store open is dropped, and so is every instance after
-/// [`REQUESTS_PER_INSTANCE`] requests. The gateway keeps no state between
-/// requests (nothing in `components/gateway` is global), so a request sees
-/// the same under `dripline up` as under Spin, which instantiates per
-/// request. The host's per-request state (the held-back writes, the open
-/// stores, the deadline) is reset for each request.
+/// come back: one that trapped, ran out of time or memory, or holds more
+/// key-value stores open than it has store labels (one handle per store is a
+/// cache, more is a leak) is dropped, and so is every instance after
+/// [`REQUESTS_PER_INSTANCE`] requests. What the gateway keeps between
+/// requests cannot change what a request sees (its route's variables, read
+/// once, and its handle on the `default` store), so a request sees the same
+/// under `dripline up` as under Spin, which instantiates per request. The
+/// host's per-request state (the held-back writes, the deadline) is reset for
+/// each request.
 #[derive(Default)]
 struct Idle {
     instances: std::sync::Mutex<Vec<Ready>>,
