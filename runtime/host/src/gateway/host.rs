@@ -42,7 +42,7 @@ pub mod bindings {
 use bindings::dripline::journey::trigger_handler as import;
 use bindings::fermyon::spin::{key_value, variables};
 
-/// Most stores one request may hold open at once.
+/// Most stores one instance may hold open at once.
 const MAX_OPEN_STORES: usize = 16;
 
 /// An open key-value store: its label.
@@ -334,5 +334,41 @@ impl wasmtime_wasi_http::WasiHttpHooks for DenyOutgoing {
             > + Send,
     > {
         Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Sandbox, SandboxConfig};
+
+    #[test]
+    fn an_instance_keeping_one_store_open_is_reused_and_one_leaking_stores_is_not() {
+        let store: Arc<dyn Store> = Arc::new(dripline_store::MemoryStore::new());
+        let grants = Arc::new(RouteGrants {
+            component: "gateway".into(),
+            key_value_stores: vec![dripline_store::DEFAULT_KV_STORE.to_string()],
+            variables: BTreeMap::new(),
+            store: store.clone(),
+            commit: super::super::commit::GroupCommit::start(store).expect("writer thread"),
+        });
+        let sandbox = Sandbox::new(SandboxConfig::default()).expect("engine");
+        let mut instance = sandbox.store(GatewayCall::new(grants));
+        let open = |instance: &mut wasmtime::Store<crate::sandbox::Sandboxed<GatewayCall>>| {
+            key_value::HostStore::open(
+                &mut instance.data_mut().data,
+                dripline_store::DEFAULT_KV_STORE.to_string(),
+            )
+            .expect("the label is granted")
+        };
+
+        let kept = open(&mut instance);
+        assert!(instance.data().reusable(), "one cached handle is fine");
+        let leaked = open(&mut instance);
+        assert!(!instance.data().reusable(), "a second handle is a leak");
+        key_value::HostStore::drop(&mut instance.data_mut().data, leaked).expect("drop");
+        assert!(instance.data().reusable());
+        key_value::HostStore::drop(&mut instance.data_mut().data, kept).expect("drop");
+        assert!(instance.data().reusable());
     }
 }
