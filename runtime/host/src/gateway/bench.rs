@@ -14,17 +14,20 @@
 //! than the rates when the machine is shared. `DRIPLINE_PERF_MAP=1 perf record
 //! -F 499 -- dripline bench ingest ...` names the guests' functions too.
 //!
-//! Where the time went (2-core machine, nothing else running, November 2026):
-//! ~225-275 µs of CPU per webhook through the components against ~100-120 µs
-//! natively, both behind the same HTTP server. Of the components' time:
-//! ~35% wasm code (the trigger's JSON parse and the properties it builds,
-//! HMAC-SHA256 in software, dlmalloc, the adapter copying the request into
-//! the trigger's memory; no single function over 5%), ~18% host calls the
-//! guests make (wasi:http's request, body and response resources, the
-//! key-value store, whose dedupe read is SQLite's), ~15% the group-commit
-//! thread, ~20% hyper, tokio and the kernel's loopback TCP. Composing the
-//! trigger into the gateway and reusing instances removed what used to be
-//! the largest share: two fresh instances per request.
+//! Where the time went (2-core machine, November 2026): ~255-290 µs of CPU
+//! per webhook through the components against ~115-145 µs natively, both
+//! behind the same HTTP server. The guest call is about 160 µs of it, timed
+//! from inside the gateway with one connection: the trigger ~60 (the same
+//! call in a warm loop is ~30: in the webhook path its code and data are cold
+//! after hyper, SQLite and the kernel ran), the dedupe read ~30 (SQLite
+//! rereads pages the group commit changed; natively the same), HMAC-SHA256 in
+//! software ~15 (~2 natively, with SHA-NI), and the host calls ~2 µs each
+//! (reading the request, writing the response, the store). Wasmtime's epoch
+//! checks, which enforce the deadline, cost ~17 µs of the 160: the JSON
+//! parse's tight loops pay most. Composing the trigger into the gateway,
+//! reusing instances and cutting the gateway's host calls from about forty to
+//! about two dozen removed the largest shares; the group-commit thread, hyper,
+//! tokio and loopback TCP make up the rest.
 
 use std::collections::BTreeMap;
 use std::path::Path;
