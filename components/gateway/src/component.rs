@@ -176,8 +176,8 @@ thread_local! {
 }
 
 /// The route's variables: `source` (required), `secret`, `redirect_hosts`.
-/// They are read once per instance: a variable cannot change under a running
-/// instance, in Spin or in `dripline up`.
+/// They are read once per instance: under Spin an instance serves one
+/// request, and `dripline up` resolves variables once, when it starts.
 fn route() -> Result<&'static Route, Reply> {
     static ROUTE: OnceLock<Option<Route>> = OnceLock::new();
     let variable = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
