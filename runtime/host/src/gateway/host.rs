@@ -339,6 +339,8 @@ impl wasmtime_wasi_http::WasiHttpHooks for DenyOutgoing {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::{Sandbox, SandboxConfig};
 
@@ -350,25 +352,25 @@ mod tests {
             key_value_stores: vec![dripline_store::DEFAULT_KV_STORE.to_string()],
             variables: BTreeMap::new(),
             store: store.clone(),
-            commit: super::super::commit::GroupCommit::start(store).expect("writer thread"),
+            commit: super::super::commit::GroupCommit::start(store).unwrap(),
         });
-        let sandbox = Sandbox::new(SandboxConfig::default()).expect("engine");
+        let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
         let mut instance = sandbox.store(GatewayCall::new(grants));
         let open = |instance: &mut wasmtime::Store<crate::sandbox::Sandboxed<GatewayCall>>| {
             key_value::HostStore::open(
                 &mut instance.data_mut().data,
                 dripline_store::DEFAULT_KV_STORE.to_string(),
             )
-            .expect("the label is granted")
+            .unwrap()
         };
 
         let kept = open(&mut instance);
         assert!(instance.data().reusable(), "one cached handle is fine");
         let leaked = open(&mut instance);
         assert!(!instance.data().reusable(), "a second handle is a leak");
-        key_value::HostStore::drop(&mut instance.data_mut().data, leaked).expect("drop");
+        key_value::HostStore::drop(&mut instance.data_mut().data, leaked).unwrap();
         assert!(instance.data().reusable());
-        key_value::HostStore::drop(&mut instance.data_mut().data, kept).expect("drop");
+        key_value::HostStore::drop(&mut instance.data_mut().data, kept).unwrap();
         assert!(instance.data().reusable());
     }
 }
