@@ -235,13 +235,8 @@ fn consent_state(consent: &payload::Lenient<Consent>) -> Option<&'static str> {
 /// alone is no opt-out, only the absence of an opt-in, so it is `unknown`.
 fn consent(payload: &Record, customer: Option<&Record>) -> Value {
     let ticked = |key: &str| payload.get(key).and_then(Value::as_bool) == Some(true);
-    let email_recorded = || {
-        consent_state(&payload.email_marketing_consent)
-            .or_else(|| customer.and_then(|c| consent_state(&c.email_marketing_consent)))
-    };
-    let sms_recorded = || {
-        consent_state(&payload.sms_marketing_consent)
-            .or_else(|| customer.and_then(|c| consent_state(&c.sms_marketing_consent)))
+    let recorded = |field: fn(&Record) -> &payload::Lenient<Consent>| {
+        consent_state(field(payload)).or_else(|| customer.and_then(|c| consent_state(field(c))))
     };
     let legacy = || {
         // customers/* payloads of older API versions carry `accepts_marketing`.
@@ -254,12 +249,14 @@ fn consent(payload: &Record, customer: Option<&Record>) -> Value {
     let email = if ticked("buyer_accepts_marketing") {
         "granted"
     } else {
-        email_recorded().or_else(legacy).unwrap_or("unknown")
+        recorded(|r| &r.email_marketing_consent)
+            .or_else(legacy)
+            .unwrap_or("unknown")
     };
     let sms = if ticked("buyer_accepts_sms_marketing") {
         "granted"
     } else {
-        sms_recorded().unwrap_or("unknown")
+        recorded(|r| &r.sms_marketing_consent).unwrap_or("unknown")
     };
     json!({ "email": email, "sms": sms })
 }

@@ -91,28 +91,12 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
         store.clone(),
         super::DEFAULT_REQUEST_DEADLINE,
     )?);
-    // Each server has a runtime of its own with two workers, as `dripline up`
-    // has; the one not being measured sits idle.
-    // Named apart so that a profile (`perf report --sort comm`) tells the
-    // two servers' threads from each other.
-    let components_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bench-components")
-        .enable_all()
-        .build()?;
-    let listener = components_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let components_url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
+    let (components_runtime, listener, components_url) = server_runtime("bench-components")?;
     components_runtime.spawn(gateway.serve(listener, std::future::pending()));
 
     // ---- natively behind the same HTTP server: the baseline ----
     let native_store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("native-http.db"))?);
-    let native_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bench-native")
-        .enable_all()
-        .build()?;
-    let listener = native_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let native_url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
+    let (native_runtime, listener, native_url) = server_runtime("bench-native")?;
     let commit = super::commit::GroupCommit::start(native_store.clone())?;
     native_runtime.spawn(serve_native(listener, native_store.clone(), commit));
 
@@ -226,6 +210,32 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A runtime for one of the two servers, with two workers as `dripline up`
+/// has (the one not being measured sits idle), its listener on loopback and
+/// the Shopify route's URL. Its threads carry `name`, so that a profile
+/// (`perf report --sort comm`) tells the two servers apart.
+fn server_runtime(
+    name: &str,
+) -> anyhow::Result<(tokio::runtime::Runtime, tokio::net::TcpListener, String)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let url = format!("http://{}/webhooks/shopify", listener.local_addr()?);
+    Ok((runtime, listener, url))
+}
+
+/// The Shopify route both native paths serve.
+fn shopify_route() -> gateway::Route {
+    gateway::Route {
+        source: gateway::Source::Shopify,
+        secret: SECRET.to_string(),
+        redirect_hosts: Vec::new(),
+    }
+}
+
 /// One of the two servers measured.
 struct Server {
     name: &'static str,
@@ -312,11 +322,7 @@ async fn serve_native(
     store: Arc<dyn Store>,
     commit: super::commit::GroupCommit,
 ) {
-    let route = Arc::new(gateway::Route {
-        source: gateway::Source::Shopify,
-        secret: SECRET.to_string(),
-        redirect_hosts: Vec::new(),
-    });
+    let route = Arc::new(shopify_route());
     while let Ok((socket, _)) = listener.accept().await {
         let _ = socket.set_nodelay(true);
         let (store, commit, route) = (store.clone(), commit.clone(), route.clone());
@@ -559,11 +565,7 @@ fn native_rate(
     duration: Duration,
     concurrency: u32,
 ) -> anyhow::Result<f64> {
-    let route = gateway::Route {
-        source: gateway::Source::Shopify,
-        secret: SECRET.to_string(),
-        redirect_hosts: Vec::new(),
-    };
+    let route = shopify_route();
     let commit = super::commit::GroupCommit::start(store.clone())?;
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));

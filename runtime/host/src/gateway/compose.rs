@@ -12,9 +12,9 @@
 //! time under `dripline bench ingest`.
 //!
 //! What the trigger may reach is checked here, since it no longer runs in a
-//! sandbox of its own: it may import WASI and the shared types, nothing else (under Spin, a
-//! dependency gets no Spin capabilities either), so it cannot reach the
-//! key-value store or the variables granted to the gateway. It shares the
+//! sandbox of its own: it may import WASI and the shared types, nothing else
+//! (under Spin, a dependency gets no Spin capabilities either), so it cannot
+//! reach the key-value store or the variables granted to the gateway. It shares the
 //! gateway's request deadline, and each of the two memories has the
 //! sandbox's memory limit.
 

@@ -42,7 +42,7 @@ pub use manifest::{SpinApp, VariableSource};
 
 /// How long one webhook request may take from its first byte to its answer,
 /// body upload included. Webhook providers give up after 5 s (Shopify) to
-/// 10 s (Tally); the sandbox's per-call deadline still bounds the trigger.
+/// 10 s (Tally). The trigger, composed into the gateway, runs within it too.
 pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How many requests one gateway instance serves before it is dropped. A
