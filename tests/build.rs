@@ -14,11 +14,11 @@ fn main() {
     // A target directory of its own: the outer cargo holds a lock on `target`.
     let wasm_target = target.join("wasm-components");
 
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("components").display()
-    );
-    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // Relative to this package, not absolute: the target directory is shared
+    // between clones (`./dev` keeps it in ~/.cache), and an absolute path
+    // would have a fresh clone's build trust the last clone's components.
+    println!("cargo:rerun-if-changed=../components");
+    println!("cargo:rerun-if-changed=../wit");
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)

@@ -12,9 +12,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use dripline::channels::{Channel, Channels, ChannelsConfig, Configured, DeliveryError, Receipt};
-use dripline::clock::Clock as _;
-use dripline::dispatch::Dispatcher;
+use dripline_clock::Clock as _;
+use dripline_delivery::Dispatcher;
+use dripline_delivery::OutboxRecord;
+use dripline_delivery::channels::{
+    Channel, Channels, ChannelsConfig, Configured, DeliveryError, Receipt,
+};
 use dripline_store::{Contact, OutboxMessage};
 use dripline_tests::Deployment;
 use dripline_tests::smtp::smtp_server;
@@ -502,7 +505,7 @@ fn without_a_channels_file_messages_stay_on_the_machine_and_are_marked_delivered
     let (_files, mut deployment) = deployment(&send_journey("sms"), None);
     ping(&mut deployment, 1, "li@example.com", Some("+8613800138000"));
     assert_eq!(deployment.dispatch_at(T0).sent, 1);
-    assert_eq!(only_message(&deployment).status, "sent");
+    assert_eq!(only_message(&deployment).status.as_str(), "sent");
 }
 
 #[test]
@@ -648,9 +651,10 @@ impl Channel for CrashAfterDelivery {
     fn deliver(
         &self,
         message: &OutboxMessage,
+        record: &OutboxRecord,
         contact: &Contact,
     ) -> Result<Receipt, DeliveryError> {
-        let receipt = self.inner.deliver(message, contact)?;
+        let receipt = self.inner.deliver(message, record, contact)?;
         if !self.crashed.swap(true, Ordering::SeqCst) {
             panic!("crash between delivery and recording");
         }
@@ -689,7 +693,7 @@ fn a_crash_between_delivery_and_recording_delivers_again_with_the_same_idempoten
     assert!(crashed.is_err(), "the dispatcher should have crashed");
     assert_eq!(crm.hits().len(), 1, "delivered once before the crash");
     assert_eq!(
-        only_message(&deployment).status,
+        only_message(&deployment).status.as_str(),
         "pending",
         "the result was never recorded"
     );
@@ -706,7 +710,7 @@ fn a_crash_between_delivery_and_recording_delivers_again_with_the_same_idempoten
     // Once recorded as sent, never again.
     assert_eq!(deployment.dispatch_at(T0 + HOUR).handled(), 0);
     assert_eq!(crm.hits().len(), 2);
-    assert_eq!(only_message(&deployment).status, "sent");
+    assert_eq!(only_message(&deployment).status.as_str(), "sent");
 }
 
 fn sign(secret: &[u8], body: &[u8]) -> String {

@@ -1,14 +1,14 @@
 //! The crash drill in CI: a child `dripline process` is killed with SIGKILL at
 //! random points while it works through a stream of events and timers, then
 //! restarted; the result must equal a run that was never killed. Several
-//! drills with different kill moments; `dripline bench crash --kills 100` runs
+//! drills with different kill moments; `./dev bench crash --kills 100` runs
 //! one at length.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
 
-use dripline::crash::{Drill, DrillReport, run};
+use dripline_bench::crash::{Drill, DrillReport, run};
 use dripline_tests::components_dir;
 
 /// The `dripline` binary of this build: `cargo test` builds it beside the test

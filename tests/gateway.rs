@@ -11,8 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dripline::gateway::{Gateway, SpinApp, VariableSource};
-use dripline_store::{SqliteStore, Store};
+use dripline_gateway_host::{Gateway, SpinApp, VariableSource};
+use dripline_store::SqliteStore;
+use dripline_store::prelude::*;
 use dripline_tests::{components_dir, repo_root, sandbox};
 use serde_json::Value;
 use wasmtime::component::types::ComponentItem;
@@ -748,7 +749,7 @@ fn instances_serve_request_after_request_and_are_retired_without_losing_one() {
     // must store nothing, whichever instance served them.
     let served = serve();
     let (body, headers) = case("shopify", "checkouts-create");
-    let total = dripline::gateway::REQUESTS_PER_INSTANCE as usize + 20;
+    let total = dripline_gateway_host::REQUESTS_PER_INSTANCE as usize + 20;
     let mut accepted = 0;
     for n in 0..total {
         let mut headers = shopify_headers(&headers, &body, SHOPIFY_SECRET);

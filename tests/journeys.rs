@@ -394,3 +394,85 @@ fn the_abandoned_items_email_reaches_the_shopper_through_a_real_smtp_server_at_t
         ("sent", T0 + 3 * HOUR)
     );
 }
+
+const HOURLY_RECEIPT: &str = r#"
+name = "Hourly receipt"
+version = 1
+
+[trigger]
+event = "order.created"
+
+[[steps]]
+id = "receipt"
+uses = "send"
+config = { channel = "email", template = "order-thank-you", category = "transactional" }
+next = "wait"
+
+[[steps]]
+id = "wait"
+wait = "1h"
+next = "receipt"
+"#;
+
+#[test]
+fn a_journey_that_loops_back_to_a_send_step_sends_again_on_its_second_visit() {
+    let journeys = tempfile::tempdir().unwrap();
+    std::fs::write(journeys.path().join("hourly-receipt.toml"), HOURLY_RECEIPT).unwrap();
+    let mut deployment = Deployment::with_journeys(journeys.path(), T0);
+    deployment.receive(event(
+        "order-1",
+        "order.created",
+        "li@example.com",
+        json!({}),
+        T0,
+    ));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + HOUR);
+    deployment.run_at(T0 + 2 * HOUR);
+    let outbox = deployment.outbox();
+    let at: Vec<i64> = outbox.iter().map(|m| m.created_at_ms).collect();
+    assert_eq!(at, [T0, T0 + HOUR, T0 + 2 * HOUR], "one receipt per visit");
+    let mut keys: Vec<&str> = outbox.iter().map(|m| m.idempotency_key.as_str()).collect();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        3,
+        "each visit sends under its own key: {keys:?}"
+    );
+}
+
+#[test]
+fn a_journey_version_written_into_the_components_store_neither_blocks_nor_replaces_the_journey() {
+    let journeys = tempfile::tempdir().unwrap();
+    let file = journeys.path().join("versioned-welcome.toml");
+    std::fs::write(&file, versioned_journey(1)).unwrap();
+    let mut deployment = Deployment::with_journeys(journeys.path(), T0);
+    // What a gateway component granted the `default` store could write: a
+    // "stored version" of the journey that does something else.
+    let forged = versioned_journey(1).replace("finished-on-v1", "forged");
+    deployment
+        .store
+        .apply(&[dripline_store::Write::KvSet {
+            store: dripline_store::DEFAULT_KV_STORE.into(),
+            key: "journey/versioned-welcome/v0000000001".into(),
+            value: forged.into_bytes(),
+        }])
+        .unwrap();
+    deployment.restart();
+    deployment.receive(event(
+        "join-1",
+        "member.joined",
+        "li@example.com",
+        json!({}),
+        T0,
+    ));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 2 * HOUR);
+    let tags: Vec<String> = deployment
+        .contact_by_email("li@example.com")
+        .profile
+        .tags
+        .into_iter()
+        .collect();
+    assert_eq!(tags, ["finished-on-v1"]);
+}

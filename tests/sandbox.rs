@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use dripline::bench::sample_context;
-use dripline::bindings::{InboundRequest, Outcome, StepError};
-use dripline::{AcceptAll, Effect, PluginError, Plugins, StepPlugin};
+use dripline_bench::steps::{SAMPLE_KEY, sample_context};
+use dripline_sandbox::bindings::{InboundRequest, Outcome, StepError};
+use dripline_sandbox::{AcceptAll, Effect, PluginError, Plugins, StepPlugin};
 use dripline_tests::{component, fixtures, repo_root, sandbox, step, trigger};
 
 const DEADLINE: Duration = Duration::from_millis(100);
@@ -22,6 +22,7 @@ fn the_tag_step_records_its_tag_as_an_effect_and_continues() {
     let run = tag
         .run(
             &sample_context(r#"{"add":["vip"],"remove":["dormant"]}"#),
+            SAMPLE_KEY,
             Arc::new(AcceptAll),
         )
         .unwrap();
@@ -44,7 +45,9 @@ fn the_tag_step_refuses_a_bad_config_by_field_name() {
         matches!(verdict, Err(StepError::InvalidConfig(ref m)) if m.contains("tags")),
         "{verdict:?}"
     );
-    let run = tag.run(&sample_context("{}"), Arc::new(AcceptAll)).unwrap();
+    let run = tag
+        .run(&sample_context("{}"), SAMPLE_KEY, Arc::new(AcceptAll))
+        .unwrap();
     assert!(matches!(run.result, Err(StepError::InvalidConfig(_))));
     assert!(run.effects.is_empty());
 }
@@ -93,7 +96,7 @@ fn a_step_that_loops_forever_is_stopped_within_twice_its_deadline_while_another_
         std::thread::spawn(move || {
             let context = sample_context(r#"{"tag":"vip"}"#);
             while !done.load(Ordering::Relaxed) {
-                let run = tag.run(&context, Arc::new(AcceptAll)).unwrap();
+                let run = tag.run(&context, SAMPLE_KEY, Arc::new(AcceptAll)).unwrap();
                 assert_eq!(run.result, Ok(Outcome::Continue));
                 served.fetch_add(1, Ordering::Relaxed);
             }
@@ -105,7 +108,7 @@ fn a_step_that_loops_forever_is_stopped_within_twice_its_deadline_while_another_
     // the sandbox; one stop within the bound shows the mechanism works.
     let stop = || {
         let started = Instant::now();
-        let result = looping.run(&sample_context("{}"), Arc::new(AcceptAll));
+        let result = looping.run(&sample_context("{}"), SAMPLE_KEY, Arc::new(AcceptAll));
         (result, started.elapsed())
     };
     let (mut result, mut elapsed) = stop();
@@ -135,7 +138,7 @@ fn a_step_that_grows_memory_past_the_limit_fails_with_the_memory_error() {
     let limit = 16 << 20;
     let sandbox = sandbox(Duration::from_secs(5), limit);
     let hog = step(&sandbox, "grow-memory");
-    let result = hog.run(&sample_context("{}"), Arc::new(AcceptAll));
+    let result = hog.run(&sample_context("{}"), SAMPLE_KEY, Arc::new(AcceptAll));
     assert!(
         matches!(result, Err(PluginError::MemoryLimit { ref plugin, limit: l }) if plugin == "grow-memory" && l == limit),
         "{result:?}"
@@ -143,8 +146,12 @@ fn a_step_that_grows_memory_past_the_limit_fails_with_the_memory_error() {
     // The sandbox is unharmed: the next plugin runs.
     let tag = step(&sandbox, "tag");
     assert!(
-        tag.run(&sample_context(r#"{"tag":"ok"}"#), Arc::new(AcceptAll))
-            .is_ok()
+        tag.run(
+            &sample_context(r#"{"tag":"ok"}"#),
+            SAMPLE_KEY,
+            Arc::new(AcceptAll)
+        )
+        .is_ok()
     );
 }
 

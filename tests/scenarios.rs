@@ -526,7 +526,7 @@ fn replying_td_withdraws_a_message_deferred_by_quiet_hours_and_stops_the_next_on
     ));
     deployment.run_at(reply_at);
     let queued = deployment.outbox().pop().unwrap();
-    assert_eq!(queued.status, "suppressed");
+    assert_eq!(queued.status.as_str(), "suppressed");
     assert_eq!(
         queued.last_error.as_deref(),
         Some("unsubscribed before delivery")

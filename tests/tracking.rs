@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use dripline::server::{ServerState, TrackingState};
+use dripline_admin::{ServerState, TrackingState};
 use dripline_tests::Deployment;
 use serde_json::{Value, json};
 
@@ -42,7 +42,7 @@ fn serve(deployment: &Deployment) -> Served {
     });
     let (runtime, listener) = dripline_tests::loopback(1);
     let addr = listener.local_addr().unwrap();
-    runtime.spawn(dripline::server::serve(
+    runtime.spawn(dripline_admin::serve(
         listener,
         state,
         std::future::pending(),
@@ -228,5 +228,40 @@ fn unsubscribing_from_the_link_stops_the_next_marketing_email_with_the_reason() 
     assert_eq!(
         invite["delivery"],
         json!({ "status": "suppressed", "reason": "no consent for email" })
+    );
+}
+
+#[test]
+fn a_tracking_key_written_into_the_components_store_signs_no_valid_link() {
+    use dripline_delivery::tracking::{Link, Tracker};
+    let mut deployment = Deployment::new(T0);
+    // What a gateway component granted the `default` store could write, under
+    // the name the key had there and under the name it has now.
+    let forged = b"a key that a component chose".to_vec();
+    for key in ["runtime/tracking-secret", "tracking-secret"] {
+        deployment
+            .store
+            .apply(&[dripline_store::Write::KvSet {
+                store: dripline_store::DEFAULT_KV_STORE.into(),
+                key: key.into(),
+                value: forged.clone(),
+            }])
+            .unwrap();
+    }
+    deployment.restart();
+    let link = Tracker::new("http://127.0.0.1:8080", forged).url(
+        Link::Unsubscribe,
+        "e1/send/1/0/send-0",
+        "",
+    );
+    let mut parts = link.rsplit('/');
+    let (signature, token) = (parts.next().unwrap(), parts.next().unwrap());
+    let tracker = deployment
+        .runner
+        .tracker()
+        .expect("the shipped delivery.toml turns tracking on");
+    assert_eq!(
+        tracker.verify(Link::Unsubscribe, token, signature, ""),
+        None
     );
 }

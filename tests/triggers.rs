@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dripline::bindings::{Event, InboundRequest, TriggerError};
-use dripline::{Sandbox, TriggerPlugin};
+use dripline_sandbox::bindings::{Event, InboundRequest, TriggerError};
+use dripline_sandbox::{Sandbox, TriggerPlugin};
 use dripline_tests::{repo_root, sandbox, trigger};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

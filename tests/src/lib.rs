@@ -2,14 +2,15 @@
 //! The test harness: where the components built by `build.rs` are, and a
 //! sandbox set up the way the tests need it.
 
+pub mod flaky;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use dripline::clock::Clock as _;
-use dripline::{Sandbox, SandboxConfig, StepPlugin, TriggerPlugin};
+use dripline_clock::Clock as _;
+use dripline_sandbox::{Sandbox, SandboxConfig, StepPlugin, TriggerPlugin};
 
 /// The directory of freshly built components.
 pub fn components_dir() -> &'static Path {
@@ -93,16 +94,16 @@ pub struct Deployment {
     /// Owns the temporary directory for the deployment's lifetime.
     pub dir: tempfile::TempDir,
     /// The runner, driven by the test.
-    pub runner: dripline::runner::Runner,
+    pub runner: dripline_runner::Runner,
     /// The store it writes.
     pub store: Arc<dyn dripline_store::Store>,
     /// The clock it reads.
-    pub clock: Arc<dripline::clock::ManualClock>,
+    pub clock: Arc<dripline_clock::ManualClock>,
     /// The outbox's dispatcher, on the same store and clock; the test decides
     /// when it runs ([`Deployment::dispatch_at`]).
-    pub dispatcher: dripline::dispatch::Dispatcher,
+    pub dispatcher: dripline_delivery::Dispatcher,
     /// Where its parts are, to open them again on a restart.
-    paths: dripline::commands::Deployment,
+    paths: dripline::Deployment,
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
@@ -149,7 +150,7 @@ impl Deployment {
             std::fs::copy(component(name), components.join(format!("{name}.wasm")))
                 .unwrap_or_else(|e| panic!("copying {name}: {e}"));
         }
-        let deployment = dripline::commands::Deployment {
+        let deployment = dripline::Deployment {
             components,
             journeys: journeys.to_path_buf(),
             templates: templates.to_path_buf(),
@@ -157,7 +158,7 @@ impl Deployment {
             database: dir.path().join("dripline.db"),
             channels: channels_file,
         };
-        let clock = Arc::new(dripline::clock::ManualClock::new(now_ms));
+        let clock = Arc::new(dripline_clock::ManualClock::new(now_ms));
         let (runner, store, dispatcher) = open(&deployment, &clock);
         Self {
             dir,
@@ -205,7 +206,7 @@ impl Deployment {
 
     /// Moves the clock to `now_ms` and delivers every outbox message due by
     /// then, as `dripline up`'s worker does after each pass.
-    pub fn dispatch_at(&mut self, now_ms: i64) -> dripline::dispatch::DispatchReport {
+    pub fn dispatch_at(&mut self, now_ms: i64) -> dripline_delivery::DispatchReport {
         assert!(
             now_ms >= self.clock.now_ms(),
             "the clock only moves forward"
@@ -224,30 +225,34 @@ impl Deployment {
     }
 
     /// The stored contact with this email.
-    pub fn contact_by_email(&self, email: &str) -> dripline::contacts::ContactRecord {
+    pub fn contact_by_email(&self, email: &str) -> dripline_runner::contacts::ContactRecord {
         let identity = dripline_store::Identity::Email(email.to_string());
         let found = self
             .store
             .contact_find_by_identity(&identity)
             .unwrap_or_else(|e| panic!("{e}"));
-        dripline::contacts::ContactRecord::from_stored(
+        dripline_runner::contacts::ContactRecord::from_stored(
             found.unwrap_or_else(|| panic!("no contact {email}")),
         )
     }
 }
 
 fn open(
-    deployment: &dripline::commands::Deployment,
-    clock: &Arc<dripline::clock::ManualClock>,
+    deployment: &dripline::Deployment,
+    clock: &Arc<dripline_clock::ManualClock>,
 ) -> (
-    dripline::runner::Runner,
+    dripline_runner::Runner,
     Arc<dyn dripline_store::Store>,
-    dripline::dispatch::Dispatcher,
+    dripline_delivery::Dispatcher,
 ) {
     let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
-    let (runner, store) = dripline::commands::open_runner(deployment, &sandbox, clock.clone())
+    let parts = dripline::Parts::open(deployment, &sandbox)
         .unwrap_or_else(|e| panic!("opening the deployment: {e:#}"));
-    let dispatcher = dripline::commands::open_dispatcher(deployment, store.clone(), clock.clone())
+    let runner = parts
+        .runner(clock.clone())
+        .unwrap_or_else(|e| panic!("opening the runner: {e:#}"));
+    let dispatcher = parts
+        .dispatcher(clock.clone(), runner.journeys())
         .unwrap_or_else(|e| panic!("opening the dispatcher: {e:#}"));
-    (runner, store, dispatcher)
+    (runner, parts.store(), dispatcher)
 }

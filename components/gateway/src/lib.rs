@@ -45,25 +45,12 @@ pub const MAX_BODY: usize = 1 << 20;
 /// The key-value store the inbox lives in.
 pub const STORE: &str = "default";
 
-/// How long a dedupe mark holds: 72 hours. Shopify retries a delivery for up
-/// to 48 hours (Typeform and Tally for less), so every retry still meets its
-/// mark, with a day to spare for clocks and slow retries; past that a mark is
-/// treated as absent, and `dripline up` sweeps such marks away
-/// (`dripline::gateway::sweep`) so that the store does not grow without end.
-pub const DEDUPE_TTL_MS: i64 = 72 * 60 * 60 * 1000;
-
-/// Whether a dedupe mark (its value: the receipt time in ms, as text) still
-/// holds at `now_ms`. A mark that cannot be read holds: storing a delivery
-/// twice is the worse mistake.
-pub fn mark_holds(mark: &[u8], now_ms: i64) -> bool {
-    match std::str::from_utf8(mark)
-        .ok()
-        .and_then(|text| text.trim().parse::<i64>().ok())
-    {
-        Some(marked_at) => now_ms.saturating_sub(marked_at) < DEDUPE_TTL_MS,
-        None => true,
-    }
-}
+// Shopify retries a delivery for up to 48 hours (Typeform and Tally for less),
+// so every retry still meets its mark, with a day to spare for clocks and slow
+// retries; past that a mark is treated as absent, and `dripline up` sweeps such
+// marks away (`dripline_gateway_host::dedupe_sweep`) so that the store does not
+// grow without end.
+pub use dedupe_mark::{DEDUPE_TTL_MS, mark_holds};
 
 /// Who sent a route's webhooks: decides the content types, the signature
 /// scheme, where the delivery id is and how errors are answered.

@@ -138,16 +138,6 @@ fn a_delivery_seen_more_than_72_hours_ago_is_accepted_again() {
 }
 
 #[test]
-fn a_dedupe_mark_holds_for_72_hours_and_an_unreadable_one_always() {
-    let at = 1_763_800_000_000_i64;
-    let mark = at.to_string();
-    assert!(mark_holds(mark.as_bytes(), at));
-    assert!(mark_holds(mark.as_bytes(), at + DEDUPE_TTL_MS - 1));
-    assert!(!mark_holds(mark.as_bytes(), at + DEDUPE_TTL_MS));
-    assert!(mark_holds(b"not a time", at + 10 * DEDUPE_TTL_MS));
-}
-
-#[test]
 fn a_bad_signature_is_refused_before_the_trigger_and_stores_nothing() {
     let mut backend = Memory::default();
     let reply = handle_body(

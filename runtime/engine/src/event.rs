@@ -1,53 +1,15 @@
 //! The canonical event and the contact snapshot the engine decides on.
 //!
-//! These mirror `event`, `identities` and `contact` in `wit/types.wit`, in Rust
-//! form, so that the store, the host and the engine share one definition. They are
-//! plain serde types: the store keeps them as JSON.
+//! The event and its identities are `dripline-event`'s, the one definition the
+//! trigger components build too; the contact snapshot mirrors `contact` in
+//! `wit/types.wit`. Plain serde types: the store keeps them as JSON.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-/// A point in time: milliseconds since the Unix epoch, in UTC (WIT `timestamp`).
-pub type Timestamp = i64;
-
-/// The ways Dripline knows a person, normalized once at the trigger: emails lower
-/// case, phones in E.164.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Identities {
-    /// The email address, lower-cased.
-    // Absent fields are left out of the JSON so that CEL's `has()` tells whether
-    // the contact has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// The phone number in E.164 form.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-    /// Identifiers in other systems, by system: `shopify` → `7385439482`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub external_ids: BTreeMap<String, String>,
-}
-
-/// One thing that happened, in the same shape whatever the source.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Stable identifier: the same delivery always yields the same id.
-    pub id: String,
-    /// Where it came from: `shopify`, `form`, `api`, `dripline`...
-    pub source: String,
-    /// What happened: `checkout.created`, `order.paid`, `email.clicked`...
-    pub name: String,
-    /// Who it happened to.
-    #[serde(default)]
-    pub identities: Identities,
-    /// Everything else the source said, as a JSON object.
-    #[serde(default = "empty_object")]
-    pub properties: serde_json::Value,
-    /// When it happened, as the source reports it.
-    pub occurred_at: Timestamp,
-    /// When Dripline received it.
-    pub received_at: Timestamp,
-}
+// One definition of the canonical event, shared with the trigger components.
+pub use dripline_event::{Event, Identities, Timestamp};
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())

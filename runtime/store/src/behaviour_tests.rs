@@ -4,8 +4,8 @@
 use serde_json::json;
 
 use crate::{
-    Contact, DEFAULT_KV_STORE, Enrollment, Identity, MemoryStore, NewOutboxMessage, OUTBOX_PENDING,
-    OUTBOX_SENT, OUTBOX_SUPPRESSED, SqliteStore, Store, StoreError, Write, WriteResult, inbox_key,
+    Contact, DEFAULT_KV_STORE, Enrollment, Identity, MemoryStore, NewOutboxMessage, OutboxStatus,
+    SqliteStore, Store, StoreError, Write, WriteResult, inbox_key,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -97,7 +97,7 @@ fn message(key: &str, contact_id: &str, at: i64) -> NewOutboxMessage {
         contact_id: contact_id.to_owned(),
         channel: "email".to_owned(),
         content: json!({ "subject": key }),
-        status: OUTBOX_PENDING.to_owned(),
+        status: OutboxStatus::Pending,
         created_at_ms: at,
         deliver_at_ms: at,
     }
@@ -573,8 +573,8 @@ fn an_outbox_insert_with_a_known_idempotency_key_returns_the_first_message(
     assert_eq!(
         stored
             .as_ref()
-            .map(|m| (&m.content, m.status.as_str(), m.created_at_ms)),
-        Some((&json!({ "subject": "e1/s1/0" }), OUTBOX_PENDING, 10))
+            .map(|m| (&m.content, m.status, m.created_at_ms)),
+        Some((&json!({ "subject": "e1/s1/0" }), OutboxStatus::Pending, 10))
     );
     assert_eq!(s.outbox_get_by_key("e1/s1/0")?, stored);
     assert_eq!(s.outbox_get_by_key("nope")?, None);
@@ -597,15 +597,15 @@ fn outbox_messages_are_listed_in_insertion_order_and_by_status_and_contact(
         .map(|m| m.id)
         .collect();
     assert_eq!(page, vec![ids[2]]);
-    assert!(s.outbox_set_status(ids[0], "sent", 99)?);
-    assert!(!s.outbox_set_status(12_345, "sent", 99)?);
+    assert!(s.outbox_set_status(ids[0], OutboxStatus::Sent, 99)?);
+    assert!(!s.outbox_set_status(12_345, OutboxStatus::Sent, 99)?);
     let pending: Vec<i64> = s
-        .outbox_with_status(OUTBOX_PENDING, 2)?
+        .outbox_with_status(OutboxStatus::Pending, 2)?
         .iter()
         .map(|m| m.id)
         .collect();
     assert_eq!(pending, vec![ids[1], ids[2]]);
-    let sent = s.outbox_with_status("sent", 10)?;
+    let sent = s.outbox_with_status(OutboxStatus::Sent, 10)?;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].updated_at_ms, 99);
     let to_c1: Vec<String> = s
@@ -627,53 +627,50 @@ fn due_messages_are_pending_ones_whose_time_has_come_earliest_first(s: &dyn Stor
     assert_eq!(ids(s.outbox_due(99, 10)?), vec![early]);
     assert_eq!(ids(s.outbox_due(500, 10)?), vec![early, mid, late]);
     assert_eq!(ids(s.outbox_due(500, 2)?), vec![early, mid]);
-    s.outbox_set_status(early, OUTBOX_SENT, 1)?;
+    s.outbox_set_status(early, OutboxStatus::Sent, 1)?;
     assert_eq!(ids(s.outbox_due(500, 10)?), vec![mid, late]);
     Ok(())
 }
 
 fn a_recorded_attempt_updates_a_pending_message_and_never_a_sent_one(s: &dyn Store) -> TestResult {
     let (id, _) = s.outbox_insert(message("a", "c1", 0))?;
-    let attempt =
-        |status: &str, deliver_at_ms, attempts, error: Option<&str>| Write::OutboxRecordAttempt {
+    let attempt = |status: OutboxStatus, deliver_at_ms, attempts, error: Option<&str>| {
+        Write::OutboxRecordAttempt {
             id,
-            status: status.to_owned(),
+            status,
             deliver_at_ms,
             attempts,
             last_error: error.map(str::to_owned),
             at_ms: deliver_at_ms,
-        };
-    let retry = s.apply(&[attempt(OUTBOX_PENDING, 7_200, 1, Some("503"))])?;
+        }
+    };
+    let retry = s.apply(&[attempt(OutboxStatus::Pending, 7_200, 1, Some("503"))])?;
     assert_eq!(retry, vec![WriteResult::Flag(true)]);
     let stored = s.outbox_get(id)?.ok_or("gone")?;
     assert_eq!(
-        (
-            stored.status.as_str(),
-            stored.deliver_at_ms,
-            stored.attempts
-        ),
-        (OUTBOX_PENDING, 7_200, 1)
+        (stored.status, stored.deliver_at_ms, stored.attempts),
+        (OutboxStatus::Pending, 7_200, 1)
     );
     assert_eq!(stored.last_error.as_deref(), Some("503"));
     assert!(s.outbox_due(7_199, 10)?.is_empty());
-    s.apply(&[attempt(OUTBOX_SENT, 7_200, 2, None)])?;
+    s.apply(&[attempt(OutboxStatus::Sent, 7_200, 2, None)])?;
     // A replay of the first result after the send was recorded changes nothing.
-    let replay = s.apply(&[attempt(OUTBOX_PENDING, 9_000, 1, Some("503"))])?;
+    let replay = s.apply(&[attempt(OutboxStatus::Pending, 9_000, 1, Some("503"))])?;
     assert_eq!(replay, vec![WriteResult::Flag(false)]);
     let stored = s.outbox_get(id)?.ok_or("gone")?;
-    assert_eq!((stored.status.as_str(), stored.attempts), (OUTBOX_SENT, 2));
+    assert_eq!((stored.status, stored.attempts), (OutboxStatus::Sent, 2));
     assert_eq!(stored.last_error, None);
     Ok(())
 }
 
 fn a_suppressed_message_is_kept_but_never_due(s: &dyn Store) -> TestResult {
     let mut held = message("a", "c1", 0);
-    held.status = OUTBOX_SUPPRESSED.to_owned();
+    held.status = OutboxStatus::Suppressed;
     let (id, _) = s.outbox_insert(held)?;
     assert!(s.outbox_due(i64::MAX, 10)?.is_empty());
     assert_eq!(
         s.outbox_get(id)?.map(|m| m.status),
-        Some(OUTBOX_SUPPRESSED.to_owned())
+        Some(OutboxStatus::Suppressed)
     );
     Ok(())
 }
@@ -702,7 +699,7 @@ fn a_failing_write_undoes_every_earlier_write_of_its_batch(s: &dyn Store) -> Tes
     s.timer_set("kept", 5, b"before")?;
     s.metric_add("m", 1)?;
     let (first_id, _) = s.outbox_insert(message("old", "c1", 0))?;
-    s.outbox_set_status(first_id, "sent", 1)?;
+    s.outbox_set_status(first_id, OutboxStatus::Sent, 1)?;
     let failed = s.apply(&[
         Write::KvSet {
             store: "default".into(),
@@ -737,7 +734,7 @@ fn a_failing_write_undoes_every_earlier_write_of_its_batch(s: &dyn Store) -> Tes
         Write::OutboxInsert(message("new", "c1", 0)),
         Write::OutboxSetStatus {
             id: first_id,
-            status: "failed".into(),
+            status: OutboxStatus::Failed,
             at_ms: 2,
         },
         Write::MetricAdd {
@@ -767,7 +764,7 @@ fn a_failing_write_undoes_every_earlier_write_of_its_batch(s: &dyn Store) -> Tes
     assert_eq!(s.outbox_get_by_key("new")?, None);
     assert_eq!(
         s.outbox_get(first_id)?.map(|m| m.status),
-        Some("sent".into())
+        Some(OutboxStatus::Sent)
     );
     assert_eq!(s.metric_get("m")?, 1);
     Ok(())

@@ -7,7 +7,7 @@
 //! SQLite file; [`MemoryStore`] keeps them in memory with the same semantics, for
 //! unit tests.
 //!
-//! Every mutation is a [`Write`], and [`Store::apply`] makes a batch of them durable
+//! Every mutation is a [`Write`], and [`Apply::apply`] makes a batch of them durable
 //! in one transaction or not at all. That is how the runtime gets exactly-once
 //! effects under at-least-once execution: a step's outbox rows, the enrollment's
 //! new state, its next timers and the removal of the inbox record or the ack of the
@@ -35,6 +35,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 pub use memory::MemoryStore;
+
+/// Every trait of the store, for code that holds a concrete store (a
+/// `SqliteStore` rather than a `dyn Store`) and calls across concerns.
+pub mod prelude {
+    pub use crate::{
+        Apply, Contacts, Dedupe, Enrollments, Inbox, KeyValue, Metrics, Outbox, Store, Timers,
+    };
+}
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.
@@ -49,25 +57,73 @@ pub const DEFAULT_KV_STORE: &str = "default";
 /// The key prefix of inbox records in [`DEFAULT_KV_STORE`].
 pub const INBOX_PREFIX: &str = "inbox/";
 
-/// The status of an outbox message that has not been handed to a channel yet.
-pub const OUTBOX_PENDING: &str = "pending";
+/// The key-value store of the runtime's own records: the tracking secret,
+/// the stored journey versions, dead letters and failed sends. No component
+/// is ever granted it (the gateway host refuses a manifest that names it),
+/// so nothing a webhook's component writes can pose as one of them.
+pub const RUNTIME_KV_STORE: &str = "dripline";
 
-/// The status of an outbox message its channel accepted.
-pub const OUTBOX_SENT: &str = "sent";
+/// Where an outbox message is in its life. Stored as its lower-case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    /// Not handed to a channel yet: due at its delivery time. The only status
+    /// the store interprets ([`Outbox::outbox_due`]).
+    Pending,
+    /// Its channel accepted it.
+    Sent,
+    /// Failed for good: a permanent error, or a transient one that outlasted
+    /// its retries.
+    Failed,
+    /// Held back by the delivery policy (or withdrawn by an unsubscribe); kept
+    /// for the record and never delivered.
+    Suppressed,
+}
 
-/// The status of an outbox message that failed for good: a permanent error, or
-/// a transient one that outlasted its retries.
-pub const OUTBOX_FAILED: &str = "failed";
+impl OutboxStatus {
+    /// Every status, in the order a message can reach them.
+    pub const ALL: [OutboxStatus; 4] = [
+        OutboxStatus::Pending,
+        OutboxStatus::Sent,
+        OutboxStatus::Failed,
+        OutboxStatus::Suppressed,
+    ];
 
-/// The status of an outbox message the delivery policy held back; it is kept
-/// for the record and never delivered.
-pub const OUTBOX_SUPPRESSED: &str = "suppressed";
+    /// The stored name: `pending`, `sent`, `failed`, `suppressed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+            OutboxStatus::Suppressed => "suppressed",
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for OutboxStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        OutboxStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                format!("`{s}` is not an outbox status (pending, sent, failed, suppressed)")
+            })
+    }
+}
 
 /// The key under which the gateway writes an inbox record:
 /// `inbox/{received_at_ms:013}/{event_id}`.
 ///
 /// The time is zero-padded to 13 digits (enough until the year 2286) so that the
-/// keys' lexical order, which is what [`Store::kv_scan_prefix`] returns, is arrival
+/// keys' lexical order, which is what [`KeyValue::kv_scan_prefix`] returns, is arrival
 /// order.
 pub fn inbox_key(received_at_ms: Millis, event_id: &str) -> String {
     format!("{INBOX_PREFIX}{received_at_ms:013}/{event_id}")
@@ -244,9 +300,9 @@ pub struct NewOutboxMessage {
     pub channel: String,
     /// The rendered message, opaque to the store.
     pub content: serde_json::Value,
-    /// What to insert it as: [`OUTBOX_PENDING`] to be delivered, or
-    /// [`OUTBOX_SUPPRESSED`] to keep a record of a send the policy held back.
-    pub status: String,
+    /// What to insert it as: pending to be delivered, or suppressed to keep a
+    /// record of a send the policy held back.
+    pub status: OutboxStatus,
     /// When the message was created.
     pub created_at_ms: Millis,
     /// The earliest time a dispatcher may deliver it: the creation time, or the
@@ -267,10 +323,9 @@ pub struct OutboxMessage {
     pub channel: String,
     /// The rendered message.
     pub content: serde_json::Value,
-    /// As inserted ([`OUTBOX_PENDING`] or [`OUTBOX_SUPPRESSED`]); the dispatcher
-    /// sets the rest ([`OUTBOX_SENT`], [`OUTBOX_FAILED`]). The store interprets
-    /// only [`OUTBOX_PENDING`], in [`Store::outbox_due`].
-    pub status: String,
+    /// As inserted (pending or suppressed); the dispatcher sets the rest (sent,
+    /// failed). The store interprets only pending, in [`Outbox::outbox_due`].
+    pub status: OutboxStatus,
     /// When the message was created.
     pub created_at_ms: Millis,
     /// When the status last changed (the creation time until then).
@@ -284,7 +339,7 @@ pub struct OutboxMessage {
     pub last_error: Option<String>,
 }
 
-/// One mutation. A batch of them is applied by [`Store::apply`] in one
+/// One mutation. A batch of them is applied by [`Apply::apply`] in one
 /// transaction, in order, so a later write sees the effect of an earlier one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Write {
@@ -385,12 +440,12 @@ pub enum Write {
         /// The message's id.
         id: i64,
         /// The new status.
-        status: String,
+        status: OutboxStatus,
         /// When it changed.
         at_ms: Millis,
     },
     /// Records a delivery attempt on a message that is still pending: its new
-    /// status ([`OUTBOX_SENT`], [`OUTBOX_FAILED`], or [`OUTBOX_PENDING`] again to
+    /// status (sent, failed, or pending again to
     /// retry at `deliver_at_ms`), the attempt count and the error. A message that
     /// is no longer pending is left alone, so a result recorded twice (two
     /// dispatchers, or one replaying after a crash) never turns a sent message
@@ -400,7 +455,7 @@ pub enum Write {
         /// The message's id.
         id: i64,
         /// The status after this attempt.
-        status: String,
+        status: OutboxStatus,
         /// When to try again, for a message that stays pending; otherwise kept
         /// as a record of when the last attempt was due.
         deliver_at_ms: Millis,
@@ -474,15 +529,34 @@ impl WriteResult {
 
 /// Dripline's durable store. See the crate documentation.
 ///
-/// Implementors provide [`Store::apply`], [`Store::claim_due_timers`] and the
+/// Implementors provide [`Apply::apply`], [`Timers::claim_due_timers`] and the
 /// reads; the single-write conveniences go through `apply`.
-pub trait Store: Send + Sync {
+///
+/// It is the sum of narrow traits, one per concern, so that code names only
+/// what it touches (the gateway needs [`KeyValue`] and [`Dedupe`]; the
+/// dispatcher [`Outbox`], [`Contacts`] and [`Metrics`]) and a second backend
+/// implements only what its users need. Every type with all of them is a
+/// `Store`.
+pub trait Store:
+    KeyValue + Inbox + Dedupe + Contacts + Enrollments + Timers + Outbox + Metrics
+{
+}
+
+impl<T> Store for T where
+    T: KeyValue + Inbox + Dedupe + Contacts + Enrollments + Timers + Outbox + Metrics + ?Sized
+{
+}
+
+/// The one way to change a store: a batch of [`Write`]s in one transaction.
+pub trait Apply: Send + Sync {
     /// Applies a batch of writes in one transaction, in order: all of them or, if
     /// any fails, none. Returns one result per write.
     fn apply(&self, batch: &[Write]) -> Result<Vec<WriteResult>>;
+}
 
-    // ----- key-value -----
-
+/// Spin-style key-value stores by name: what a gateway component reaches
+/// through `fermyon:spin/key-value`, and the runtime's own records.
+pub trait KeyValue: Apply {
     /// The value of a key in a key-value store.
     fn kv_get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>>;
 
@@ -502,103 +576,6 @@ pub trait Store: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>>;
-
-    // ----- dedupe -----
-
-    /// Whether a dedupe key is marked and its mark has not expired by `now_ms`.
-    fn dedupe_seen(&self, key: &str, now_ms: Millis) -> Result<bool>;
-
-    // ----- contacts -----
-
-    /// A contact by id.
-    fn contact_get(&self, id: &str) -> Result<Option<Contact>>;
-
-    /// Several contacts by id, read together (in SQLite, in one read
-    /// transaction rather than one each): one answer per id, in order.
-    fn contacts_get(&self, ids: &[&str]) -> Result<Vec<Option<Contact>>>;
-
-    /// The contact that has an identity.
-    fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>>;
-
-    // ----- enrollments -----
-
-    /// An enrollment by id.
-    fn enrollment_get(&self, id: &str) -> Result<Option<Enrollment>>;
-
-    /// Several enrollments by id, read together (in SQLite, in one read
-    /// transaction rather than one each): one answer per id, in order. The
-    /// scheduler reads the enrollments of a batch of fired timers this way.
-    fn enrollments_get(&self, ids: &[&str]) -> Result<Vec<Option<Enrollment>>>;
-
-    /// Every enrollment of a contact, active or not, ordered by id.
-    fn enrollments_of_contact(&self, contact_id: &str) -> Result<Vec<Enrollment>>;
-
-    /// The active enrollment of a journey that has a key.
-    fn active_enrollment_by_key(&self, journey: &str, key: &str) -> Result<Option<Enrollment>>;
-
-    // ----- timers -----
-
-    /// Claims up to `limit` timers that are due by `now_ms` and not under a claim,
-    /// for `lease_ms`: until `now_ms + lease_ms` no other claimer gets them. Two
-    /// claimers, in one process or two, never get the same timer while its claim
-    /// holds; once it lapses the timer is claimable again, which is how a timer
-    /// whose worker crashed still fires. Returned in due order.
-    ///
-    /// Timers are taken in due order from an index on the due time, stepping over
-    /// the ones in flight (claimed, not yet acknowledged), so a claim costs the same
-    /// with a million timers pending as with ten.
-    fn claim_due_timers(
-        &self,
-        now_ms: Millis,
-        limit: usize,
-        lease_ms: Millis,
-    ) -> Result<Vec<Timer>>;
-
-    /// A pending timer by key.
-    fn timer_get(&self, key: &str) -> Result<Option<Timer>>;
-
-    /// The earliest time at which [`Store::claim_due_timers`] would return a timer:
-    /// the earliest due time among unclaimed timers, or the earliest lapse of a
-    /// claim. None when no timer is pending. A scheduler sleeps until then.
-    fn next_due_at(&self) -> Result<Option<Millis>>;
-
-    /// How many timers are pending (not yet acknowledged or cancelled), claimed
-    /// or not.
-    fn timers_pending_count(&self) -> Result<u64>;
-
-    // ----- outbox -----
-
-    /// A message by id.
-    fn outbox_get(&self, id: i64) -> Result<Option<OutboxMessage>>;
-
-    /// A message by idempotency key.
-    fn outbox_get_by_key(&self, idempotency_key: &str) -> Result<Option<OutboxMessage>>;
-
-    /// Up to `limit` messages with ids above `after_id`, in insertion order.
-    fn outbox_list(&self, after_id: Option<i64>, limit: usize) -> Result<Vec<OutboxMessage>>;
-
-    /// Up to `limit` messages with a status, in insertion order; with
-    /// [`OUTBOX_PENDING`], the delivery queue.
-    fn outbox_with_status(&self, status: &str, limit: usize) -> Result<Vec<OutboxMessage>>;
-
-    /// Up to `limit` pending messages whose delivery time has come by `now_ms`,
-    /// earliest delivery time first (then insertion order): the dispatcher's
-    /// queue. Taken from an index on (status, delivery time), so a backlog of
-    /// sent messages costs nothing.
-    fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>>;
-
-    /// Every message to a contact, in insertion order.
-    fn outbox_of_contact(&self, contact_id: &str) -> Result<Vec<OutboxMessage>>;
-
-    // ----- metrics -----
-
-    /// A counter's value (0 if never added to).
-    fn metric_get(&self, name: &str) -> Result<i64>;
-
-    /// Every counter.
-    fn metrics_all(&self) -> Result<BTreeMap<String, i64>>;
-
-    // ----- conveniences over `apply` and the reads -----
 
     /// Sets a key in a key-value store.
     fn kv_set(&self, store: &str, key: &str, value: &[u8]) -> Result<()> {
@@ -624,11 +601,23 @@ pub trait Store: Send + Sync {
         )?
         .flag()
     }
+}
 
+/// The inbox: canonical events the gateway wrote into [`DEFAULT_KV_STORE`],
+/// oldest first. Every key-value store is one.
+pub trait Inbox: KeyValue {
     /// Up to `limit` of the oldest inbox records, oldest first.
     fn inbox_peek(&self, limit: usize) -> Result<Vec<(String, Vec<u8>)>> {
         self.kv_scan_prefix(DEFAULT_KV_STORE, INBOX_PREFIX, None, limit)
     }
+}
+
+impl<T: KeyValue + ?Sized> Inbox for T {}
+
+/// Dedupe marks of webhook deliveries, each until it lapses.
+pub trait Dedupe: Apply {
+    /// Whether a dedupe key is marked and its mark has not expired by `now_ms`.
+    fn dedupe_seen(&self, key: &str, now_ms: Millis) -> Result<bool>;
 
     /// Marks a dedupe key until `expires_at_ms`; true if newly marked, false if it
     /// was already marked and not expired by `now_ms`.
@@ -651,11 +640,41 @@ pub trait Store: Send + Sync {
             _ => Err(StoreError::Internal("expected a count result")),
         }
     }
+}
+
+/// Contacts and the identities they are found by.
+pub trait Contacts: Apply {
+    /// A contact by id.
+    fn contact_get(&self, id: &str) -> Result<Option<Contact>>;
+
+    /// Several contacts by id, read together (in SQLite, in one read
+    /// transaction rather than one each): one answer per id, in order.
+    fn contacts_get(&self, ids: &[&str]) -> Result<Vec<Option<Contact>>>;
+
+    /// The contact that has an identity.
+    fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>>;
 
     /// Creates or replaces a contact; see [`Write::ContactPut`].
     fn contact_put(&self, contact: Contact) -> Result<()> {
         apply_one(self, Write::ContactPut(contact)).map(drop)
     }
+}
+
+/// Enrollments: each contact's run through a journey.
+pub trait Enrollments: Apply {
+    /// An enrollment by id.
+    fn enrollment_get(&self, id: &str) -> Result<Option<Enrollment>>;
+
+    /// Several enrollments by id, read together (in SQLite, in one read
+    /// transaction rather than one each): one answer per id, in order. The
+    /// scheduler reads the enrollments of a batch of fired timers this way.
+    fn enrollments_get(&self, ids: &[&str]) -> Result<Vec<Option<Enrollment>>>;
+
+    /// Every enrollment of a contact, active or not, ordered by id.
+    fn enrollments_of_contact(&self, contact_id: &str) -> Result<Vec<Enrollment>>;
+
+    /// The active enrollment of a journey that has a key.
+    fn active_enrollment_by_key(&self, journey: &str, key: &str) -> Result<Option<Enrollment>>;
 
     /// Creates or replaces an enrollment without a version check; returns its new
     /// version.
@@ -671,6 +690,37 @@ pub trait Store: Send + Sync {
             _ => Err(StoreError::Internal("expected a version result")),
         }
     }
+}
+
+/// The durable timer index: due times, claims with a lease, acks.
+pub trait Timers: Apply {
+    /// Claims up to `limit` timers that are due by `now_ms` and not under a claim,
+    /// for `lease_ms`: until `now_ms + lease_ms` no other claimer gets them. Two
+    /// claimers, in one process or two, never get the same timer while its claim
+    /// holds; once it lapses the timer is claimable again, which is how a timer
+    /// whose worker crashed still fires. Returned in due order.
+    ///
+    /// Timers are taken in due order from an index on the due time, stepping over
+    /// the ones in flight (claimed, not yet acknowledged), so a claim costs the same
+    /// with a million timers pending as with ten.
+    fn claim_due_timers(
+        &self,
+        now_ms: Millis,
+        limit: usize,
+        lease_ms: Millis,
+    ) -> Result<Vec<Timer>>;
+
+    /// A pending timer by key.
+    fn timer_get(&self, key: &str) -> Result<Option<Timer>>;
+
+    /// The earliest time at which [`Timers::claim_due_timers`] would return a timer:
+    /// the earliest due time among unclaimed timers, or the earliest lapse of a
+    /// claim. None when no timer is pending. A scheduler sleeps until then.
+    fn next_due_at(&self) -> Result<Option<Millis>>;
+
+    /// How many timers are pending (not yet acknowledged or cancelled), claimed
+    /// or not.
+    fn timers_pending_count(&self) -> Result<u64>;
 
     /// Sets a timer; see [`Write::TimerSet`].
     fn timer_set(&self, key: &str, due_at_ms: Millis, payload: &[u8]) -> Result<()> {
@@ -706,6 +756,31 @@ pub trait Store: Send + Sync {
         )?
         .flag()
     }
+}
+
+/// The outbox: every message and post a step made, with its delivery record.
+pub trait Outbox: Apply {
+    /// A message by id.
+    fn outbox_get(&self, id: i64) -> Result<Option<OutboxMessage>>;
+
+    /// A message by idempotency key.
+    fn outbox_get_by_key(&self, idempotency_key: &str) -> Result<Option<OutboxMessage>>;
+
+    /// Up to `limit` messages with ids above `after_id`, in insertion order.
+    fn outbox_list(&self, after_id: Option<i64>, limit: usize) -> Result<Vec<OutboxMessage>>;
+
+    /// Up to `limit` messages with a status, in insertion order; with
+    /// [`OutboxStatus::Pending`], the delivery queue.
+    fn outbox_with_status(&self, status: OutboxStatus, limit: usize) -> Result<Vec<OutboxMessage>>;
+
+    /// Up to `limit` pending messages whose delivery time has come by `now_ms`,
+    /// earliest delivery time first (then insertion order): the dispatcher's
+    /// queue. Taken from an index on (status, delivery time), so a backlog of
+    /// sent messages costs nothing.
+    fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>>;
+
+    /// Every message to a contact, in insertion order.
+    fn outbox_of_contact(&self, contact_id: &str) -> Result<Vec<OutboxMessage>>;
 
     /// Inserts a message unless its idempotency key exists; returns the id of the
     /// message with that key and whether this call inserted it.
@@ -717,17 +792,18 @@ pub trait Store: Send + Sync {
     }
 
     /// Sets a message's status; false if there is no such message.
-    fn outbox_set_status(&self, id: i64, status: &str, at_ms: Millis) -> Result<bool> {
-        apply_one(
-            self,
-            Write::OutboxSetStatus {
-                id,
-                status: status.to_owned(),
-                at_ms,
-            },
-        )?
-        .flag()
+    fn outbox_set_status(&self, id: i64, status: OutboxStatus, at_ms: Millis) -> Result<bool> {
+        apply_one(self, Write::OutboxSetStatus { id, status, at_ms })?.flag()
     }
+}
+
+/// Named counters.
+pub trait Metrics: Apply {
+    /// A counter's value (0 if never added to).
+    fn metric_get(&self, name: &str) -> Result<i64>;
+
+    /// Every counter.
+    fn metrics_all(&self) -> Result<BTreeMap<String, i64>>;
 
     /// Adds to a counter; returns its new value.
     fn metric_add(&self, name: &str, delta: i64) -> Result<i64> {
@@ -744,7 +820,7 @@ pub trait Store: Send + Sync {
     }
 }
 
-fn apply_one<S: Store + ?Sized>(store: &S, write: Write) -> Result<WriteResult> {
+fn apply_one<S: Apply + ?Sized>(store: &S, write: Write) -> Result<WriteResult> {
     store
         .apply(std::slice::from_ref(&write))?
         .pop()

@@ -1,15 +1,16 @@
-//! An in-memory [`Store`] with the same semantics as the SQLite one, for unit tests
+//! An in-memory [`Store`](crate::Store) with the same semantics as the SQLite one, for unit tests
 //! of the code that uses a store. Nothing survives the process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::{
-    Contact, Enrollment, Identity, Millis, NewOutboxMessage, OUTBOX_PENDING, OutboxMessage, Result,
-    Store, StoreError, Timer, Write, WriteResult, dedup_identities, prefix_upper_bound,
+    Apply, Contact, Contacts, Dedupe, Enrollment, Enrollments, Identity, KeyValue, Metrics, Millis,
+    NewOutboxMessage, Outbox, OutboxMessage, OutboxStatus, Result, StoreError, Timer, Timers,
+    Write, WriteResult, dedup_identities, prefix_upper_bound,
 };
 
-/// A [`Store`] in memory. Cheap to create; every instance is empty and separate.
+/// A [`Store`](crate::Store) in memory. Cheap to create; every instance is empty and separate.
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -342,7 +343,7 @@ impl State {
             Write::OutboxSetStatus { id, status, at_ms } => match self.outbox.get(id) {
                 Some(m) => {
                     let new = OutboxMessage {
-                        status: status.clone(),
+                        status: *status,
                         updated_at_ms: *at_ms,
                         ..m.clone()
                     };
@@ -360,9 +361,9 @@ impl State {
                 last_error,
                 at_ms,
             } => match self.outbox.get(id) {
-                Some(m) if m.status == OUTBOX_PENDING => {
+                Some(m) if m.status == OutboxStatus::Pending => {
                     let new = OutboxMessage {
-                        status: status.clone(),
+                        status: *status,
                         deliver_at_ms: *deliver_at_ms,
                         attempts: *attempts,
                         last_error: last_error.clone(),
@@ -412,7 +413,7 @@ fn new_outbox_message(id: i64, m: &NewOutboxMessage) -> OutboxMessage {
         contact_id: m.contact_id.clone(),
         channel: m.channel.clone(),
         content: m.content.clone(),
-        status: m.status.clone(),
+        status: m.status,
         created_at_ms: m.created_at_ms,
         updated_at_ms: m.created_at_ms,
         deliver_at_ms: m.deliver_at_ms,
@@ -421,7 +422,7 @@ fn new_outbox_message(id: i64, m: &NewOutboxMessage) -> OutboxMessage {
     }
 }
 
-impl Store for MemoryStore {
+impl Apply for MemoryStore {
     fn apply(&self, batch: &[Write]) -> Result<Vec<WriteResult>> {
         let mut state = self.lock()?;
         let mut log = Vec::new();
@@ -439,7 +440,9 @@ impl Store for MemoryStore {
         }
         Ok(results)
     }
+}
 
+impl KeyValue for MemoryStore {
     fn kv_get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.lock()?.kv.get(store).and_then(|m| m.get(key)).cloned())
     }
@@ -490,11 +493,15 @@ impl Store for MemoryStore {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
+}
 
+impl Dedupe for MemoryStore {
     fn dedupe_seen(&self, key: &str, now_ms: Millis) -> Result<bool> {
         Ok(self.lock()?.dedupe.get(key).is_some_and(|e| *e > now_ms))
     }
+}
 
+impl Contacts for MemoryStore {
     fn contact_get(&self, id: &str) -> Result<Option<Contact>> {
         Ok(self.lock()?.contacts.get(id).cloned())
     }
@@ -515,7 +522,9 @@ impl Store for MemoryStore {
             .and_then(|id| state.contacts.get(id))
             .cloned())
     }
+}
 
+impl Enrollments for MemoryStore {
     fn enrollment_get(&self, id: &str) -> Result<Option<Enrollment>> {
         Ok(self.lock()?.enrollments.get(id).cloned())
     }
@@ -541,7 +550,9 @@ impl Store for MemoryStore {
     fn active_enrollment_by_key(&self, journey: &str, key: &str) -> Result<Option<Enrollment>> {
         Ok(self.lock()?.active_by_key(journey, key).cloned())
     }
+}
 
+impl Timers for MemoryStore {
     fn claim_due_timers(
         &self,
         now_ms: Millis,
@@ -599,7 +610,9 @@ impl Store for MemoryStore {
     fn timers_pending_count(&self) -> Result<u64> {
         Ok(self.lock()?.timers.len() as u64)
     }
+}
 
+impl Outbox for MemoryStore {
     fn outbox_get(&self, id: i64) -> Result<Option<OutboxMessage>> {
         Ok(self.lock()?.outbox.get(&id).cloned())
     }
@@ -625,7 +638,7 @@ impl Store for MemoryStore {
             .collect())
     }
 
-    fn outbox_with_status(&self, status: &str, limit: usize) -> Result<Vec<OutboxMessage>> {
+    fn outbox_with_status(&self, status: OutboxStatus, limit: usize) -> Result<Vec<OutboxMessage>> {
         Ok(self
             .lock()?
             .outbox
@@ -642,7 +655,7 @@ impl Store for MemoryStore {
             .lock()?
             .outbox
             .values()
-            .filter(|m| m.status == OUTBOX_PENDING && m.deliver_at_ms <= now_ms)
+            .filter(|m| m.status == OutboxStatus::Pending && m.deliver_at_ms <= now_ms)
             .cloned()
             .collect();
         due.sort_by_key(|m| (m.deliver_at_ms, m.id));
@@ -659,7 +672,9 @@ impl Store for MemoryStore {
             .cloned()
             .collect())
     }
+}
 
+impl Metrics for MemoryStore {
     fn metric_get(&self, name: &str) -> Result<i64> {
         Ok(self.lock()?.metrics.get(name).copied().unwrap_or(0))
     }

@@ -1,4 +1,4 @@
-//! The [`Store`] in one SQLite file: Dripline's embedded default, and the file in
+//! The [`Store`](crate::Store) in one SQLite file: Dripline's embedded default, and the file in
 //! which the Spin gateway's key-value writes and the runtime's reads meet.
 //!
 //! The key-value table is Spin's own (`spin_key_value`, as Spin's SQLite key-value
@@ -15,8 +15,9 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 use serde::de::DeserializeOwned;
 
 use crate::{
-    Contact, Enrollment, Identity, Millis, OUTBOX_PENDING, OutboxMessage, Result, Store,
-    StoreError, Timer, Write, WriteResult, dedup_identities, prefix_upper_bound,
+    Apply, Contact, Contacts, Dedupe, Enrollment, Enrollments, Identity, KeyValue, Metrics, Millis,
+    Outbox, OutboxMessage, OutboxStatus, Result, StoreError, Timer, Timers, Write, WriteResult,
+    dedup_identities, prefix_upper_bound,
 };
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
@@ -108,7 +109,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 ) WITHOUT ROWID;
 ";
 
-/// A [`Store`] in a SQLite file.
+/// A [`Store`](crate::Store) in a SQLite file.
 ///
 /// Several `SqliteStore`s, in one process or several, may open the same file:
 /// SQLite's locks serialize their writes and each batch is one transaction.
@@ -142,7 +143,7 @@ impl SqliteStore {
         // Checkpoints are the only writes that fsync under synchronous=NORMAL,
         // and SQLite runs them inside the commit that crosses the log's
         // threshold: every writer waiting on that commit waited for the disk
-        // too (seen as p99 spikes of 0.3-0.6 s under `dripline bench ingest`
+        // too (seen as p99 spikes of 0.3-0.6 s under `./dev bench ingest`
         // on a busy disk). A thread of the store's own checkpoints instead,
         // and the writer's automatic checkpoints are turned off only once it
         // runs.
@@ -346,6 +347,13 @@ fn enrollment_from_row(row: &Row<'_>) -> rusqlite::Result<Enrollment> {
 const OUTBOX_COLUMNS: &str = "id, idempotency_key, contact_id, channel, content, status, \
      created_at, updated_at, deliver_at, attempts, last_error";
 
+fn status_col(row: &Row<'_>, index: usize) -> rusqlite::Result<OutboxStatus> {
+    let text: String = row.get(index)?;
+    text.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
+    })
+}
+
 fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
     Ok(OutboxMessage {
         id: row.get(0)?,
@@ -353,7 +361,7 @@ fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
         contact_id: row.get(2)?,
         channel: row.get(3)?,
         content: json_col(row, 4)?,
-        status: row.get(5)?,
+        status: status_col(row, 5)?,
         created_at_ms: row.get(6)?,
         updated_at_ms: row.get(7)?,
         deliver_at_ms: row.get(8)?,
@@ -474,7 +482,7 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                         m.contact_id,
                         m.channel,
                         to_json(&m.content)?,
-                        m.status,
+                        m.status.as_str(),
                         m.created_at_ms,
                         m.deliver_at_ms
                     ],
@@ -497,7 +505,7 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
         Write::OutboxSetStatus { id, status, at_ms } => {
             let n = tx
                 .prepare_cached("UPDATE outbox SET status = ?2, updated_at = ?3 WHERE id = ?1")?
-                .execute(params![id, status, at_ms])?;
+                .execute(params![id, status.as_str(), at_ms])?;
             WriteResult::Flag(n > 0)
         }
         Write::OutboxRecordAttempt {
@@ -516,12 +524,12 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                 )?
                 .execute(params![
                     id,
-                    status,
+                    status.as_str(),
                     deliver_at_ms,
                     attempts,
                     last_error,
                     at_ms,
-                    OUTBOX_PENDING
+                    OutboxStatus::Pending.as_str()
                 ])?;
             WriteResult::Flag(n > 0)
         }
@@ -683,7 +691,7 @@ fn enrollment_put(tx: &Transaction<'_>, e: &Enrollment, if_version: Option<u64>)
     Ok(version)
 }
 
-impl Store for SqliteStore {
+impl Apply for SqliteStore {
     fn apply(&self, batch: &[Write]) -> Result<Vec<WriteResult>> {
         if batch.is_empty() {
             return Ok(Vec::new());
@@ -701,7 +709,9 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(results)
     }
+}
 
+impl KeyValue for SqliteStore {
     fn kv_get(&self, store: &str, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .reader()?
@@ -767,14 +777,18 @@ impl Store for SqliteStore {
         };
         Ok(rows)
     }
+}
 
+impl Dedupe for SqliteStore {
     fn dedupe_seen(&self, key: &str, now_ms: Millis) -> Result<bool> {
         Ok(self
             .reader()?
             .prepare_cached("SELECT 1 FROM dedupe WHERE key = ?1 AND expires_at > ?2")?
             .exists(params![key, now_ms])?)
     }
+}
 
+impl Contacts for SqliteStore {
     fn contact_get(&self, id: &str) -> Result<Option<Contact>> {
         Ok(self
             .reader()?
@@ -807,7 +821,9 @@ impl Store for SqliteStore {
             )
             .optional()?)
     }
+}
 
+impl Enrollments for SqliteStore {
     fn enrollment_get(&self, id: &str) -> Result<Option<Enrollment>> {
         Ok(self
             .reader()?
@@ -847,7 +863,9 @@ impl Store for SqliteStore {
             .query_row(params![journey, key], enrollment_from_row)
             .optional()?)
     }
+}
 
+impl Timers for SqliteStore {
     fn claim_due_timers(
         &self,
         now_ms: Millis,
@@ -917,7 +935,9 @@ impl Store for SqliteStore {
             .query_row([], |r| r.get(0))?;
         Ok(n.unsigned_abs())
     }
+}
 
+impl Outbox for SqliteStore {
     fn outbox_get(&self, id: i64) -> Result<Option<OutboxMessage>> {
         Ok(self
             .reader()?
@@ -952,13 +972,13 @@ impl Store for SqliteStore {
         Ok(rows)
     }
 
-    fn outbox_with_status(&self, status: &str, limit: usize) -> Result<Vec<OutboxMessage>> {
+    fn outbox_with_status(&self, status: OutboxStatus, limit: usize) -> Result<Vec<OutboxMessage>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = ?1 ORDER BY id LIMIT ?2"
         ))?;
         let rows = stmt
-            .query_map(params![status, sql_limit(limit)], outbox_from_row)?
+            .query_map(params![status.as_str(), sql_limit(limit)], outbox_from_row)?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -971,7 +991,7 @@ impl Store for SqliteStore {
         ))?;
         let rows = stmt
             .query_map(
-                params![OUTBOX_PENDING, now_ms, sql_limit(limit)],
+                params![OutboxStatus::Pending.as_str(), now_ms, sql_limit(limit)],
                 outbox_from_row,
             )?
             .collect::<rusqlite::Result<_>>()?;
@@ -988,7 +1008,9 @@ impl Store for SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+}
 
+impl Metrics for SqliteStore {
     fn metric_get(&self, name: &str) -> Result<i64> {
         Ok(self
             .reader()?
@@ -1010,6 +1032,7 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use crate::Inbox as _;
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufReader};
     use std::path::Path;

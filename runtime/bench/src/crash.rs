@@ -1,0 +1,337 @@
+//! The crash drill: proof that a `dripline` process killed with SIGKILL at any
+//! point loses no event, misses no timer and applies no effect twice.
+//!
+//! Two deployments receive the same stream of events over the same simulated
+//! days. The reference runs `dripline process` to completion at each point in
+//! time; the drilled one has its child process killed at random moments, then
+//! restarted until it completes. Afterwards every contact's score (a step that
+//! is not idempotent by nature, so a repeated effect shows), tags, messages and
+//! enrollments are compared. `tests/crash.rs` runs a short drill in CI;
+//! `./dev bench crash --kills 100` runs it at length.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use dripline_store::prelude::*;
+use dripline_store::{Identity, SqliteStore, Write};
+use serde_json::json;
+
+const JOURNEY: &str = r#"
+name = "Crash drill"
+version = 1
+
+[trigger]
+event = "member.joined"
+
+[[steps]]
+id = "points-on-join"
+uses = "score"
+config = { points = 1 }
+next = "wait-1h"
+
+[[steps]]
+id = "wait-1h"
+wait = "1h"
+next = "hello"
+
+[[steps]]
+id = "hello"
+uses = "send"
+config = { channel = "email", template = "drill-hello", category = "transactional" }
+next = "points-after-hello"
+
+[[steps]]
+id = "points-after-hello"
+uses = "score"
+config = { points = 10 }
+next = "wait-1d"
+
+[[steps]]
+id = "wait-1d"
+wait = "1d"
+next = "points-at-end"
+
+[[steps]]
+id = "points-at-end"
+uses = "score"
+config = { points = 100 }
+next = "tag-done"
+
+[[steps]]
+id = "tag-done"
+uses = "tag"
+config = { tag = "drilled" }
+"#;
+
+const TEMPLATE: &str =
+    "---\nsubject: Welcome, member\n---\nHello {{ contact.email }}, welcome aboard.\n";
+
+/// Every contact ends with this score: 1 + 10 + 100, once each.
+pub const EXPECTED_SCORE: i64 = 111;
+
+const HOUR: i64 = 3_600_000;
+const T0: i64 = 1_795_000_000_000;
+
+/// What a drill is asked to do.
+pub struct Drill {
+    /// The `dripline` executable to run as the child.
+    pub binary: PathBuf,
+    /// Directory holding `tag.wasm`, `score.wasm` and `send.wasm`.
+    pub components: PathBuf,
+    /// Where the two deployments live.
+    pub work_dir: PathBuf,
+    /// Contacts joining per cycle (half at the start, half an hour later).
+    pub contacts: usize,
+    /// How many times to kill the child mid-run: the drill goes on until
+    /// that many kills have landed.
+    pub kills: usize,
+    /// Seed of the kill moments, so a failing drill can be replayed.
+    pub seed: u64,
+}
+
+/// What a drill found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DrillReport {
+    /// Kills that landed while the child was still working.
+    pub kills: usize,
+    /// Child runs in all.
+    pub runs: usize,
+    /// Events accepted but without their consequences afterwards.
+    pub lost: usize,
+    /// Effects applied more often than in the reference.
+    pub duplicated: usize,
+    /// Timers or steps that should have run and did not.
+    pub missed: usize,
+}
+
+/// Runs a drill and compares the drilled deployment with the reference.
+///
+/// A kill lands only while the child still has work: once a round's work is
+/// done, a child started for it finishes before any kill moment. So the drill
+/// goes on with new contacts, cycle after cycle of the same days, until the
+/// kills asked for have landed, and then lets every contact finish.
+pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
+    let reference = drill.work_dir.join("reference");
+    let drilled = drill.work_dir.join("drilled");
+    for dir in [&reference, &drilled] {
+        prepare(dir, &drill.components)?;
+    }
+    let mut rng = drill.seed | 1;
+    let mut report = DrillReport::default();
+    let mut cycle = 0;
+    // At least one cycle, so that a drill asked for no kills still compares an
+    // uninterrupted run with the reference.
+    loop {
+        let landed_before = report.kills;
+        let rounds = rounds(cycle, drill.contacts);
+        // Spread over the rounds, so that events and each kind of timer are
+        // all interrupted, not only the first round's work.
+        let per_round = drill.kills.div_ceil(rounds.len());
+        for (now, joining) in rounds {
+            for dir in [&reference, &drilled] {
+                receive(dir, &joining, now)?;
+            }
+            let started = Instant::now();
+            complete(drill, &reference, now)?;
+            // Kill moments spread over how long the same work took the reference.
+            let span = started.elapsed().as_micros().max(1000) as u64;
+            // Until the round's share has landed or its work is done: a child
+            // that finishes by itself has done it, and the next would find
+            // nothing to interrupt.
+            let mut landed = 0;
+            while landed < per_round && report.kills < drill.kills {
+                let mut child = spawn(drill, &drilled, now)?;
+                report.runs += 1;
+                std::thread::sleep(Duration::from_micros(next_random(&mut rng) % span));
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                child.kill()?;
+                child.wait()?;
+                report.kills += 1;
+                landed += 1;
+            }
+            complete(drill, &drilled, now)?;
+            report.runs += 1;
+        }
+        cycle += 1;
+        if report.kills >= drill.kills {
+            break;
+        }
+        if report.kills == landed_before {
+            bail!("a whole cycle of work went by without a kill landing: {report:?}");
+        }
+    }
+    compare(&reference, &drilled, cycle * drill.contacts, &mut report)?;
+    Ok(report)
+}
+
+/// How far apart cycles are: past the last timer of the cycle before.
+const CYCLE: i64 = 48 * HOUR;
+
+/// (time, contacts joining then) in cycle `cycle`: a stream of joins and the
+/// days they live through, so each round has new events as well as due
+/// timers. Cycle `n` brings contacts `n * contacts..(n + 1) * contacts`.
+fn rounds(cycle: usize, contacts: usize) -> Vec<(i64, Vec<usize>)> {
+    let start = T0 + CYCLE * cycle as i64;
+    let first = cycle * contacts;
+    let half = first + contacts / 2;
+    let end = first + contacts;
+    vec![
+        (start, (first..half).collect()),
+        (start + HOUR / 2, (half..end).collect()),
+        (start + HOUR + HOUR / 2, vec![]),
+        (start + 26 * HOUR, vec![]),
+        (start + 27 * HOUR, vec![]),
+    ]
+}
+
+fn prepare(dir: &Path, components: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("journeys"))?;
+    std::fs::create_dir_all(dir.join("templates"))?;
+    std::fs::create_dir_all(dir.join("components"))?;
+    std::fs::create_dir_all(dir.join("data"))?;
+    std::fs::write(dir.join("journeys/crash-drill.toml"), JOURNEY)?;
+    std::fs::write(dir.join("templates/drill-hello.email.liquid"), TEMPLATE)?;
+    for name in ["tag", "score", "send"] {
+        let file = format!("{name}.wasm");
+        std::fs::copy(components.join(&file), dir.join("components").join(&file))
+            .with_context(|| format!("copying {file} from {}", components.display()))?;
+    }
+    Ok(())
+}
+
+fn receive(dir: &Path, joining: &[usize], now: i64) -> anyhow::Result<()> {
+    let store = SqliteStore::open(dir.join("data/dripline.db"))?;
+    let writes: Vec<Write> = joining
+        .iter()
+        .map(|i| {
+            let id = format!("join-{i}");
+            let event = json!({
+                "id": id, "source": "api", "name": "member.joined",
+                "identities": { "email": email(*i) },
+                "properties": {}, "occurred_at": now, "received_at": now,
+            });
+            Write::inbox_put(now, &id, event.to_string().into_bytes())
+        })
+        .collect();
+    store.apply(&writes)?;
+    Ok(())
+}
+
+fn email(i: usize) -> String {
+    format!("member{i}@example.com")
+}
+
+fn spawn(drill: &Drill, dir: &Path, now: i64) -> anyhow::Result<Child> {
+    Command::new(&drill.binary)
+        .arg("process")
+        .arg("--components")
+        .arg(dir.join("components"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .arg("--root")
+        .arg(dir)
+        .arg("--cache")
+        .arg(drill.work_dir.join("cache"))
+        .arg("--now-ms")
+        .arg(now.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", drill.binary.display()))
+}
+
+fn complete(drill: &Drill, dir: &Path, now: i64) -> anyhow::Result<()> {
+    let status = spawn(drill, dir, now)?.wait()?;
+    if !status.success() {
+        bail!("`dripline process` failed in {}: {status}", dir.display());
+    }
+    Ok(())
+}
+
+/// One contact's observable state.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    score: i64,
+    tags: Vec<String>,
+    messages: usize,
+    finished: usize,
+}
+
+fn observe(dir: &Path, contacts: usize) -> anyhow::Result<(Vec<Option<Observed>>, u64, usize)> {
+    let store = SqliteStore::open(dir.join("data/dripline.db"))?;
+    let mut observed = Vec::with_capacity(contacts);
+    for i in 0..contacts {
+        let Some(contact) = store.contact_find_by_identity(&Identity::Email(email(i)))? else {
+            observed.push(None);
+            continue;
+        };
+        let record = dripline_runner::contacts::ContactRecord::from_stored(contact);
+        let id = &record.contact.id;
+        let finished = store
+            .enrollments_of_contact(id)?
+            .iter()
+            .filter(|e| !e.active)
+            .count();
+        observed.push(Some(Observed {
+            score: record.profile.score,
+            tags: record.profile.tags.iter().cloned().collect(),
+            messages: store.outbox_of_contact(id)?.len(),
+            finished,
+        }));
+    }
+    Ok((
+        observed,
+        store.timers_pending_count()?,
+        store.inbox_peek(usize::MAX)?.len(),
+    ))
+}
+
+fn compare(
+    reference: &Path,
+    drilled: &Path,
+    contacts: usize,
+    report: &mut DrillReport,
+) -> anyhow::Result<()> {
+    let (expected, expected_timers, _) = observe(reference, contacts)?;
+    for (i, contact) in expected.iter().enumerate() {
+        let ok = contact
+            .as_ref()
+            .is_some_and(|c| c.score == EXPECTED_SCORE && c.messages == 1 && c.finished == 1);
+        if !ok {
+            bail!(
+                "the reference itself is wrong for {}: {contact:?}",
+                email(i)
+            );
+        }
+    }
+    let (actual, timers, inbox_left) = observe(drilled, contacts)?;
+    report.lost += inbox_left;
+    for (want, got) in expected.iter().zip(&actual) {
+        match (want, got) {
+            (Some(_), None) => report.lost += 1,
+            (Some(want), Some(got)) => {
+                if got.score > want.score || got.messages > want.messages {
+                    report.duplicated += 1;
+                } else if got != want {
+                    report.missed += 1;
+                }
+            }
+            (None, _) => {}
+        }
+    }
+    report.missed += usize::try_from(timers.saturating_sub(expected_timers)).unwrap_or(usize::MAX);
+    Ok(())
+}
+
+/// xorshift64: kill moments need spread, not cryptographic quality.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}

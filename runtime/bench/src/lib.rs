@@ -1,0 +1,12 @@
+//! Dripline's benchmarks and its crash drill, outside the production binary:
+//! [`steps`] (a step call through the sandbox against the step natively),
+//! [`timers`] (the scheduler with a million timers pending), [`ingest`]
+//! (signed webhooks over loopback through the gateway, against the same path
+//! natively) and [`crash`] (SIGKILL at random points, then compare). Each
+//! prints its figures with a baseline measured in the same run; run them from
+//! a release build with `./dev bench NAME`.
+
+pub mod crash;
+pub mod ingest;
+pub mod steps;
+pub mod timers;

@@ -1,0 +1,160 @@
+//! `dripline-bench`: the benchmarks and the crash drill (`./dev bench NAME`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of a Dripline build; run them from a release build.
+#[derive(Parser)]
+#[command(name = "dripline-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The cost of running a step: fresh instance, reused instance, native.
+    Steps {
+        /// Directory holding `tag.wasm`.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+        /// Calls per measurement.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
+    /// Kill `dripline process` with SIGKILL at random points and compare the
+    /// result with a run that was never killed.
+    Crash {
+        /// Directory holding `tag.wasm`, `score.wasm` and `send.wasm`.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+        /// The `dripline` binary to kill; by default the one beside this one.
+        #[arg(long)]
+        dripline: Option<PathBuf>,
+        /// How many times to kill the child.
+        #[arg(long, default_value_t = 100)]
+        kills: usize,
+        /// Contacts in the event stream.
+        #[arg(long, default_value_t = 400)]
+        contacts: usize,
+        /// Seed of the kill moments.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Timers: peak memory with many pending, fire rate, lateness, restart time.
+    Timers {
+        /// How many timers to have pending.
+        #[arg(long, default_value_t = 1_000_000)]
+        pending: usize,
+        /// Accepted for symmetry with the other benchmarks; timers need none.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+    },
+    /// Signed Shopify webhooks over HTTP on loopback (from `wrk`) into the
+    /// inbox, and the same path natively.
+    Ingest {
+        /// Directory holding the gateway and trigger components.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+        /// The Spin manifest whose Shopify route is measured.
+        #[arg(long, default_value = "spin.toml")]
+        spin: PathBuf,
+        /// Seconds per round of each measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Rounds: the components and the native baseline take turns, so
+        /// that what else the machine does falls on both alike.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Concurrent HTTP connections.
+        #[arg(long, default_value_t = 32)]
+        connections: u32,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().bench {
+        Bench::Steps {
+            components,
+            iterations,
+        } => dripline_bench::steps::steps(&components, iterations),
+        Bench::Crash {
+            components,
+            dripline,
+            kills,
+            contacts,
+            seed,
+        } => {
+            let binary = match dripline {
+                Some(binary) => binary,
+                None => std::env::current_exe()?.with_file_name("dripline"),
+            };
+            anyhow::ensure!(
+                binary.exists(),
+                "{} is missing: build it with `cargo build --release -p dripline` (./dev bench does)",
+                binary.display()
+            );
+            let work_dir = tempfile::tempdir()?;
+            let drill = dripline_bench::crash::Drill {
+                binary,
+                components,
+                work_dir: work_dir.path().to_path_buf(),
+                contacts,
+                kills,
+                seed,
+            };
+            let started = std::time::Instant::now();
+            let report = dripline_bench::crash::run(&drill)?;
+            println!("kills: {} (of {} child runs)", report.kills, report.runs);
+            println!("contacts: {contacts}");
+            println!("lost: {}", report.lost);
+            println!("duplicated: {}", report.duplicated);
+            println!("missed: {}", report.missed);
+            println!("elapsed: {:.1} s", started.elapsed().as_secs_f64());
+            if report.lost + report.duplicated + report.missed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Bench::Timers {
+            pending,
+            components: _,
+        } => dripline_bench::timers::run(pending),
+        Bench::Ingest {
+            components,
+            spin,
+            seconds,
+            rounds,
+            connections,
+        } => dripline_bench::ingest::ingest(&dripline_bench::ingest::IngestOptions {
+            manifest: &spin,
+            components: &components,
+            duration: Duration::from_secs(seconds),
+            rounds,
+            connections,
+        }),
+    }
+}

@@ -1,0 +1,98 @@
+//! The command line: subcommands and their arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// `dripline`: customer journeys as WebAssembly components.
+#[derive(Parser)]
+#[command(
+    name = "dripline",
+    version,
+    about = "Customer journeys as WebAssembly components"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where a deployment is: what `up` and `process` both read.
+#[derive(clap::Args)]
+pub struct DeploymentArgs {
+    /// Directory of component files (`*.wasm`) to load.
+    #[arg(
+        long,
+        env = "DRIPLINE_COMPONENTS",
+        default_value = "target/dripline/components"
+    )]
+    pub components: PathBuf,
+    /// Directory for the database and the compiled-component cache.
+    #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
+    pub data: PathBuf,
+    /// The deployment's root: `journeys/`, `templates/`, `delivery.toml` and
+    /// `channels.toml` are read from it.
+    #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
+    pub root: PathBuf,
+}
+
+/// The subcommands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Load the components and serve: webhooks in, journeys run, messages out.
+    Up(UpArgs),
+    /// Process the inbox and the due timers until nothing is left, then exit.
+    Process {
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+        /// Process as if the time were this (ms since the epoch); default: now.
+        #[arg(long)]
+        now_ms: Option<i64>,
+        /// Directory of compiled components; default: `<data>/cache`.
+        #[arg(long)]
+        cache: Option<PathBuf>,
+    },
+    /// Check journey files; every error is printed with its file, line and field.
+    Validate {
+        /// The journey files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of journey files.
+    Schema,
+}
+
+/// `dripline up`.
+#[derive(clap::Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// Address to listen on.
+    #[arg(long, env = "DRIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Most wall-clock time one plugin call may take, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub deadline_ms: u64,
+    /// Most memory one plugin instance may use, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
+    /// Address the webhook gateway (the HTTP routes of `spin.toml`) listens on.
+    #[arg(
+        long,
+        env = "DRIPLINE_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:3000"
+    )]
+    pub gateway_listen: SocketAddr,
+    /// The Spin manifest whose HTTP routes the gateway serves.
+    #[arg(long, env = "DRIPLINE_SPIN", default_value = "spin.toml")]
+    pub spin: PathBuf,
+    /// A TOML file of Spin variable values (`shopify_secret = "..."`);
+    /// `SPIN_VARIABLE_<NAME>` in the environment wins over it.
+    #[arg(long, env = "DRIPLINE_VARIABLES_FILE")]
+    pub variables_file: Option<PathBuf>,
+    /// Run the clock this many times faster than the wall clock, for
+    /// demonstrations (3600: an hour a second). Deployments leave it at 1.
+    #[arg(long, default_value_t = 1.0)]
+    pub clock_speed: f64,
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand.
+
+pub mod process;
+pub mod up;
+pub mod validate;

@@ -1,0 +1,37 @@
+//! `dripline process`: processes the inbox and the timers due at the clock's
+//! time until nothing is left, then returns. The crash drill runs it as a
+//! child process and kills it at random points.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dripline::{Deployment, Parts};
+use dripline_clock::{Clock, ManualClock, SystemClock};
+use dripline_sandbox::{Sandbox, SandboxConfig};
+
+use crate::cli::DeploymentArgs;
+
+/// Runs `dripline process`.
+pub fn run(
+    args: DeploymentArgs,
+    now_ms: Option<i64>,
+    cache: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let clock: Arc<dyn Clock> = match now_ms {
+        Some(now) => Arc::new(ManualClock::new(now)),
+        None => Arc::new(SystemClock),
+    };
+    let config = SandboxConfig {
+        cache_dir: Some(cache.unwrap_or_else(|| args.data.join("cache"))),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Arc::new(Sandbox::new(config)?);
+    let deployment = Deployment::at(&args.root, args.components, &args.data);
+    let parts = Parts::open(&deployment, &sandbox)?;
+    let progress = parts.runner(clock)?.run_until_idle()?;
+    println!(
+        "processed: {} events, {} timers",
+        progress.events, progress.timers
+    );
+    Ok(())
+}

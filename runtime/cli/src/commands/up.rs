@@ -1,0 +1,125 @@
+//! `dripline up`: one process serving a deployment. The database is opened,
+//! each component loaded and each configuration file read once
+//! ([`Parts::open`]); the worker thread runs the journeys and the dispatcher,
+//! the gateway serves the webhook routes of `spin.toml` on its listener, and
+//! the admin server health, the outbox and tracking links on another.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use dripline::{Deployment, Parts};
+use dripline_admin::{ServerState, TrackingState};
+use dripline_clock::{Clock, ScaledClock, SystemClock};
+use dripline_gateway_host::{
+    DEFAULT_REQUEST_DEADLINE, Gateway, GatewayStore, SpinApp, VariableSource,
+};
+use dripline_sandbox::{Sandbox, SandboxConfig};
+
+use crate::cli::UpArgs;
+
+/// Runs `dripline up` until Ctrl-C.
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        deployment,
+        listen,
+        deadline_ms,
+        memory_mib,
+        gateway_listen,
+        spin,
+        variables_file,
+        clock_speed,
+    } = args;
+    let config = SandboxConfig {
+        deadline: Duration::from_millis(deadline_ms),
+        memory_limit: memory_mib << 20,
+        cache_dir: Some(deployment.data.join("cache")),
+        ..SandboxConfig::default()
+    };
+    let sandbox = Arc::new(Sandbox::new(config)?);
+    let clock: Arc<dyn Clock> = if (clock_speed - 1.0).abs() < f64::EPSILON {
+        Arc::new(SystemClock)
+    } else {
+        tracing::warn!(
+            "the clock runs {clock_speed} times faster than the wall clock (a demonstration, not a deployment)"
+        );
+        Arc::new(ScaledClock::new(clock_speed))
+    };
+    let components = deployment.components.clone();
+    let paths = Deployment::at(&deployment.root, deployment.components, &deployment.data);
+    let parts = Parts::open(&paths, &sandbox)?;
+    let runner = parts.runner(clock.clone())?;
+    let dispatcher = parts.dispatcher(clock.clone(), runner.journeys())?;
+
+    // The gateway loads before anything listens, so a bad manifest stops
+    // `dripline up` at once; a missing one only leaves webhooks unserved.
+    let webhooks = if spin.exists() {
+        let variables = match &variables_file {
+            Some(path) => VariableSource::with_file(path)?,
+            None => VariableSource::default(),
+        };
+        let app = SpinApp::load(&spin, Some(&components), &variables)?;
+        let store: Arc<dyn GatewayStore> = parts.store.clone();
+        let gateway = Gateway::load(sandbox.clone(), &app, store, DEFAULT_REQUEST_DEADLINE)?
+            .with_clock(clock.clone());
+        Some(Arc::new(gateway))
+    } else {
+        tracing::warn!(
+            "no {} here: the webhook gateway is not served",
+            spin.display()
+        );
+        None
+    };
+
+    let state = Arc::new(ServerState {
+        steps: parts.plugins.steps.keys().cloned().collect(),
+        triggers: parts.plugins.triggers.keys().cloned().collect(),
+        store: Some(parts.store.clone()),
+        tracking: parts.tracker.clone().map(|tracker| TrackingState {
+            store: parts.store(),
+            tracker,
+            clock,
+        }),
+    });
+    tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");
+
+    let stop_worker = Arc::new(AtomicBool::new(false));
+    let worker_thread = {
+        let stop = stop_worker.clone();
+        std::thread::Builder::new()
+            .name("dripline-worker".into())
+            .spawn(move || dripline_runner::worker::run_worker(runner, dispatcher, stop))?
+    };
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let webhooks = match webhooks {
+        Some(webhooks) => {
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(gateway_listen))
+                .with_context(|| format!("binding the gateway to {gateway_listen}"))?;
+            tracing::info!(routes = ?webhooks.routes(), "the webhook gateway is up on http://{}", listener.local_addr()?);
+            Some(runtime.spawn(webhooks.serve(listener, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })))
+        }
+        None => None,
+    };
+    let served = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        tracing::info!("dripline is up on http://{}", listener.local_addr()?);
+        dripline_admin::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+        if let Some(webhooks) = webhooks {
+            webhooks.await??;
+        }
+        anyhow::Ok(())
+    });
+    stop_worker.store(true, Ordering::Relaxed);
+    let _ = worker_thread.join();
+    served
+}

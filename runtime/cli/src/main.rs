@@ -1,0 +1,37 @@
+//! The `dripline` command: `dripline up` runs a deployment, `dripline process`
+//! works through what is due and exits, `validate` and `schema` help write
+//! journey files. The benchmarks are a binary of their own (`dripline-bench`),
+//! so none of their code ships in this one.
+
+mod cli;
+mod commands;
+
+use clap::Parser as _;
+
+use cli::{Cli, Command};
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Up(args) => commands::up::run(args),
+        Command::Process {
+            deployment,
+            now_ms,
+            cache,
+        } => commands::process::run(deployment, now_ms, cache),
+        Command::Validate { files } => {
+            if !commands::validate::run(&files)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Schema => {
+            println!("{}", dripline_engine::json_schema());
+            Ok(())
+        }
+    }
+}

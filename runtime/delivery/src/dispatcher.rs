@@ -1,0 +1,234 @@
+//! The dispatcher: delivers due outbox messages through their channels and
+//! records what happened.
+//!
+//! Delivery is at-least-once. A message is delivered first and its result
+//! recorded after, so a crash in between leaves it pending and it is delivered
+//! again (with the same idempotency key, which HTTP providers receive as
+//! `Idempotency-Key`); a message recorded as sent is never taken again, because
+//! only pending messages are due and recording only changes pending ones.
+//!
+//! A transient failure puts the message back in the queue for later, with
+//! exponential backoff, until the channel's retries are used up; a permanent
+//! failure, or the last transient one, fails it for good. A failed message is
+//! recorded on the message (`failed`, the error, the attempts), beside its
+//! enrollment (a `failed-sends/<enrollment>/<message>` record in the
+//! runtime's own key-value store, `RUNTIME_KV_STORE`, which admin tools list by prefix),
+//! and in the metrics (`sends.<journey>.failed`). Every attempt also feeds the
+//! failure-rate [`Alerts`].
+
+use std::sync::Arc;
+
+use dripline_clock::Clock;
+use dripline_store::{
+    OutboxMessage, OutboxStatus, RUNTIME_KV_STORE, Store, StoreError, Write, WriteResult,
+};
+use serde_json::json;
+
+use crate::alerts::{Alerts, Failing};
+use crate::channels::{Channels, DeliveryError};
+use crate::outbox_record::OutboxRecord;
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DispatchReport {
+    /// Messages delivered.
+    pub sent: usize,
+    /// Messages that failed transiently and wait for a retry.
+    pub retried: usize,
+    /// Messages that failed for good.
+    pub failed: usize,
+}
+
+impl DispatchReport {
+    /// How many messages the pass handled.
+    pub fn handled(&self) -> usize {
+        self.sent + self.retried + self.failed
+    }
+}
+
+/// See the module documentation.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    channels: Channels,
+    clock: Arc<dyn Clock>,
+    alerts: Alerts,
+}
+
+impl Dispatcher {
+    /// A dispatcher of `store`'s outbox through `channels`.
+    pub fn new(store: Arc<dyn Store>, channels: Channels, clock: Arc<dyn Clock>) -> Self {
+        let alerts = Alerts::new(Failing::Sends, channels.config.alerts.clone());
+        Self {
+            store,
+            channels,
+            clock,
+            alerts,
+        }
+    }
+
+    /// The channels it delivers through.
+    pub fn channels(&self) -> &Channels {
+        &self.channels
+    }
+
+    /// Delivers messages due at the clock's time, `limit` at a time, until none
+    /// is due. A retry due at once (a zero backoff) is taken in the same call;
+    /// one due later waits for a later call.
+    pub fn run_until_idle(&mut self) -> Result<DispatchReport, StoreError> {
+        let mut total = DispatchReport::default();
+        loop {
+            let pass = self.dispatch_due(256)?;
+            total.sent += pass.sent;
+            total.retried += pass.retried;
+            total.failed += pass.failed;
+            if pass.handled() == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Delivers up to `limit` due messages, earliest first.
+    pub fn dispatch_due(&mut self, limit: usize) -> Result<DispatchReport, StoreError> {
+        let due = self.store.outbox_due(self.clock.now_ms(), limit)?;
+        let mut report = DispatchReport::default();
+        for message in &due {
+            match self.dispatch_one(message)? {
+                Outcome::Sent => report.sent += 1,
+                Outcome::Retry => report.retried += 1,
+                Outcome::Failed => report.failed += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    fn dispatch_one(&mut self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
+        let record = OutboxRecord::read(message);
+        let result = match &record {
+            Ok(record) => self.deliver(message, record),
+            Err(problem) => Err(DeliveryError::Permanent(problem.clone())),
+        };
+        let record = record.ok();
+        let now = self.clock.now_ms();
+        let attempts = message.attempts.saturating_add(1);
+        let journey = record
+            .as_ref()
+            .map_or("-", |r| r.journey.as_str())
+            .to_string();
+        let retry = self
+            .channels
+            .get(&message.channel)
+            .map(|c| c.retry)
+            .unwrap_or(self.channels.config.retry);
+        let (outcome, status, deliver_at, error) = match result {
+            Ok(_) => (
+                Outcome::Sent,
+                OutboxStatus::Sent,
+                message.deliver_at_ms,
+                None,
+            ),
+            Err(DeliveryError::Transient(e)) => match retry.next_delay_ms(attempts) {
+                Some(delay) => (
+                    Outcome::Retry,
+                    OutboxStatus::Pending,
+                    now.saturating_add(delay),
+                    Some(e),
+                ),
+                None => (
+                    Outcome::Failed,
+                    OutboxStatus::Failed,
+                    message.deliver_at_ms,
+                    Some(format!("{e} (gave up after {attempts} attempts)")),
+                ),
+            },
+            Err(DeliveryError::Permanent(e)) => (
+                Outcome::Failed,
+                OutboxStatus::Failed,
+                message.deliver_at_ms,
+                Some(e),
+            ),
+        };
+        let mut writes = vec![Write::OutboxRecordAttempt {
+            id: message.id,
+            status,
+            deliver_at_ms: deliver_at,
+            attempts,
+            last_error: error.clone(),
+            at_ms: now,
+        }];
+        let metric = |name: String| Write::MetricAdd { name, delta: 1 };
+        match outcome {
+            Outcome::Sent => {
+                writes.push(metric(format!("sends.{journey}.sent")));
+                writes.push(metric(format!("channels.{}.sent", message.channel)));
+            }
+            Outcome::Retry => {
+                tracing::warn!(message = message.id, channel = %message.channel, attempts, "delivery will be retried: {}", error.as_deref().unwrap_or_default());
+                writes.push(metric(format!("sends.{journey}.retried")));
+            }
+            Outcome::Failed => {
+                let reason = error.clone().unwrap_or_default();
+                tracing::warn!(message = message.id, channel = %message.channel, attempts, "delivery failed: {reason}");
+                writes.push(metric(format!("sends.{journey}.failed")));
+                writes.push(metric(format!("channels.{}.failed", message.channel)));
+                if let Some(record) = &record {
+                    let enrollment = &record.enrollment;
+                    let failure = json!({
+                        "message": message.id,
+                        "journey": journey,
+                        "step": record.step,
+                        "channel": message.channel,
+                        "attempts": attempts,
+                        "error": reason,
+                        "at": now,
+                    });
+                    writes.push(Write::KvSet {
+                        store: RUNTIME_KV_STORE.to_string(),
+                        key: format!("failed-sends/{enrollment}/{:012}", message.id),
+                        value: failure.to_string().into_bytes(),
+                    });
+                }
+            }
+        }
+        let results = self.store.apply(&writes)?;
+        // Another dispatcher recorded this message first: its record stands and
+        // this attempt counts nowhere.
+        if results.first() == Some(&WriteResult::Flag(false)) {
+            return Ok(outcome);
+        }
+        let failed = !matches!(outcome, Outcome::Sent);
+        if let Some(alert) = self.alerts.record(&journey, failed, now) {
+            self.alerts.raise(&alert);
+            self.store.metric_add(&alert.metric(), 1)?;
+        }
+        Ok(outcome)
+    }
+
+    fn deliver(&self, message: &OutboxMessage, record: &OutboxRecord) -> Result<(), DeliveryError> {
+        let Some(configured) = self.channels.get(&message.channel) else {
+            let known: Vec<&str> = self.channels.names().collect();
+            return Err(DeliveryError::Permanent(format!(
+                "channel `{}` is not configured (channels.toml has: {})",
+                message.channel,
+                known.join(", ")
+            )));
+        };
+        let contact = self
+            .store
+            .contact_get(&message.contact_id)
+            .map_err(|e| DeliveryError::Transient(format!("reading the contact: {e}")))?
+            .ok_or_else(|| {
+                DeliveryError::Permanent(format!("contact {} no longer exists", message.contact_id))
+            })?;
+        configured
+            .channel
+            .deliver(message, record, &contact)
+            .map(drop)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Sent,
+    Retry,
+    Failed,
+}

@@ -1,0 +1,157 @@
+//! The journeys a deployment runs, and every version of them that a contact may
+//! still be on. Files in `journeys/` are read at start and re-read when they
+//! change; each version loaded is also kept in the store, so a contact in flight
+//! finishes the version it entered even after the file moved on or the process
+//! restarted. A version, once stored, never changes: a file edited without a
+//! version bump is refused until its `version` is raised.
+//!
+//! The stored versions are in the runtime's own key-value store, which no
+//! component is granted: a webhook's component cannot plant a version, nor
+//! block a journey by writing a different text under its key.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use dripline_engine::{Journey, parse_journey};
+use dripline_store::{KeyValue, RUNTIME_KV_STORE, StoreError, Write};
+
+const VERSIONS_PREFIX: &str = "journey/";
+
+/// All journey versions known, and which one new enrollments get.
+pub struct Journeys {
+    dir: PathBuf,
+    versions: HashMap<(String, u32), Arc<Journey>>,
+    current: BTreeMap<String, u32>,
+    seen: HashMap<PathBuf, SystemTime>,
+}
+
+impl Journeys {
+    /// Reads the stored versions, then the files in `dir`. Returns the catalog
+    /// and the problems found (each names its file), which do not stop the rest.
+    pub fn load(dir: &Path, store: &dyn KeyValue) -> Result<(Self, Vec<String>), StoreError> {
+        let mut journeys = Self {
+            dir: dir.to_path_buf(),
+            versions: HashMap::new(),
+            current: BTreeMap::new(),
+            seen: HashMap::new(),
+        };
+        for (key, source) in
+            store.kv_scan_prefix(RUNTIME_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)?
+        {
+            let text = String::from_utf8_lossy(&source);
+            // A journey without an explicit `id` takes its file's stem: name the
+            // stored copy after the journey (`journey/<id>/v..` -> `<id>.toml`),
+            // not after its version.
+            let id = key
+                .trim_start_matches(VERSIONS_PREFIX)
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            if let Ok(journey) = parse_journey(&format!("{id}.toml"), &text) {
+                journeys
+                    .versions
+                    .insert((journey.id.clone(), journey.version), Arc::new(journey));
+            }
+        }
+        let problems = journeys.reload(store)?;
+        Ok((journeys, problems))
+    }
+
+    /// Re-reads files that changed since the last look.
+    pub fn reload(&mut self, store: &dyn KeyValue) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(vec![format!(
+                "{}: cannot read the journeys directory",
+                self.dir.display()
+            )]);
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            if modified.is_some() && self.seen.get(&path) == modified.as_ref() {
+                continue;
+            }
+            if let Some(modified) = modified {
+                self.seen.insert(path.clone(), modified);
+            }
+            if let Err(problem) = self.load_file(&path, store)? {
+                problems.push(problem);
+            }
+        }
+        Ok(problems)
+    }
+
+    fn load_file(
+        &mut self,
+        path: &Path,
+        store: &dyn KeyValue,
+    ) -> Result<Result<(), String>, StoreError> {
+        let name = path.display().to_string();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) => return Ok(Err(format!("{name}: {e}"))),
+        };
+        let journey = match parse_journey(&name, &text) {
+            Ok(journey) => journey,
+            Err(errors) => {
+                return Ok(Err(errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")));
+            }
+        };
+        let key = format!("{VERSIONS_PREFIX}{}/v{:010}", journey.id, journey.version);
+        match store.kv_get(RUNTIME_KV_STORE, &key)? {
+            Some(stored) if stored != text.as_bytes() => {
+                return Ok(Err(format!(
+                    "{name}: changed without a version bump; contacts in flight stay on the stored version {} — raise `version` to publish the change",
+                    journey.version
+                )));
+            }
+            Some(_) => {}
+            None => {
+                store.apply(&[Write::KvSet {
+                    store: RUNTIME_KV_STORE.into(),
+                    key,
+                    value: text.into_bytes(),
+                }])?;
+            }
+        }
+        let current = self
+            .current
+            .entry(journey.id.clone())
+            .or_insert(journey.version);
+        if journey.version >= *current {
+            *current = journey.version;
+        }
+        self.versions
+            .insert((journey.id.clone(), journey.version), Arc::new(journey));
+        Ok(Ok(()))
+    }
+
+    /// The version new enrollments of each journey get.
+    pub fn current(&self) -> impl Iterator<Item = &Arc<Journey>> {
+        self.current
+            .iter()
+            .filter_map(|(id, version)| self.versions.get(&(id.clone(), *version)))
+    }
+
+    /// The current version of one journey.
+    pub fn current_of(&self, id: &str) -> Option<&Arc<Journey>> {
+        let version = self.current.get(id)?;
+        self.versions.get(&(id.to_string(), *version))
+    }
+
+    /// A specific version, as an enrollment on it needs.
+    pub fn version(&self, id: &str, version: u32) -> Option<&Arc<Journey>> {
+        self.versions.get(&(id.to_string(), version))
+    }
+}

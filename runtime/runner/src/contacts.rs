@@ -1,0 +1,297 @@
+//! Contacts as the runtime keeps them: who an event is about (resolved by any
+//! of its identities), the profile events and steps update, and the two views of
+//! it that the engine and the step components read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dripline_delivery::DeliveryPolicy;
+use dripline_delivery::names::{CHANNELS, PREFERRED_CHANNEL, PREFERS_TAG, UNSUBSCRIBED};
+use dripline_engine::{ConsentState, ContactView, Event, Identities};
+use dripline_sandbox::{Effect, bindings};
+use dripline_store::{Contact, Contacts, Identity, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// What Dripline knows of a contact beyond its identities: the store keeps it
+/// as the contact's JSON profile.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Attributes from identify calls, forms and steps.
+    #[serde(default)]
+    pub attributes: Map<String, Value>,
+    /// Tags, sorted.
+    #[serde(default)]
+    pub tags: BTreeSet<String>,
+    /// Lead score.
+    #[serde(default)]
+    pub score: i64,
+    /// Consent per channel.
+    #[serde(default)]
+    pub consent: BTreeMap<String, ConsentState>,
+    /// IANA time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+}
+
+/// A contact record and its decoded profile, as one unit of work changes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    /// The stored contact (identities; the profile is re-encoded on save).
+    pub contact: Contact,
+    /// The decoded profile.
+    pub profile: Profile,
+}
+
+impl ContactRecord {
+    /// Decodes a stored contact; a profile that no longer parses starts empty
+    /// rather than stopping every journey of the contact.
+    pub fn from_stored(contact: Contact) -> Self {
+        let profile = serde_json::from_value(contact.profile.clone()).unwrap_or_default();
+        Self { contact, profile }
+    }
+
+    /// The stored form, with the profile encoded.
+    pub fn to_stored(&self) -> Contact {
+        let mut contact = self.contact.clone();
+        contact.profile = serde_json::to_value(&self.profile).unwrap_or(Value::Null);
+        contact
+    }
+
+    /// The identities in the canonical event's shape.
+    pub fn identities(&self) -> Identities {
+        dripline_delivery::recipient::identities_of(&self.contact)
+    }
+
+    /// The snapshot the engine decides on.
+    pub fn view(&self) -> ContactView {
+        ContactView {
+            id: self.contact.id.clone(),
+            identities: self.identities(),
+            attributes: Value::Object(self.profile.attributes.clone()),
+            tags: self.profile.tags.clone(),
+            score: self.profile.score,
+            time_zone: self.profile.time_zone.clone(),
+            consent: self.profile.consent.clone(),
+        }
+    }
+
+    /// The snapshot a step component receives.
+    pub fn wit(&self) -> bindings::Contact {
+        let identities = self.identities();
+        bindings::Contact {
+            id: self.contact.id.clone(),
+            identities: wit_identities(&identities),
+            attributes: Value::Object(self.profile.attributes.clone()).to_string(),
+            tags: self.profile.tags.iter().cloned().collect(),
+            score: self.profile.score,
+            consent: self
+                .profile
+                .consent
+                .iter()
+                .map(|(channel, state)| bindings::ChannelConsent {
+                    channel: channel.clone(),
+                    state: match state {
+                        ConsentState::Granted => bindings::ConsentState::Granted,
+                        ConsentState::Denied => bindings::ConsentState::Denied,
+                        ConsentState::Unknown => bindings::ConsentState::Unknown,
+                    },
+                })
+                .collect(),
+            time_zone: self.profile.time_zone.clone(),
+        }
+    }
+
+    /// Takes what an event says about its contact: new identities (unless another
+    /// contact holds them), consent (`properties.consent`), traits
+    /// (`properties.traits`) and time zone.
+    pub fn absorb(&mut self, event: &Event, store: &dyn Contacts) -> Result<(), StoreError> {
+        for identity in event_identities(&event.identities) {
+            if self.contact.identities.contains(&identity) {
+                continue;
+            }
+            // Merging two known contacts is a decision for a person, not for an
+            // event: an identity that is someone else's stays theirs.
+            let owner = store.contact_find_by_identity(&identity)?;
+            if owner.is_none_or(|c| c.id == self.contact.id) {
+                self.contact.identities.push(identity);
+            }
+        }
+        let properties = &event.properties;
+        if let Some(consent) = properties.get("consent").and_then(Value::as_object) {
+            for (channel, state) in consent {
+                if let Ok(state) = serde_json::from_value::<ConsentState>(state.clone()) {
+                    self.profile.consent.insert(channel.clone(), state);
+                }
+            }
+        }
+        if let Some(traits) = properties.get("traits").and_then(Value::as_object) {
+            for (name, value) in traits {
+                self.profile.attributes.insert(name.clone(), value.clone());
+            }
+        }
+        let zone = properties
+            .get("time_zone")
+            .or_else(|| properties.pointer("/traits/timezone"));
+        if let Some(zone) = zone.and_then(Value::as_str)
+            && zone.parse::<chrono_tz::Tz>().is_ok()
+        {
+            self.profile.time_zone = Some(zone.to_string());
+        }
+        Ok(())
+    }
+
+    /// Applies a step's change to the profile (sends are the outbox's business).
+    pub fn apply(&mut self, effect: &Effect) {
+        match effect {
+            Effect::SetAttribute { name, value } => {
+                self.profile.attributes.insert(name.clone(), value.clone());
+            }
+            Effect::AddTag(tag) => {
+                self.profile.tags.insert(tag.clone());
+            }
+            Effect::RemoveTag(tag) => {
+                self.profile.tags.remove(tag);
+            }
+            Effect::AddScore(points) => {
+                self.profile.score = self.profile.score.saturating_add(*points)
+            }
+            Effect::Send { .. } | Effect::Post { .. } => {}
+        }
+    }
+}
+
+/// What an engagement event changed, for the runner to act on.
+#[derive(Debug, Default, PartialEq)]
+pub struct Engagement {
+    /// Channels whose consent this event withdrew.
+    pub unsubscribed: Vec<String>,
+}
+
+impl ContactRecord {
+    /// Takes what an engagement event says about the contact's channels:
+    /// an open or click (`email.opened`, `wecom.clicked`, or `message.opened`
+    /// with `properties.channel`) makes that channel the preferred one and adds
+    /// the deployment's lead score for the event; an unsubscribe, or a reply
+    /// that is an unsubscribe keyword (`sms.replied` with `properties.text`),
+    /// withdraws consent on that channel at once.
+    pub fn engage(&mut self, event: &Event, policy: &DeliveryPolicy) -> Engagement {
+        let mut engagement = Engagement::default();
+        if let Some(points) = policy.scoring.get(&event.name) {
+            self.profile.score = self.profile.score.saturating_add(*points);
+        }
+        let (prefix, action) = event.name.rsplit_once('.').unwrap_or(("", ""));
+        let channel = event
+            .properties
+            .get("channel")
+            .and_then(Value::as_str)
+            .unwrap_or(prefix)
+            .to_string();
+        let known = CHANNELS.contains(&channel.as_str());
+        match action {
+            "opened" | "clicked" if known => {
+                self.profile
+                    .attributes
+                    .insert(PREFERRED_CHANNEL.into(), Value::String(channel.clone()));
+                self.profile
+                    .attributes
+                    .insert("last_engaged_at".into(), Value::from(event.occurred_at));
+                self.profile.tags.retain(|t| !t.starts_with(PREFERS_TAG));
+                self.profile.tags.insert(format!("{PREFERS_TAG}{channel}"));
+            }
+            "replied" if known => {
+                let text = event.properties.get("text").and_then(Value::as_str);
+                if text.is_some_and(|t| policy.is_unsubscribe_reply(t)) {
+                    engagement.unsubscribed.push(channel);
+                }
+            }
+            "unsubscribed" if event.name == UNSUBSCRIBED => {
+                if known {
+                    engagement.unsubscribed.push(channel);
+                } else {
+                    // An unsubscribe that names no channel is from everything.
+                    engagement
+                        .unsubscribed
+                        .extend(CHANNELS.iter().map(|c| c.to_string()));
+                }
+            }
+            _ => {}
+        }
+        for channel in &engagement.unsubscribed {
+            self.profile
+                .consent
+                .insert(channel.clone(), ConsentState::Denied);
+        }
+        engagement
+    }
+}
+
+/// Finds the contact an event is about, by email, then phone, then external
+/// ids; `None` if nobody known matches.
+pub fn find(
+    store: &dyn Contacts,
+    identities: &Identities,
+) -> Result<Option<ContactRecord>, StoreError> {
+    for identity in event_identities(identities) {
+        if let Some(contact) = store.contact_find_by_identity(&identity)? {
+            return Ok(Some(ContactRecord::from_stored(contact)));
+        }
+    }
+    Ok(None)
+}
+
+/// A new contact for an event nobody matched. Its id is derived from the event's
+/// first identity, so reprocessing the event after a crash creates the same id.
+pub fn new_for(identities: &Identities) -> ContactRecord {
+    let first = event_identities(identities).into_iter().next();
+    let seed = first.map(|i| format!("{i:?}")).unwrap_or_default();
+    let digest = Sha256::digest(seed.as_bytes());
+    let id = format!("c_{}", hex::encode(&digest[..10]));
+    ContactRecord {
+        contact: Contact {
+            id,
+            identities: Vec::new(),
+            profile: Value::Null,
+        },
+        profile: Profile::default(),
+    }
+}
+
+fn event_identities(identities: &Identities) -> Vec<Identity> {
+    let mut list = Vec::new();
+    list.extend(identities.email.clone().map(Identity::Email));
+    list.extend(identities.phone.clone().map(Identity::Phone));
+    for (system, id) in &identities.external_ids {
+        list.push(Identity::External {
+            system: system.clone(),
+            id: id.clone(),
+        });
+    }
+    list
+}
+
+/// The canonical identities in the WIT shape.
+pub fn wit_identities(identities: &Identities) -> bindings::Identities {
+    bindings::Identities {
+        email: identities.email.clone(),
+        phone: identities.phone.clone(),
+        external_ids: identities
+            .external_ids
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+/// The canonical event in the WIT shape.
+pub fn wit_event(event: &Event) -> bindings::Event {
+    bindings::Event {
+        id: event.id.clone(),
+        source: event.source.clone(),
+        name: event.name.clone(),
+        identities: wit_identities(&event.identities),
+        properties: event.properties.to_string(),
+        occurred_at: event.occurred_at,
+        received_at: event.received_at,
+    }
+}

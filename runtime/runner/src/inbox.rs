@@ -1,0 +1,150 @@
+//! The inbox consumer: each canonical event the gateway wrote updates its
+//! contact's profile, ends marketing on a channel it unsubscribes, and is
+//! shown to every journey, in one transaction with its removal from the inbox.
+
+use std::sync::Arc;
+
+use dripline_engine::{Enrollment, Event, Journey, on_enrollment_event, on_event};
+use dripline_store::{OutboxStatus, RUNTIME_KV_STORE, StoreError, Write};
+use serde_json::json;
+
+use crate::contacts;
+use crate::error::InputError;
+use crate::unit::Unit;
+use crate::{Runner, RunnerError};
+
+impl Runner {
+    /// Processes up to `limit` inbox events, oldest first, one transaction each:
+    /// the event's consequences and its removal from the inbox commit together.
+    /// A store failure stops the pass and leaves the event in the inbox, to be
+    /// processed again; an event that cannot be processed is dead-lettered.
+    pub fn process_inbox(&mut self, limit: usize) -> Result<usize, RunnerError> {
+        let records = self.store.inbox_peek(limit)?;
+        for (key, bytes) in &records {
+            let now = self.clock.now_ms();
+            let mut unit = Unit::new(self.store.as_ref(), now);
+            unit.writes.push(Write::inbox_consume(key.clone()));
+            let outcome = match serde_json::from_slice::<Event>(bytes) {
+                Ok(event) => self.on_inbox_event(&mut unit, &event),
+                Err(e) => Err(InputError::bad(format!("not a canonical event: {e}"))),
+            };
+            match outcome {
+                Ok(()) => match unit.commit() {
+                    // Another worker consumed it first: its result stands.
+                    Err(StoreError::Gone { .. }) => {}
+                    other => other?,
+                },
+                Err(InputError::Store(e)) => return Err(e.into()),
+                Err(InputError::Bad(problem)) => self.dead_letter(key, bytes, &problem)?,
+            }
+        }
+        Ok(records.len())
+    }
+
+    fn on_inbox_event(&self, unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> {
+        let store = self.store.as_ref();
+        let mut contact = match contacts::find(store, &event.identities)? {
+            Some(contact) => contact,
+            None => contacts::new_for(&event.identities),
+        };
+        contact.absorb(event, store)?;
+        let engagement = contact.engage(event, &self.policy);
+        let contact_id = contact.contact.id.clone();
+        for channel in &engagement.unsubscribed {
+            tracing::info!(contact = %contact_id, %channel, "unsubscribed");
+            unit.metric(format!("contacts.unsubscribed.{channel}"));
+        }
+        if !engagement.unsubscribed.is_empty() {
+            withdraw_queued(unit, &contact_id, &engagement.unsubscribed)?;
+        }
+        unit.put_contact(contact);
+        unit.metric(format!("events.{}", event.name));
+
+        let view = unit.contact(&contact_id)?.view();
+        let enrollments = unit.enrollments_of(&contact_id)?;
+        let mut actions = Vec::new();
+        // Contacts on an older version are resumed on that version; the current
+        // version's own enrollments are resumed by `on_event` below.
+        for enrollment in enrollments.iter().filter(|e| !e.is_done()) {
+            let current = self
+                .journeys
+                .current_of(&enrollment.journey)
+                .map(|j| j.version);
+            if current == Some(enrollment.journey_version) {
+                continue;
+            }
+            if let Some(journey) = self
+                .journeys
+                .version(&enrollment.journey, enrollment.journey_version)
+            {
+                actions.extend(on_enrollment_event(
+                    journey, enrollment, &view, event, unit.now,
+                )?);
+            }
+        }
+        // Higher priority first: when two journeys react to one event, the
+        // higher one's sends are in the unit before the lower one decides.
+        let mut current: Vec<&Arc<Journey>> = self.journeys.current().collect();
+        current.sort_by_key(|j| std::cmp::Reverse(j.priority));
+        for journey in current {
+            let of_journey: Vec<Enrollment> = enrollments
+                .iter()
+                .filter(|e| e.journey == journey.id)
+                .cloned()
+                .collect();
+            actions.extend(on_event(journey, &view, event, &of_journey, unit.now));
+        }
+        self.drive(unit, actions)
+    }
+
+    /// Sets an event aside with its problem, in the runtime's own store (no
+    /// component can read or forge it), and takes it out of the inbox.
+    fn dead_letter(&self, key: &str, bytes: &[u8], problem: &str) -> Result<(), RunnerError> {
+        tracing::error!(inbox = %key, "set aside: {problem}");
+        let record = json!({ "problem": problem, "record": String::from_utf8_lossy(bytes) });
+        self.store.apply(&[
+            Write::KvSet {
+                store: RUNTIME_KV_STORE.into(),
+                key: format!("deadletter/{}", key.trim_start_matches("inbox/")),
+                value: record.to_string().into_bytes(),
+            },
+            Write::inbox_consume(key.to_string()),
+            Write::MetricAdd {
+                name: "runtime.dead_lettered".into(),
+                delta: 1,
+            },
+        ])?;
+        Ok(())
+    }
+}
+
+/// An unsubscribe ends marketing at once: messages still queued for the
+/// contact on those channels (deferred by quiet hours, or waiting for a retry)
+/// are withdrawn with the reason, not delivered after the "no".
+fn withdraw_queued(
+    unit: &mut Unit<'_>,
+    contact_id: &str,
+    channels: &[String],
+) -> Result<(), InputError> {
+    let queued = unit.store.outbox_of_contact(contact_id)?;
+    for message in queued {
+        if message.status != OutboxStatus::Pending || !channels.contains(&message.channel) {
+            continue;
+        }
+        // A row whose record does not read is left to the dispatcher, which
+        // fails it with the reason.
+        let marketing = dripline_delivery::OutboxRecord::read(&message)
+            .is_ok_and(|record| record.is_marketing());
+        if marketing {
+            unit.writes.push(Write::OutboxRecordAttempt {
+                id: message.id,
+                status: OutboxStatus::Suppressed,
+                deliver_at_ms: message.deliver_at_ms,
+                attempts: message.attempts,
+                last_error: Some("unsubscribed before delivery".into()),
+                at_ms: unit.now,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! The runtime's worker: it consumes the inbox ([`inbox`]) and fires due
+//! timers ([`timers`]), asks the journey engine what each input means, carries
+//! out the actions it returns ([`actions`]), runs the step components they ask
+//! for ([`step_run`]), and makes all of one input's consequences durable in
+//! one store transaction ([`unit`]), together with the removal of the input
+//! itself.
+//!
+//! That transaction is the whole crash story. Execution is at-least-once: a
+//! crash before the commit loses nothing (the inbox record or the claimed timer
+//! is still there and is processed again) and a crash after it repeats nothing
+//! (the input is gone). A repeated run produces the same result because the
+//! engine is deterministic (enrollment ids, timer keys and idempotency keys are
+//! derived from the input) and steps do not act while they run: they return
+//! effects, which are applied here, in the same transaction.
+//!
+//! A store failure while an input is processed is not the input's fault: the
+//! input stays where it is and is retried ([`RunnerError`]); only an input
+//! that cannot be processed as it is gets set aside.
+
+mod actions;
+pub mod catalog;
+pub mod contacts;
+mod error;
+mod inbox;
+mod step_run;
+pub mod templates;
+mod timers;
+mod unit;
+pub mod worker;
+
+use std::sync::{Arc, Mutex};
+
+use dripline_clock::Clock;
+use dripline_delivery::DeliveryPolicy;
+use dripline_delivery::alerts::{Alerts, Failing};
+use dripline_delivery::channels::AlertConfig;
+use dripline_delivery::tracking::Tracker;
+use dripline_engine::{Enrollment, Journey};
+use dripline_sandbox::Plugins;
+use dripline_store::{Store, StoreError};
+
+pub use catalog::Journeys;
+pub use error::RunnerError;
+pub use templates::Templates;
+
+use error::InputError;
+
+/// The worker and everything it needs.
+pub struct Runner {
+    store: Arc<dyn Store>,
+    plugins: Arc<Plugins>,
+    journeys: Journeys,
+    templates: Templates,
+    clock: Arc<dyn Clock>,
+    policy: Arc<DeliveryPolicy>,
+    tracker: Option<Tracker>,
+    /// Hosts every step may post to (`[http_out] allowed_hosts`).
+    allowed_hosts: Vec<String>,
+    /// Failure rates of each journey's step runs (the dispatcher keeps its
+    /// own for deliveries).
+    alerts: Mutex<Alerts>,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Inbox events processed.
+    pub events: usize,
+    /// Timers fired.
+    pub timers: usize,
+}
+
+impl Runner {
+    /// A runner over `store`, with the given plugins and journeys.
+    pub fn new(
+        store: Arc<dyn Store>,
+        plugins: Arc<Plugins>,
+        journeys: Journeys,
+        templates: Templates,
+        clock: Arc<dyn Clock>,
+        policy: Arc<DeliveryPolicy>,
+    ) -> Self {
+        Self {
+            store,
+            plugins,
+            journeys,
+            templates,
+            clock,
+            policy,
+            tracker: None,
+            allowed_hosts: Vec::new(),
+            alerts: Mutex::new(Alerts::new(Failing::StepRuns, AlertConfig::default())),
+        }
+    }
+
+    /// Alerts on a journey's failing step runs by `config` (`[alerts]` in
+    /// channels.toml), as the dispatcher does on its failing deliveries.
+    pub fn with_alerts(mut self, config: AlertConfig) -> Self {
+        self.alerts = Mutex::new(Alerts::new(Failing::StepRuns, config));
+        self
+    }
+
+    /// Grants every step's outbound posts these hosts, besides what each step's
+    /// own config grants.
+    pub fn with_allowed_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.allowed_hosts = hosts;
+        self
+    }
+
+    /// Rewrites the links of outgoing emails into signed tracking links and adds
+    /// the open pixel (see [`dripline_delivery::tracking`]).
+    pub fn with_tracker(mut self, tracker: Tracker) -> Self {
+        self.tracker = Some(tracker);
+        self
+    }
+
+    /// The tracker emails are instrumented with, if tracking is on.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
+    }
+
+    /// Re-reads journey files that changed; returns the problems found.
+    pub fn reload_journeys(&mut self) -> Result<Vec<String>, StoreError> {
+        self.journeys.reload(self.store.as_ref())
+    }
+
+    /// The journeys it runs, every version still in flight included.
+    pub fn journeys(&self) -> &Journeys {
+        &self.journeys
+    }
+
+    /// The store the runner works on.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Processes inbox events and due timers until neither is left.
+    pub fn run_until_idle(&mut self) -> Result<Progress, RunnerError> {
+        let mut total = Progress::default();
+        loop {
+            let events = self.process_inbox(256)?;
+            let timers = self.fire_due_timers(1024)?;
+            total.events += events;
+            total.timers += timers;
+            if events == 0 && timers == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The version of its journey an enrollment is on.
+    fn journey_of(&self, enrollment: &Enrollment) -> Result<&Arc<Journey>, InputError> {
+        self.journeys
+            .version(&enrollment.journey, enrollment.journey_version)
+            .ok_or_else(|| {
+                InputError::bad(format!(
+                    "journey {} v{} is not known",
+                    enrollment.journey, enrollment.journey_version
+                ))
+            })
+    }
+}

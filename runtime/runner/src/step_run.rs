@@ -1,0 +1,302 @@
+//! One step run, in three parts: prepare (the config the step sees, with its
+//! template files and `preferred` settled, and the policy that will weigh its
+//! sends), invoke (the component, in a fresh sandboxed instance), and apply
+//! (its sends and posts become outbox rows, its profile changes the contact's,
+//! in the input's unit of work). A step that fails or asks to be retried
+//! takes no effect.
+
+use std::sync::Arc;
+
+use dripline_delivery::names::PREFERRED;
+use dripline_delivery::outbox_record::{Origin, OutboxEntry, OutboxRecord};
+use dripline_delivery::policy::{PastSend, PolicyCall, SendContext, StoredHistory, past_send};
+use dripline_engine::{Enrollment, Journey, StepOutcome, WaitRequest};
+use dripline_sandbox::bindings::{Outcome, StepContext, StepError, WaitFor};
+use dripline_sandbox::{Effect, PluginError, StepPlugin, StepRun};
+use dripline_store::Write;
+use serde_json::Value;
+
+use crate::Runner;
+use crate::contacts;
+use crate::error::InputError;
+use crate::unit::Unit;
+
+/// What the engine asked to run.
+pub(crate) struct StepCall<'a> {
+    /// The step's id in the journey.
+    pub(crate) step_id: &'a str,
+    /// The component (`uses = "send"`).
+    pub(crate) uses: &'a str,
+    /// Its config from the journey file.
+    pub(crate) config: Value,
+    /// Which attempt this is (retries count up).
+    pub(crate) attempt: u32,
+    /// The engine's key of this run: it counts the step's visits as well as
+    /// its attempts, so a loop back to a send sends again.
+    pub(crate) idempotency_key: &'a str,
+}
+
+/// A step ready to invoke: the component, what it is told, and the policy its
+/// sends pass.
+struct Prepared<'p> {
+    plugin: &'p StepPlugin,
+    journey: Arc<Journey>,
+    context: StepContext,
+    template: Option<String>,
+    messenger: Arc<PolicyCall>,
+}
+
+impl Runner {
+    /// Runs one step component and applies its effects to the unit of work.
+    pub(crate) fn run_step(
+        &self,
+        unit: &mut Unit<'_>,
+        enrollment: &Enrollment,
+        call: StepCall<'_>,
+    ) -> Result<StepOutcome, InputError> {
+        let Some(plugin) = self.plugins.steps.get(call.uses) else {
+            return Ok(StepOutcome::Failed {
+                reason: format!("no step component named `{}` is loaded", call.uses),
+            });
+        };
+        let key = call.idempotency_key;
+        let step_id = call.step_id;
+        let prepared = self.prepare(unit, enrollment, plugin, call)?;
+        let (outcome, run) = invoke(&prepared, key);
+        if !matches!(outcome, StepOutcome::Retry { .. }) {
+            let failed = matches!(outcome, StepOutcome::Failed { .. });
+            self.count_for_alerts(unit, &prepared.journey.id, failed);
+        }
+        if let (Some(run), false) = (
+            run,
+            matches!(
+                outcome,
+                StepOutcome::Failed { .. } | StepOutcome::Retry { .. }
+            ),
+        ) {
+            self.apply(unit, enrollment, &prepared, step_id, &run)?;
+        }
+        Ok(outcome)
+    }
+
+    fn prepare<'p>(
+        &self,
+        unit: &mut Unit<'_>,
+        enrollment: &Enrollment,
+        plugin: &'p StepPlugin,
+        call: StepCall<'_>,
+    ) -> Result<Prepared<'p>, InputError> {
+        let mut config = call.config;
+        if let Some(template) = config
+            .get("template")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            && let Some(map) = config.as_object_mut()
+        {
+            map.insert(
+                "template_files".into(),
+                Value::Object(self.templates.files_of(&template)),
+            );
+        }
+        let journey = self.journey_of(enrollment)?.clone();
+        // `preferred` is settled before the step renders, so it picks the
+        // template and the length limits of the channel it will really use.
+        if config.get("channel").and_then(Value::as_str) == Some(PREFERRED) {
+            let marketing = config.get("category").and_then(Value::as_str) != Some("transactional");
+            let contact = unit.contact(&enrollment.contact_id)?.wit();
+            if let (Some(channel), Some(map)) = (
+                self.policy.resolve_preferred(&contact, marketing),
+                config.as_object_mut(),
+            ) {
+                map.insert("channel".into(), Value::String(channel));
+            }
+        }
+        let template = config
+            .get("template")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let history = pending_sends(
+            unit,
+            &enrollment.contact_id,
+            SendContext::lookback_ms(&self.policy),
+        );
+        let now = unit.now;
+        let contact = unit.contact(&enrollment.contact_id)?;
+        let send_context = SendContext {
+            journey: journey.id.clone(),
+            priority: journey.priority,
+            journey_max_per_day: journey.delivery.max_per_day,
+            zone: dripline_engine::local_time::zone_for(
+                contact.profile.time_zone.as_deref(),
+                journey.time_zone.as_ref(),
+            ),
+            now,
+            history,
+        };
+        let messenger = Arc::new(
+            PolicyCall::new(self.policy.clone(), send_context)
+                .with_stored_history(StoredHistory {
+                    store: self.store.clone(),
+                    contact_id: enrollment.contact_id.clone(),
+                })
+                .with_allowed_hosts(self.allowed_hosts.clone()),
+        );
+        let context = StepContext {
+            journey: enrollment.journey.clone(),
+            journey_version: enrollment.journey_version,
+            enrollment_id: enrollment.id.clone(),
+            step_id: call.step_id.to_string(),
+            attempt: call.attempt,
+            contact: contact.wit(),
+            trigger_event: contacts::wit_event(&enrollment.trigger),
+            data: Value::Object(enrollment.data.clone()).to_string(),
+            config: config.to_string(),
+            now,
+        };
+        Ok(Prepared {
+            plugin,
+            journey,
+            context,
+            template,
+            messenger,
+        })
+    }
+
+    /// The step's sends and posts become outbox rows and its profile changes
+    /// the contact's, all in the unit of work.
+    fn apply(
+        &self,
+        unit: &mut Unit<'_>,
+        enrollment: &Enrollment,
+        prepared: &Prepared<'_>,
+        step_id: &str,
+        run: &StepRun,
+    ) -> Result<(), InputError> {
+        let origin = Origin {
+            enrollment,
+            priority: prepared.journey.priority,
+            step: step_id,
+            now: unit.now,
+        };
+        for effect in &run.effects {
+            let entry = match effect {
+                Effect::Send {
+                    idempotency_key,
+                    message,
+                    delivery,
+                } => {
+                    let mut entry = OutboxEntry::send(
+                        origin,
+                        prepared.template.as_deref(),
+                        idempotency_key,
+                        message,
+                        delivery,
+                    );
+                    if let Some(tracker) = &self.tracker {
+                        tracker.instrument(&mut entry);
+                    }
+                    entry
+                }
+                Effect::Post {
+                    idempotency_key,
+                    url,
+                    body,
+                } => OutboxEntry::post(origin, idempotency_key, url, body),
+                _ => continue,
+            };
+            unit.writes.push(Write::OutboxInsert(entry.into_row()));
+        }
+        let contact = unit.contact_mut(&enrollment.contact_id)?;
+        for effect in &run.effects {
+            contact.apply(effect);
+        }
+        Ok(())
+    }
+
+    /// Counts a step run for the journey's failure rate; past the threshold,
+    /// the alert is raised and `alerts.<journey>.steps` counted, once per
+    /// window. A journey whose steps fail for many contacts (a template
+    /// missing a value, a broken config) shows here before anyone reads the
+    /// outbox.
+    fn count_for_alerts(&self, unit: &mut Unit<'_>, journey: &str, failed: bool) {
+        let Ok(mut alerts) = self.alerts.lock() else {
+            return;
+        };
+        if let Some(alert) = alerts.record(journey, failed, unit.now) {
+            alerts.raise(&alert);
+            unit.metric(alert.metric());
+        }
+    }
+}
+
+/// Runs the component in a fresh instance. A deadline or a full pool is worth
+/// a retry; any other failure of the component fails the step.
+fn invoke(prepared: &Prepared<'_>, key: &str) -> (StepOutcome, Option<StepRun>) {
+    let messenger = prepared.messenger.clone();
+    let run = match prepared.plugin.run(&prepared.context, key, messenger) {
+        Ok(run) => run,
+        Err(error @ (PluginError::DeadlineExceeded { .. } | PluginError::Instantiate { .. })) => {
+            let outcome = StepOutcome::Retry {
+                reason: error.to_string(),
+                after_ms: None,
+            };
+            return (outcome, None);
+        }
+        Err(error) => {
+            let outcome = StepOutcome::Failed {
+                reason: error.to_string(),
+            };
+            return (outcome, None);
+        }
+    };
+    let outcome = match &run.result {
+        Ok(outcome) => step_outcome(outcome.clone()),
+        Err(StepError::InvalidConfig(m)) => StepOutcome::Failed {
+            reason: format!("invalid config: {m}"),
+        },
+        Err(StepError::Other(m)) => StepOutcome::Failed { reason: m.clone() },
+    };
+    (outcome, Some(run))
+}
+
+fn step_outcome(outcome: Outcome) -> StepOutcome {
+    match outcome {
+        Outcome::Continue => StepOutcome::Continue,
+        Outcome::Branch(name) => StepOutcome::Branch { name },
+        Outcome::Wait(WaitFor::Duration(ms)) => StepOutcome::Wait {
+            wait: WaitRequest::Duration { ms },
+        },
+        Outcome::Wait(WaitFor::Until(at)) => StepOutcome::Wait {
+            wait: WaitRequest::Until { at },
+        },
+        Outcome::Wait(WaitFor::Event(wait)) => StepOutcome::Wait {
+            wait: WaitRequest::Event {
+                name: wait.name,
+                condition: wait.condition,
+                timeout_ms: wait.timeout,
+            },
+        },
+        Outcome::Exit(reason) => StepOutcome::Exit { reason },
+        Outcome::Retry(retry) => StepOutcome::Retry {
+            reason: retry.reason,
+            after_ms: retry.after,
+        },
+    }
+}
+
+/// What this unit is about to send the contact (another journey may have
+/// sent on the same event a moment ago); the stored outbox joins it when the
+/// step's first send is decided ([`StoredHistory`]).
+fn pending_sends(unit: &Unit<'_>, contact_id: &str, lookback_ms: i64) -> Vec<PastSend> {
+    let since = unit.now - lookback_ms;
+    unit.writes
+        .iter()
+        .filter_map(|w| match w {
+            Write::OutboxInsert(row) if row.contact_id == contact_id => {
+                past_send(&OutboxRecord::read_new(row).ok()?, row.deliver_at_ms)
+            }
+            _ => None,
+        })
+        .filter(|p| p.deliver_at >= since)
+        .collect()
+}

@@ -1,0 +1,76 @@
+//! The worker loop of `dripline up`: runs the journeys and delivers the
+//! outbox on one thread, re-reading changed journey files as it goes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dripline_delivery::{Dispatcher, OutboxRecord};
+use dripline_store::Outbox;
+
+use crate::Runner;
+
+/// The worker loop of `dripline up`: processes whatever is due, delivers the
+/// outbox messages that are due, re-reads changed journey files every second,
+/// prints each new outbox message, and rests when idle. Stops when `stop` is
+/// set.
+pub fn run_worker(mut runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+    let mut last_reload = Instant::now();
+    let mut printed = None;
+    while !stop.load(Ordering::Relaxed) {
+        let busy = match runner.run_until_idle() {
+            Ok(progress) => progress.events + progress.timers > 0,
+            Err(e) => {
+                tracing::error!("worker: {e}");
+                false
+            }
+        };
+        if busy {
+            printed = print_outbox(runner.store().as_ref(), printed);
+        }
+        let busy = match dispatcher.run_until_idle() {
+            Ok(report) => busy || report.handled() > 0,
+            Err(e) => {
+                tracing::error!("dispatcher: {e}");
+                busy
+            }
+        };
+        if last_reload.elapsed() > Duration::from_secs(1) {
+            last_reload = Instant::now();
+            match runner.reload_journeys() {
+                Ok(problems) => problems
+                    .iter()
+                    .for_each(|p| tracing::error!("journey not loaded: {p}")),
+                Err(e) => tracing::error!("reloading journeys: {e}"),
+            }
+        }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn print_outbox(store: &dyn Outbox, after: Option<i64>) -> Option<i64> {
+    let Ok(messages) = store.outbox_list(after, 1000) else {
+        return after;
+    };
+    let mut last = after;
+    for message in messages {
+        let record = OutboxRecord::read(&message).ok();
+        // The policy's word where there is one (a post has none).
+        let status = record
+            .as_ref()
+            .and_then(|r| r.delivery.as_ref())
+            .map_or(message.status.as_str(), |d| d.status());
+        let (journey, text) = match &record {
+            Some(r) => (r.journey.as_str(), r.subject.as_deref().unwrap_or(&r.body)),
+            None => ("-", ""),
+        };
+        println!(
+            "outbox #{} [{journey}] {} -> {} ({status}): {text}",
+            message.id, message.channel, message.contact_id,
+        );
+        last = Some(message.id);
+    }
+    last
+}
