@@ -1,7 +1,9 @@
 //! The `dripline` command's library: how a deployment is put together
 //! ([`deployment`]), shared by the binary's subcommands and the end-to-end
-//! tests, so both run exactly what `dripline up` runs.
+//! tests, so both run exactly what `dripline up` runs, and who owns a data
+//! directory ([`owner`]).
 
 pub mod deployment;
+pub mod owner;
 
 pub use deployment::{Deployment, Parts};

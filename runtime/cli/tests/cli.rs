@@ -88,3 +88,127 @@ fn schema_prints_the_json_schema_of_journey_files() {
         "journeys/journey.schema.json is stale: run `dripline schema > journeys/journey.schema.json`"
     );
 }
+
+/// `dripline up` on an empty deployment in `dir` (no components, journeys or
+/// manifest), on free ports, its log lines (stdout) sent to the channel.
+fn up_in(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead as _;
+    std::fs::create_dir_all(dir.join("components")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dripline"))
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--root",
+            ".",
+        ])
+        .env("RUST_LOG", "info")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, received)
+}
+
+/// Waits until the log says `dripline up` serves.
+fn wait_until_up(lines: &std::sync::mpsc::Receiver<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line.contains("dripline is up") => return,
+            Ok(_) => {}
+            Err(e) => panic!("dripline up did not come up: {e}"),
+        }
+    }
+    panic!("dripline up did not come up within a minute");
+}
+
+#[test]
+fn a_second_dripline_on_the_same_data_directory_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut first, lines) = up_in(dir.path());
+    wait_until_up(&lines);
+    let second = Command::new(env!("CARGO_BIN_EXE_dripline"))
+        .args([
+            "process",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--root",
+            ".",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr).into_owned();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success(), "the second process ran: {said}");
+    assert!(
+        said.contains("in use by another dripline process")
+            && said.contains(&format!("pid {}", first.id())),
+        "{said}"
+    );
+    // Once the first is gone, the directory is free again.
+    let third = Command::new(env!("CARGO_BIN_EXE_dripline"))
+        .args([
+            "process",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--root",
+            ".",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
+    );
+}
+
+#[test]
+fn sigterm_stops_dripline_up_with_exit_code_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, lines) = up_in(dir.path());
+    wait_until_up(&lines);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running 30 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

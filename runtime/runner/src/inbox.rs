@@ -20,7 +20,12 @@ impl Runner {
     /// processed again; an event that cannot be processed is dead-lettered.
     pub fn process_inbox(&mut self, limit: usize) -> Result<usize, RunnerError> {
         let records = self.store.inbox_peek(limit)?;
+        let mut processed = 0;
         for (key, bytes) in &records {
+            if self.stopping() {
+                break;
+            }
+            processed += 1;
             let now = self.clock.now_ms();
             let mut unit = Unit::new(self.store.as_ref(), now);
             unit.writes.push(Write::inbox_consume(key.clone()));
@@ -38,7 +43,7 @@ impl Runner {
                 Err(InputError::Bad(problem)) => self.dead_letter(key, bytes, &problem)?,
             }
         }
-        Ok(records.len())
+        Ok(processed)
     }
 
     fn on_inbox_event(&self, unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> {

@@ -28,6 +28,7 @@ mod timers;
 mod unit;
 pub mod worker;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dripline_clock::Clock;
@@ -59,6 +60,9 @@ pub struct Runner {
     /// Failure rates of each journey's step runs (the dispatcher keeps its
     /// own for deliveries).
     alerts: Mutex<Alerts>,
+    /// Set when the process is stopping: a pass ends after the input in hand
+    /// instead of working through the whole backlog.
+    stop: Arc<AtomicBool>,
 }
 
 /// What one pass did.
@@ -90,7 +94,20 @@ impl Runner {
             tracker: None,
             allowed_hosts: Vec::new(),
             alerts: Mutex::new(Alerts::new(Failing::StepRuns, AlertConfig::default())),
+            stop: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Ends each pass early once `stop` is set: what is left stays in the
+    /// inbox and the timer index for the next start.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
+    }
+
+    /// Whether the process is stopping.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 
     /// Alerts on a journey's failing step runs by `config` (`[alerts]` in
@@ -137,15 +154,16 @@ impl Runner {
     /// Processes inbox events and due timers until neither is left.
     pub fn run_until_idle(&mut self) -> Result<Progress, RunnerError> {
         let mut total = Progress::default();
-        loop {
+        while !self.stopping() {
             let events = self.process_inbox(256)?;
             let timers = self.fire_due_timers(1024)?;
             total.events += events;
             total.timers += timers;
             if events == 0 && timers == 0 {
-                return Ok(total);
+                break;
             }
         }
+        Ok(total)
     }
 
     /// The version of its journey an enrollment is on.

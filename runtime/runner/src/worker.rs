@@ -14,7 +14,8 @@ use crate::Runner;
 /// outbox messages that are due, re-reads changed journey files every second,
 /// prints each new outbox message, and rests when idle. Stops when `stop` is
 /// set.
-pub fn run_worker(mut runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+pub fn run_worker(runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+    let mut runner = runner.with_stop(stop.clone());
     let mut last_reload = Instant::now();
     let mut printed = None;
     while !stop.load(Ordering::Relaxed) {

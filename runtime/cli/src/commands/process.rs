@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use dripline::owner::DataLock;
 use dripline::{Deployment, Parts};
 use dripline_clock::{Clock, ManualClock, SystemClock};
 use dripline_sandbox::{Sandbox, SandboxConfig};
@@ -25,6 +26,7 @@ pub fn run(
         cache_dir: Some(cache.unwrap_or_else(|| args.data.join("cache"))),
         ..SandboxConfig::default()
     };
+    let _owner = DataLock::acquire(&args.data)?;
     let sandbox = Arc::new(Sandbox::new(config)?);
     let deployment = Deployment::at(&args.root, args.components, &args.data);
     let parts = Parts::open(&deployment, &sandbox)?;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use dripline::owner::DataLock;
 use dripline::{Deployment, Parts};
 use dripline_admin::{ServerState, TrackingState};
 use dripline_clock::{Clock, ScaledClock, SystemClock};
@@ -37,6 +38,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         cache_dir: Some(deployment.data.join("cache")),
         ..SandboxConfig::default()
     };
+    let _owner = DataLock::acquire(&deployment.data)?;
     let sandbox = Arc::new(Sandbox::new(config)?);
     let clock: Arc<dyn Clock> = if (clock_speed - 1.0).abs() < f64::EPSILON {
         Arc::new(SystemClock)
@@ -99,9 +101,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 .block_on(tokio::net::TcpListener::bind(gateway_listen))
                 .with_context(|| format!("binding the gateway to {gateway_listen}"))?;
             tracing::info!(routes = ?webhooks.routes(), "the webhook gateway is up on http://{}", listener.local_addr()?);
-            Some(runtime.spawn(webhooks.serve(listener, async {
-                let _ = tokio::signal::ctrl_c().await;
-            })))
+            Some(runtime.spawn(webhooks.serve(listener, shutdown_signal())))
         }
         None => None,
     };
@@ -110,10 +110,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {listen}"))?;
         tracing::info!("dripline is up on http://{}", listener.local_addr()?);
-        dripline_admin::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+        dripline_admin::serve(listener, state, shutdown_signal()).await?;
         if let Some(webhooks) = webhooks {
             webhooks.await??;
         }
@@ -122,4 +119,26 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     stop_worker.store(true, Ordering::Relaxed);
     let _ = worker_thread.join();
     served
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what systemd, Docker and
+/// Kubernetes send to stop a service): both stop `dripline up` the same way,
+/// the listeners first, then the worker after the input in hand.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            // Without a SIGTERM handler, only Ctrl-C stops it.
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
 }
