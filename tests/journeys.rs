@@ -476,3 +476,52 @@ fn a_journey_version_written_into_the_components_store_neither_blocks_nor_replac
         .collect();
     assert_eq!(tags, ["finished-on-v1"]);
 }
+
+#[test]
+fn two_shoppers_on_one_cart_token_enroll_once_and_the_events_behind_them_still_run() {
+    let mut deployment = Deployment::new(T0);
+    let shopper = |id: &str, email: &str, phone: &str, token: &str, at: i64| {
+        let mut event = checkout(id, email, token, at);
+        event["identities"]["phone"] = json!(phone);
+        event
+    };
+    deployment.receive(shopper(
+        "chk-a",
+        "li@example.com",
+        "+8613800138001",
+        "tok-shared",
+        T0,
+    ));
+    deployment.receive(shopper(
+        "chk-b",
+        "wang@example.com",
+        "+8613800138002",
+        "tok-shared",
+        T0 + 1,
+    ));
+    deployment.receive(shopper(
+        "chk-c",
+        "zhao@example.com",
+        "+8613800138003",
+        "tok-own",
+        T0 + 2,
+    ));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 30 * MINUTE);
+    assert!(
+        deployment.store.inbox_peek(10).unwrap().is_empty(),
+        "nothing is stuck"
+    );
+    let metric = |name: &str| deployment.store.metric_get(name).unwrap();
+    assert_eq!(metric("journey.abandoned-checkout.-.entry_refused"), 1);
+    assert_eq!(metric("runtime.dead_lettered"), 0);
+    let reminded: Vec<usize> = ["li@example.com", "wang@example.com", "zhao@example.com"]
+        .iter()
+        .map(|email| messages_to(&deployment, email).len())
+        .collect();
+    assert_eq!(
+        reminded,
+        [1, 0, 1],
+        "the first shopper and the third are reminded"
+    );
+}

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::Runner;
 use crate::error::InputError;
 use crate::step_run::StepCall;
-use crate::unit::Unit;
+use crate::unit::{Unit, store_key};
 
 impl Runner {
     /// Carries out `actions` and everything they lead to.
@@ -21,11 +21,25 @@ impl Runner {
         actions: Vec<Action>,
     ) -> Result<(), InputError> {
         let mut queue: VecDeque<Action> = actions.into();
+        // The engine emits each enrollment's actions as a group that starts
+        // with its state; the group of a refused entry is skipped whole.
+        let mut skipping = false;
         while let Some(action) = queue.pop_front() {
+            if matches!(action, Action::Enroll(_) | Action::UpdateEnrollment(_)) {
+                skipping = false;
+            }
+            if skipping {
+                continue;
+            }
             match action {
-                Action::Enroll(enrollment) | Action::UpdateEnrollment(enrollment) => {
-                    unit.put_enrollment(enrollment)
+                Action::Enroll(enrollment) => {
+                    if self.refuse_entry(unit, &enrollment)? {
+                        skipping = true;
+                    } else {
+                        unit.put_enrollment(enrollment)
+                    }
                 }
+                Action::UpdateEnrollment(enrollment) => unit.put_enrollment(enrollment),
                 Action::RunStep {
                     enrollment_id,
                     step_id,
@@ -83,6 +97,37 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Whether a new enrollment must be refused because another contact's
+    /// active enrollment of the journey holds its key (`one_active_per`: two
+    /// shoppers on one cart token). The engine sees only the contact's own
+    /// enrollments; the store would refuse the whole input at commit, and the
+    /// input would block the inbox. Refused here, the rest of the event (and
+    /// everything behind it) goes on, and the refusal is counted.
+    fn refuse_entry(
+        &self,
+        unit: &mut Unit<'_>,
+        enrollment: &Enrollment,
+    ) -> Result<bool, InputError> {
+        if enrollment.key.is_empty() {
+            return Ok(false);
+        }
+        let held = unit
+            .store
+            .active_enrollment_by_key(&enrollment.journey, &store_key(enrollment))?;
+        let Some(holder) = held.filter(|h| h.contact_id != enrollment.contact_id) else {
+            return Ok(false);
+        };
+        tracing::info!(
+            journey = %enrollment.journey,
+            contact = %enrollment.contact_id,
+            key = %enrollment.key,
+            holder = %holder.contact_id,
+            "entry refused: another contact's enrollment holds this key"
+        );
+        unit.metric(format!("journey.{}.-.entry_refused", enrollment.journey));
+        Ok(true)
     }
 
     /// Runs a step and asks the engine what its outcome means.

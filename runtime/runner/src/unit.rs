@@ -13,7 +13,7 @@ use crate::error::InputError;
 
 /// The store enforces one active enrollment per (journey, key). The engine's
 /// empty key means "one per contact", which is unique per contact, not global.
-fn store_key(enrollment: &Enrollment) -> String {
+pub(crate) fn store_key(enrollment: &Enrollment) -> String {
     if enrollment.key.is_empty() {
         format!("contact:{}", enrollment.contact_id)
     } else {
