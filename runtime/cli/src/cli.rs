@@ -61,6 +61,33 @@ pub enum Command {
     },
     /// Print the JSON Schema of journey files.
     Schema,
+    /// Events the runner set aside: list them, read one, or put one back in
+    /// the inbox once its cause is fixed. Safe while `dripline up` runs.
+    Deadletters {
+        /// Directory of the database.
+        #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
+        data: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+/// `dripline deadletters ...`.
+#[derive(Subcommand)]
+pub enum DeadLetterAction {
+    /// One line per dead letter, oldest first: its key and its problem.
+    List,
+    /// One dead letter in full, as JSON.
+    Show {
+        /// The key `list` prints.
+        key: String,
+    },
+    /// Put a dead letter back into the inbox, where the runner takes it again.
+    Replay {
+        /// The key `list` prints.
+        key: String,
+    },
 }
 
 /// `dripline up`.

@@ -33,5 +33,6 @@ fn main() -> anyhow::Result<()> {
             println!("{}", dripline_engine::json_schema());
             Ok(())
         }
+        Command::Deadletters { data, action } => commands::deadletters::run(&data, action),
     }
 }

@@ -212,3 +212,66 @@ fn sigterm_stops_dripline_up_with_exit_code_zero() {
     };
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
+
+#[test]
+fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_line() {
+    use dripline_store::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("components")).unwrap();
+    let database = dir.path().join("data/dripline.db");
+    std::fs::create_dir_all(database.parent().unwrap()).unwrap();
+    {
+        let store = dripline_store::SqliteStore::open(&database).unwrap();
+        let write = dripline_store::Write::inbox_put(1_000, "broken-1", b"{not json".to_vec());
+        store.apply(&[write]).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_dripline"))
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let process = [
+        "process",
+        "--data",
+        "data",
+        "--components",
+        "components",
+        "--root",
+        ".",
+    ];
+    assert!(run(&process).0);
+
+    let (ok, listed) = run(&["deadletters", "--data", "data", "list"]);
+    assert!(ok, "{listed}");
+    let line = listed.lines().next().unwrap_or_default().to_string();
+    let (key, problem) = line.split_once('\t').unwrap();
+    assert_eq!(key, "0000000001000/broken-1");
+    assert!(problem.contains("not a canonical event"), "{line}");
+
+    let (ok, shown) = run(&["deadletters", "--data", "data", "show", key]);
+    assert!(ok, "{shown}");
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["record"], "{not json");
+
+    let (ok, said) = run(&["deadletters", "--data", "data", "replay", key]);
+    assert!(ok, "{said}");
+    let store = dripline_store::SqliteStore::open(&database).unwrap();
+    assert_eq!(store.inbox_peek(10).unwrap().len(), 1, "back in the inbox");
+    assert!(
+        run(&["deadletters", "--data", "data", "list"])
+            .1
+            .trim()
+            .is_empty()
+    );
+
+    let (ok, said) = run(&["deadletters", "--data", "data", "replay", key]);
+    assert!(
+        !ok && said.contains(&format!("no dead letter `{key}`")),
+        "{said}"
+    );
+}

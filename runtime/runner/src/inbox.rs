@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use dripline_engine::{Enrollment, Event, Journey, on_enrollment_event, on_event};
-use dripline_store::{OutboxStatus, RUNTIME_KV_STORE, StoreError, Write};
-use serde_json::json;
+use dripline_store::{OutboxStatus, StoreError, Write};
 
 use crate::contacts;
 use crate::error::InputError;
@@ -106,19 +105,9 @@ impl Runner {
     /// component can read or forge it), and takes it out of the inbox.
     fn dead_letter(&self, key: &str, bytes: &[u8], problem: &str) -> Result<(), RunnerError> {
         tracing::error!(inbox = %key, "set aside: {problem}");
-        let record = json!({ "problem": problem, "record": String::from_utf8_lossy(bytes) });
-        self.store.apply(&[
-            Write::KvSet {
-                store: RUNTIME_KV_STORE.into(),
-                key: format!("deadletter/{}", key.trim_start_matches("inbox/")),
-                value: record.to_string().into_bytes(),
-            },
-            Write::inbox_consume(key.to_string()),
-            Write::MetricAdd {
-                name: "runtime.dead_lettered".into(),
-                delta: 1,
-            },
-        ])?;
+        let now = self.clock.now_ms();
+        self.store
+            .apply(&crate::dead_letters::set_aside(key, bytes, problem, now))?;
         Ok(())
     }
 }

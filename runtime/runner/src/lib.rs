@@ -20,6 +20,7 @@
 mod actions;
 pub mod catalog;
 pub mod contacts;
+pub mod dead_letters;
 mod error;
 mod inbox;
 mod step_run;

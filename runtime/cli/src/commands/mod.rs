@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod deadletters;
 pub mod process;
 pub mod up;
 pub mod validate;

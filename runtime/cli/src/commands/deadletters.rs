@@ -1,0 +1,53 @@
+//! `dripline deadletters list|show|replay`: what the runner set aside, and
+//! the way back into the inbox. It takes no ownership of the data directory
+//! (it runs no journeys and delivers nothing), so it works beside a running
+//! `dripline up`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use dripline_runner::dead_letters;
+use dripline_store::SqliteStore;
+use serde_json::json;
+
+use crate::cli::DeadLetterAction;
+
+/// Runs one `deadletters` action on the database in `data`.
+pub fn run(data: &Path, action: DeadLetterAction) -> anyhow::Result<()> {
+    let database = data.join("dripline.db");
+    anyhow::ensure!(
+        database.exists(),
+        "no database at {} (give --data the deployment's data directory)",
+        database.display()
+    );
+    let store =
+        SqliteStore::open(&database).with_context(|| format!("opening {}", database.display()))?;
+    match action {
+        DeadLetterAction::List => {
+            for (key, letter) in dead_letters::list(&store)? {
+                println!("{key}\t{}", letter.problem);
+            }
+        }
+        DeadLetterAction::Show { key } => {
+            let key = key.trim_start_matches(dead_letters::PREFIX);
+            let found = dead_letters::list(&store)?
+                .into_iter()
+                .find(|(k, _)| k == key);
+            let Some((key, letter)) = found else {
+                anyhow::bail!("no dead letter `{key}` (see `dripline deadletters list`)");
+            };
+            let shown = json!({
+                "key": key,
+                "problem": letter.problem,
+                "at": letter.at,
+                "record": letter.record,
+            });
+            println!("{}", serde_json::to_string_pretty(&shown)?);
+        }
+        DeadLetterAction::Replay { key } => {
+            dead_letters::replay(&store, &key)?;
+            println!("{key}: back in the inbox");
+        }
+    }
+    Ok(())
+}
