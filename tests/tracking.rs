@@ -39,6 +39,7 @@ fn serve(deployment: &Deployment) -> Served {
             tracker,
             clock: deployment.clock.clone(),
         }),
+        readiness: None,
     });
     let (runtime, listener) = dripline_tests::loopback(1);
     let addr = listener.local_addr().unwrap();

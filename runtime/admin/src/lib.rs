@@ -16,8 +16,11 @@ use dripline_store::{Outbox, OutboxStatus, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod readiness;
+
 use dripline_clock::Clock;
 use dripline_delivery::tracking::{self, Link, Tracker};
+pub use readiness::{Readiness, Report, WORKER_SILENCE_MS};
 
 /// What the server answers about.
 pub struct ServerState {
@@ -29,6 +32,8 @@ pub struct ServerState {
     pub store: Option<Arc<dyn Outbox>>,
     /// Tracking, when `delivery.toml` gives it a base URL.
     pub tracking: Option<TrackingState>,
+    /// What `/health/ready` reads; without it the route answers 404.
+    pub readiness: Option<Readiness>,
 }
 
 /// What the tracking routes need: where to record, and how to check links.
@@ -45,6 +50,8 @@ pub struct TrackingState {
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
         .route("/admin/outbox", get(outbox))
         .route("/t/o/{token}/{file}", get(open))
         .route("/t/c/{token}/{signature}/{url}", get(click))
@@ -68,6 +75,36 @@ pub async fn serve(
 
 async fn health(State(state): State<Arc<ServerState>>) -> Json<Value> {
     Json(json!({ "status": "ok", "steps": state.steps, "triggers": state.triggers }))
+}
+
+/// Liveness: the process answers. Nothing else, so that an orchestrator
+/// does not restart a process that is merely behind.
+async fn live() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: 200 when the worker is alive and the store answers, 503
+/// otherwise; the body carries the figures either way.
+async fn ready(State(state): State<Arc<ServerState>>) -> Response {
+    if state.readiness.is_none() {
+        return problem(StatusCode::NOT_FOUND, "readiness is not served here");
+    }
+    let task = tokio::task::spawn_blocking(move || state.readiness.as_ref().map(Readiness::report));
+    match task.await {
+        Ok(Some(report)) => {
+            let status = if report.status == "ready" {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (status, Json(report)).into_response()
+        }
+        Ok(None) => problem(StatusCode::NOT_FOUND, "readiness is not served here"),
+        Err(e) => {
+            tracing::error!("readiness: {e}");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
 }
 
 /// The smallest transparent GIF: what an open pixel answers, valid or not, so

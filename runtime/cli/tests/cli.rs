@@ -128,12 +128,21 @@ fn up_in(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>)
     (child, received)
 }
 
-/// Waits until the log says `dripline up` serves.
-fn wait_until_up(lines: &std::sync::mpsc::Receiver<String>) {
+/// Waits until the log says `dripline up` serves; returns the address of its
+/// admin listener.
+fn wait_until_up(lines: &std::sync::mpsc::Receiver<String>) -> String {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         match lines.recv_timeout(left) {
-            Ok(line) if line.contains("dripline is up") => return,
+            Ok(line) if line.contains("dripline is up on http://") => {
+                // The log may be coloured: the address ends where its
+                // characters do.
+                let address = line.rsplit("http://").next().unwrap_or_default();
+                return address
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect();
+            }
             Ok(_) => {}
             Err(e) => panic!("dripline up did not come up: {e}"),
         }
@@ -145,7 +154,7 @@ fn wait_until_up(lines: &std::sync::mpsc::Receiver<String>) {
 fn a_second_dripline_on_the_same_data_directory_is_refused_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let (mut first, lines) = up_in(dir.path());
-    wait_until_up(&lines);
+    let _ = wait_until_up(&lines);
     let second = Command::new(env!("CARGO_BIN_EXE_dripline"))
         .args([
             "process",
@@ -193,7 +202,7 @@ fn a_second_dripline_on_the_same_data_directory_is_refused_naming_the_first() {
 fn sigterm_stops_dripline_up_with_exit_code_zero() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, lines) = up_in(dir.path());
-    wait_until_up(&lines);
+    let _ = wait_until_up(&lines);
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -274,4 +283,55 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
         !ok && said.contains(&format!("no dead letter `{key}`")),
         "{said}"
     );
+}
+
+/// `GET path` on `address` over plain HTTP/1.0: (status, body).
+fn get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+#[test]
+fn readiness_reports_a_live_worker_and_the_backlog_and_liveness_answers_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, lines) = up_in(dir.path());
+    let address = wait_until_up(&lines);
+    let (status, body) = get(&address, "/health/live");
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    // The worker beats once it has finished its first pass.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let report = loop {
+        let (status, body) = get(&address, "/health/ready");
+        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if status == 200 {
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {report}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(report["status"], "ready", "{report}");
+    assert_eq!(report["worker_alive"], true);
+    assert_eq!(report["worker_restarts"], 0);
+    assert_eq!(report["inbox_depth"], 0);
+    assert_eq!(report["dead_letters"], 0);
+    assert_eq!(report["dispatch_backlog"], 0);
 }

@@ -29,7 +29,7 @@ mod timers;
 mod unit;
 pub mod worker;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dripline_clock::Clock;
@@ -64,6 +64,9 @@ pub struct Runner {
     /// Set when the process is stopping: a pass ends after the input in hand
     /// instead of working through the whole backlog.
     stop: Arc<AtomicBool>,
+    /// The clock's time after each batch, for the readiness probe to tell a
+    /// busy worker from a dead one.
+    heartbeat: Arc<AtomicI64>,
 }
 
 /// What one pass did.
@@ -96,7 +99,19 @@ impl Runner {
             allowed_hosts: Vec::new(),
             alerts: Mutex::new(Alerts::new(Failing::StepRuns, AlertConfig::default())),
             stop: Arc::new(AtomicBool::new(false)),
+            heartbeat: Arc::new(AtomicI64::new(0)),
         }
+    }
+
+    /// Writes the clock's time to `heartbeat` after every batch.
+    pub fn with_heartbeat(mut self, heartbeat: Arc<AtomicI64>) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// Records that the worker is alive now.
+    pub fn beat(&self) {
+        self.heartbeat.store(self.clock.now_ms(), Ordering::Relaxed);
     }
 
     /// Ends each pass early once `stop` is set: what is left stays in the
@@ -156,6 +171,7 @@ impl Runner {
     pub fn run_until_idle(&mut self) -> Result<Progress, RunnerError> {
         let mut total = Progress::default();
         while !self.stopping() {
+            self.beat();
             let events = self.process_inbox(256)?;
             let timers = self.fire_due_timers(1024)?;
             total.events += events;

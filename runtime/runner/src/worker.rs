@@ -2,7 +2,7 @@
 //! outbox on one thread, re-reading changed journey files as it goes.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dripline_delivery::{Dispatcher, OutboxRecord};
@@ -19,6 +19,7 @@ pub fn run_worker(runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBo
     let mut last_reload = Instant::now();
     let mut printed = None;
     while !stop.load(Ordering::Relaxed) {
+        runner.beat();
         let busy = match runner.run_until_idle() {
             Ok(progress) => progress.events + progress.timers > 0,
             Err(e) => {
@@ -51,6 +52,33 @@ pub fn run_worker(runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBo
     }
 }
 
+/// Runs `worker` until `stop` is set, starting it again when it dies (a
+/// panic, or a return before the stop): the restart is logged and counted in
+/// `restarts`, which the readiness probe reports. Waits a second between
+/// restarts so that a worker that dies at once does not spin.
+pub fn supervise(stop: &AtomicBool, restarts: &AtomicU64, mut worker: impl FnMut()) {
+    loop {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut worker));
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let why = match &outcome {
+            Ok(()) => "it returned".to_string(),
+            Err(panic) => panic
+                .downcast_ref::<&str>()
+                .map(|m| (*m).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string()),
+        };
+        let count = restarts.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::error!(
+            restarts = count,
+            "the worker died ({why}); starting it again"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn print_outbox(store: &dyn Outbox, after: Option<i64>) -> Option<i64> {
     let Ok(messages) = store.outbox_list(after, 1000) else {
         return after;
@@ -74,4 +102,25 @@ fn print_outbox(store: &dyn Outbox, after: Option<i64>) -> Option<i64> {
         last = Some(message.id);
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_worker_that_panics_is_started_again_and_the_restart_counted() {
+        let stop = AtomicBool::new(false);
+        let restarts = AtomicU64::new(0);
+        let mut runs = 0;
+        supervise(&stop, &restarts, || {
+            runs += 1;
+            if runs == 1 {
+                panic!("a bug in a step's effects");
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!((runs, restarts.load(Ordering::Relaxed)), (2, 1));
+    }
 }

@@ -5,17 +5,18 @@
 //! the admin server health, the outbox and tracking links on another.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use dripline::owner::DataLock;
 use dripline::{Deployment, Parts};
-use dripline_admin::{ServerState, TrackingState};
+use dripline_admin::{Readiness, ServerState, TrackingState};
 use dripline_clock::{Clock, ScaledClock, SystemClock};
 use dripline_gateway_host::{
     DEFAULT_REQUEST_DEADLINE, Gateway, GatewayStore, SpinApp, VariableSource,
 };
+use dripline_runner::worker::{run_worker, supervise};
 use dripline_sandbox::{Sandbox, SandboxConfig};
 
 use crate::cli::UpArgs;
@@ -50,9 +51,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let components = deployment.components.clone();
     let paths = Deployment::at(&deployment.root, deployment.components, &deployment.data);
-    let parts = Parts::open(&paths, &sandbox)?;
+    let parts = Arc::new(Parts::open(&paths, &sandbox)?);
+    // The first worker is built here, so that a deployment that does not
+    // open stops `dripline up` at once; restarts build theirs in the thread.
     let runner = parts.runner(clock.clone())?;
     let dispatcher = parts.dispatcher(clock.clone(), runner.journeys())?;
+    let heartbeat = Arc::new(AtomicI64::new(0));
+    let restarts = Arc::new(AtomicU64::new(0));
 
     // The gateway loads before anything listens, so a bad manifest stops
     // `dripline up` at once; a missing one only leaves webhooks unserved.
@@ -81,7 +86,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         tracking: parts.tracker.clone().map(|tracker| TrackingState {
             store: parts.store(),
             tracker,
-            clock,
+            clock: clock.clone(),
+        }),
+        readiness: Some(Readiness {
+            store: parts.store(),
+            clock: clock.clone(),
+            worker_beat_ms: heartbeat.clone(),
+            worker_restarts: restarts.clone(),
         }),
     });
     tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");
@@ -89,9 +100,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let stop_worker = Arc::new(AtomicBool::new(false));
     let worker_thread = {
         let stop = stop_worker.clone();
+        let mut first = Some((runner, dispatcher));
         std::thread::Builder::new()
             .name("dripline-worker".into())
-            .spawn(move || dripline_runner::worker::run_worker(runner, dispatcher, stop))?
+            .spawn(move || {
+                supervise(&stop, &restarts, || {
+                    let built = match first.take() {
+                        Some(built) => Ok(built),
+                        None => parts.runner(clock.clone()).and_then(|runner| {
+                            let dispatcher = parts.dispatcher(clock.clone(), runner.journeys())?;
+                            Ok((runner, dispatcher))
+                        }),
+                    };
+                    match built {
+                        Ok((runner, dispatcher)) => run_worker(
+                            runner.with_heartbeat(heartbeat.clone()),
+                            dispatcher,
+                            stop.clone(),
+                        ),
+                        Err(e) => tracing::error!("the worker could not start: {e:#}"),
+                    }
+                })
+            })?
     };
 
     let runtime = tokio::runtime::Runtime::new()?;
