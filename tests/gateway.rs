@@ -788,3 +788,27 @@ fn instances_serve_request_after_request_and_are_retired_without_losing_one() {
     assert_eq!(keys(&served, "inbox/").len(), distinct.len());
     assert_eq!(keys(&served, "dedupe/shopify/").len(), distinct.len());
 }
+
+#[test]
+fn a_signed_checkout_with_1499_line_items_is_accepted_with_its_first_items_and_their_count() {
+    let served = serve();
+    let (body, headers) = case("shopify", "checkouts-create");
+    let mut checkout: Value = serde_json::from_slice(&body).unwrap();
+    let item = checkout["line_items"][0].clone();
+    checkout["line_items"] = Value::Array(vec![item; 1_499]);
+    let body = serde_json::to_vec(&checkout).unwrap();
+    let answer = send(
+        served.addr,
+        "POST",
+        "/webhooks/shopify",
+        &shopify_headers(&headers, &body, SHOPIFY_SECRET),
+        &body,
+        Framing::Length,
+    );
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["accepted"], 1);
+    let events = inbox(&served);
+    let properties = &events[0]["properties"];
+    assert_eq!(properties["line_items"].as_array().map(Vec::len), Some(500));
+    assert_eq!(properties["line_items_count"], 1_499);
+}

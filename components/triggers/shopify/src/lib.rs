@@ -31,7 +31,8 @@
 //!   `first_name`, `last_name`, `locale`, `line_items` (`title`,
 //!   `variant_title`, `quantity`, `price`, `line_price`, `sku`, `product_id`,
 //!   `variant_id`, `vendor`, `product_type`, `image` where Shopify sends
-//!   them), money as Shopify's decimal strings, and per topic:
+//!   them; the first 500, with `line_items_count` and `line_items_truncated`
+//!   when there were more), money as Shopify's decimal strings, and per topic:
 //!   checkouts `checkout_id`, `token`, `checkout_token` (= `token`),
 //!   `cart_token`, `abandoned_checkout_url`, `completed_at`; orders
 //!   `order_id`, `order_name`, `order_number`, `checkout_token`,
@@ -51,8 +52,11 @@ use serde_json::{Map, Value, json};
 
 canonical::export_trigger!(handle);
 
-/// A webhook with more line items than this is not a shopper's cart; it is
-/// refused rather than copied into every event and enrollment.
+/// Line items kept per event. A cart with more (a wholesale order, a bot) is
+/// still an authentic delivery and is accepted: its first items are kept, and
+/// `line_items_count` says how many there were, rather than copying them all
+/// into every event and enrollment or refusing it (Shopify retries a refused
+/// webhook and in time drops the subscription).
 pub const MAX_LINE_ITEMS: usize = 500;
 
 /// What kind of record a topic's payload is; it decides where the customer is.
@@ -366,6 +370,12 @@ fn kind_properties(
         }
     }
     if kind != Kind::Customer {
+        if let LineItems::Items(items) = &payload.line_items
+            && items.len() > MAX_LINE_ITEMS
+        {
+            properties.insert("line_items_count".into(), Value::from(items.len()));
+            properties.insert("line_items_truncated".into(), Value::Bool(true));
+        }
         properties.insert("line_items".into(), line_items(&payload.line_items)?);
     }
     Ok(())
@@ -382,14 +392,9 @@ fn line_items(items: &LineItems) -> Result<Value, TriggerError> {
             return Err(TriggerError::Malformed("line_items: not a list".into()));
         }
     };
-    if items.len() > MAX_LINE_ITEMS {
-        return Err(TriggerError::Malformed(format!(
-            "line_items: {} items, more than {MAX_LINE_ITEMS}",
-            items.len()
-        )));
-    }
     items
         .iter()
+        .take(MAX_LINE_ITEMS)
         .enumerate()
         .map(|(index, item)| {
             let item = item.0.as_ref().ok_or_else(|| {
@@ -623,11 +628,16 @@ mod tests {
     }
 
     #[test]
-    fn too_many_line_items_are_refused() {
+    fn a_cart_with_more_line_items_than_kept_is_accepted_with_its_first_items_and_their_count() {
         let mut body = checkout();
-        body["line_items"] = Value::Array(vec![json!({"title": "x"}); MAX_LINE_ITEMS + 1]);
-        assert!(
-            matches!(deliver("checkouts/create", body), Err(TriggerError::Malformed(m)) if m.starts_with("line_items"))
+        body["line_items"] = Value::Array(vec![json!({"title": "x"}); 1_499]);
+        let event = deliver("checkouts/create", body).unwrap();
+        let properties = &event.properties;
+        assert_eq!(
+            properties["line_items"].as_array().map(Vec::len),
+            Some(MAX_LINE_ITEMS)
         );
+        assert_eq!(properties["line_items_count"], 1_499);
+        assert_eq!(properties["line_items_truncated"], true);
     }
 }
