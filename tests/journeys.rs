@@ -525,3 +525,47 @@ fn two_shoppers_on_one_cart_token_enroll_once_and_the_events_behind_them_still_r
         "the first shopper and the third are reminded"
     );
 }
+
+const PREFERRED_GIFT: &str = r#"
+name = "Welcome-back gift"
+version = 1
+
+[trigger]
+event = "member.dormant"
+
+[[steps]]
+id = "gift"
+uses = "send"
+config = { channel = "preferred", template = "welcome-back-gift" }
+next = "tag"
+
+[[steps]]
+id = "tag"
+uses = "tag"
+config = { tag = "gifted" }
+"#;
+
+#[test]
+fn a_send_to_preferred_that_no_channel_can_reach_is_kept_with_the_reason_and_the_journey_goes_on() {
+    let journeys = tempfile::tempdir().unwrap();
+    std::fs::write(journeys.path().join("gift.toml"), PREFERRED_GIFT).unwrap();
+    let mut deployment = Deployment::with_journeys(journeys.path(), T0);
+    deployment.receive(event(
+        "dormant-1",
+        "member.dormant",
+        "li@example.com",
+        json!({}),
+        T0,
+    ));
+    deployment.run_at(T0);
+    let outbox = deployment.outbox();
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].status.as_str(), "suppressed");
+    let reason = outbox[0].content["delivery"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("no channel with consent (tried "),
+        "{reason}"
+    );
+    let tags = deployment.contact_by_email("li@example.com").profile.tags;
+    assert!(tags.contains("gifted"), "the journey went on: {tags:?}");
+}

@@ -11,7 +11,7 @@ use dripline_delivery::names::PREFERRED;
 use dripline_delivery::outbox_record::{Origin, OutboxEntry, OutboxRecord};
 use dripline_delivery::policy::{PastSend, PolicyCall, SendContext, StoredHistory, past_send};
 use dripline_engine::{Enrollment, Journey, StepOutcome, WaitRequest};
-use dripline_sandbox::bindings::{Outcome, StepContext, StepError, WaitFor};
+use dripline_sandbox::bindings::{Outcome, StepContext, StepError, WaitFor, messaging};
 use dripline_sandbox::{Effect, PluginError, StepPlugin, StepRun};
 use dripline_store::Write;
 use serde_json::Value;
@@ -61,8 +61,22 @@ impl Runner {
         };
         let key = call.idempotency_key;
         let step_id = call.step_id;
+        if let Some(outcome) = self.unreachable(unit, enrollment, &call)? {
+            return Ok(outcome);
+        }
         let prepared = self.prepare(unit, enrollment, plugin, call)?;
         let (outcome, run) = invoke(&prepared, key);
+        if let StepOutcome::Failed { reason } = &outcome {
+            // The enrollment ends with this reason; say so where an operator
+            // looks, not only in the engine's exit.
+            tracing::warn!(
+                journey = %enrollment.journey,
+                enrollment = %enrollment.id,
+                contact = %enrollment.contact_id,
+                step = %step_id,
+                "step failed: {reason}"
+            );
+        }
         if !matches!(outcome, StepOutcome::Retry { .. }) {
             let failed = matches!(outcome, StepOutcome::Failed { .. });
             self.count_for_alerts(unit, &prepared.journey.id, failed);
@@ -77,6 +91,55 @@ impl Runner {
             self.apply(unit, enrollment, &prepared, step_id, &run)?;
         }
         Ok(outcome)
+    }
+
+    /// A send to `preferred` for a contact no channel can reach (no consent,
+    /// no address) is not run: the step would look for a template of a
+    /// channel that does not exist and fail without a word. It is kept as a
+    /// suppressed outbox row with the policy's reason, like any send the
+    /// policy holds back, and the journey goes on.
+    fn unreachable(
+        &self,
+        unit: &mut Unit<'_>,
+        enrollment: &Enrollment,
+        call: &StepCall<'_>,
+    ) -> Result<Option<StepOutcome>, InputError> {
+        let config = &call.config;
+        if config.get("channel").and_then(Value::as_str) != Some(PREFERRED) {
+            return Ok(None);
+        }
+        let marketing = config.get("category").and_then(Value::as_str) != Some("transactional");
+        let contact = unit.contact(&enrollment.contact_id)?.wit();
+        if self.policy.resolve_preferred(&contact, marketing).is_some() {
+            return Ok(None);
+        }
+        let tried = self.policy.preference_order(&contact).join(", ");
+        let message = messaging::Message {
+            channel: PREFERRED.to_string(),
+            subject: None,
+            body: String::new(),
+            html: None,
+            category: if marketing {
+                messaging::Category::Marketing
+            } else {
+                messaging::Category::Transactional
+            },
+        };
+        let journey = self.journey_of(enrollment)?.clone();
+        let origin = Origin {
+            enrollment,
+            priority: journey.priority,
+            step: call.step_id,
+            now: unit.now,
+        };
+        let template = config.get("template").and_then(Value::as_str);
+        let delivery =
+            messaging::Delivery::Suppressed(format!("no channel with consent (tried {tried})"));
+        let key = format!("{}/send-0", call.idempotency_key);
+        let entry = OutboxEntry::send(origin, template, &key, &message, &delivery);
+        unit.writes.push(Write::OutboxInsert(entry.into_row()));
+        self.count_for_alerts(unit, &journey.id, false);
+        Ok(Some(StepOutcome::Continue))
     }
 
     fn prepare<'p>(
