@@ -718,3 +718,101 @@ fn sign(secret: &[u8], body: &[u8]) -> String {
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
+
+/// A provider that hangs: `deliver` waits until the test lets it go.
+struct Hanging {
+    entered: Mutex<std::sync::mpsc::Sender<()>>,
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Channel for Hanging {
+    fn deliver(
+        &self,
+        message: &OutboxMessage,
+        _: &OutboxRecord,
+        _: &Contact,
+    ) -> Result<Receipt, DeliveryError> {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.release.lock().unwrap().recv();
+        Ok(Receipt {
+            provider_id: Some(format!("hung-{}", message.id)),
+        })
+    }
+}
+
+#[test]
+fn a_hanging_sms_provider_does_not_hold_up_email_on_its_own_lane() {
+    use dripline_delivery::Lane;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn dripline_store::Store> =
+        Arc::new(dripline_store::SqliteStore::open(dir.path().join("d.db")).unwrap());
+    store
+        .contact_put(Contact {
+            id: "c1".into(),
+            identities: vec![
+                dripline_store::Identity::Email("li@example.com".into()),
+                dripline_store::Identity::Phone("+8613800138000".into()),
+            ],
+            profile: json!({}),
+        })
+        .unwrap();
+    // The SMS is due first: one dispatcher for everything would wait on it.
+    for (n, channel) in ["sms", "email"].into_iter().enumerate() {
+        let record = json!({
+            "journey": "j", "journey_version": 1, "enrollment": "e1", "step": channel,
+            "body": "hello", "category": "marketing",
+            "delivery": { "status": "sent", "id": format!("k{n}") },
+        });
+        store
+            .outbox_insert(dripline_store::NewOutboxMessage {
+                idempotency_key: format!("k{n}"),
+                contact_id: "c1".into(),
+                channel: channel.into(),
+                content: record,
+                status: dripline_store::OutboxStatus::Pending,
+                created_at_ms: 0,
+                deliver_at_ms: n as i64,
+            })
+            .unwrap();
+    }
+    let clock = Arc::new(dripline_clock::ManualClock::new(10));
+    let (entered, in_sms) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel();
+    let mut sms_channels = Channels::embedded();
+    sms_channels.insert(
+        "sms",
+        Configured {
+            channel: Arc::new(Hanging {
+                entered: Mutex::new(entered),
+                release: Mutex::new(released),
+            }),
+            retry: ChannelsConfig::default().retry,
+        },
+    );
+    let mut sms = Dispatcher::new(store.clone(), sms_channels, clock.clone())
+        .on_lane(Lane::Channel("sms".into()));
+    let mut email = Dispatcher::new(store.clone(), Channels::embedded(), clock)
+        .on_lane(Lane::Channel("email".into()));
+
+    let sms_lane = std::thread::spawn(move || sms.run_until_idle().unwrap());
+    in_sms.recv().unwrap();
+    // The SMS provider hangs; the email lane goes on.
+    let report = email.run_until_idle().unwrap();
+    assert_eq!(report.sent, 1);
+    let statuses: Vec<(String, &str)> = store
+        .outbox_list(None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.channel, m.status.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("sms".to_string(), "pending"),
+            ("email".to_string(), "sent")
+        ]
+    );
+    release.send(()).unwrap();
+    assert_eq!(sms_lane.join().unwrap().sent, 1);
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use dripline_clock::Clock;
+use dripline_clock::{Clock, SystemClock};
 use dripline_store::{INBOX_PREFIX, RUNTIME_KV_STORE, Store, StoreError};
 use serde::Serialize;
 
@@ -25,7 +25,7 @@ pub struct Readiness {
     pub store: Arc<dyn Store>,
     /// The time the figures are taken at.
     pub clock: Arc<dyn Clock>,
-    /// When the worker last finished a pass (ms since the epoch; 0: never).
+    /// When the worker last beat, in wall-clock ms since the epoch (0: never).
     pub worker_beat_ms: Arc<AtomicI64>,
     /// How many times the worker was restarted after it died.
     pub worker_restarts: Arc<AtomicU64>,
@@ -60,8 +60,11 @@ impl Readiness {
     /// Takes the figures now. A store that fails is itself the problem.
     pub fn report(&self) -> Report {
         let now = self.clock.now_ms();
+        // The heartbeat is wall-clock time (see `Runner::beat`); the backlog
+        // figures are in the deployment's time, as its timers are.
+        let wall = SystemClock.now_ms();
         let beat = self.worker_beat_ms.load(Ordering::Relaxed);
-        let worker_silent_ms = (beat > 0).then(|| now.saturating_sub(beat));
+        let worker_silent_ms = (beat > 0).then(|| wall.saturating_sub(beat));
         let worker_alive = worker_silent_ms.is_some_and(|silent| silent <= WORKER_SILENCE_MS);
         let mut problems = Vec::new();
         if !worker_alive {
@@ -137,7 +140,10 @@ mod tests {
 
     use super::*;
 
-    fn readiness(store: Arc<MemoryStore>, beat: i64, now: i64) -> Readiness {
+    /// A probe at deployment time `now`, the worker last heard from `silent`
+    /// wall-clock ms ago.
+    fn readiness(store: Arc<MemoryStore>, silent: i64, now: i64) -> Readiness {
+        let beat = SystemClock.now_ms() - silent;
         Readiness {
             store,
             clock: Arc::new(ManualClock::new(now)),
@@ -160,7 +166,7 @@ mod tests {
                 },
             ])
             .unwrap();
-        let alive = readiness(store.clone(), 9_000, 10_000).report();
+        let alive = readiness(store.clone(), 1_000, 10_000).report();
         assert_eq!(alive.status, "ready", "{:?}", alive.problems);
         assert_eq!(
             (
@@ -170,7 +176,7 @@ mod tests {
             ),
             (2, Some(9_000), 6_000)
         );
-        let silent = readiness(store, 9_000, 9_000 + WORKER_SILENCE_MS + 1).report();
+        let silent = readiness(store, WORKER_SILENCE_MS + 1_000, 10_000).report();
         assert_eq!(silent.status, "not ready");
         assert!(!silent.worker_alive);
         assert!(

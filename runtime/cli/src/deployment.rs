@@ -13,7 +13,7 @@ use dripline_delivery::channels::{Channels, ChannelsConfig};
 use dripline_delivery::names::PREFERRED;
 use dripline_delivery::policy::DELIVERY_FILE;
 use dripline_delivery::tracking::Tracker;
-use dripline_delivery::{DeliveryPolicy, Dispatcher};
+use dripline_delivery::{DeliveryPolicy, Dispatcher, Lane};
 use dripline_engine::StepKind;
 use dripline_runner::{Journeys, Runner, Templates};
 use dripline_sandbox::{Plugins, Sandbox};
@@ -147,17 +147,14 @@ impl Parts {
         journeys: &Journeys,
     ) -> anyhow::Result<Dispatcher> {
         let path = &self.deployment.channels;
-        let channels = match &self.channels {
-            Some(config) => {
-                tracing::info!(
-                    channels = ?config.channels.keys().collect::<Vec<_>>(),
-                    "channels from {}",
-                    path.display()
-                );
-                Channels::from_config(config.clone())?
-            }
-            None => Channels::embedded(),
-        };
+        if let Some(config) = &self.channels {
+            tracing::info!(
+                channels = ?config.channels.keys().collect::<Vec<_>>(),
+                "channels from {}",
+                path.display()
+            );
+        }
+        let channels = self.channels()?;
         for (journey, step, channel) in channels_named_by(journeys) {
             if channels.get(channel).is_none() {
                 tracing::error!(
@@ -167,6 +164,23 @@ impl Parts {
             }
         }
         Ok(Dispatcher::new(self.store(), channels, clock))
+    }
+}
+
+impl Parts {
+    /// A dispatcher of one lane (see [`Lane`]), with channels of its own:
+    /// `dripline up` runs one per lane, each on its own thread. The checks and
+    /// the log lines of [`Parts::dispatcher`] are not repeated.
+    pub fn lane_dispatcher(&self, clock: Arc<dyn Clock>, lane: Lane) -> anyhow::Result<Dispatcher> {
+        Ok(Dispatcher::new(self.store(), self.channels()?, clock).on_lane(lane))
+    }
+
+    /// The channels `channels.toml` describes, or the embedded outbox.
+    fn channels(&self) -> anyhow::Result<Channels> {
+        Ok(match &self.channels {
+            Some(config) => Channels::from_config(config.clone())?,
+            None => Channels::embedded(),
+        })
     }
 }
 

@@ -46,12 +46,28 @@ impl DispatchReport {
     }
 }
 
+/// Which messages a dispatcher takes. `dripline up` runs one dispatcher per
+/// configured channel and one for the rest, each on its own thread, so that
+/// a provider that hangs (every call waits out its timeout) delays only its
+/// own channel's messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lane {
+    /// Every due message (tests and `dripline process`).
+    All,
+    /// The due messages of one channel.
+    Channel(String),
+    /// The due messages of channels the deployment does not configure, which
+    /// fail at once with the reason.
+    Unconfigured,
+}
+
 /// See the module documentation.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     channels: Channels,
     clock: Arc<dyn Clock>,
     alerts: Alerts,
+    lane: Lane,
 }
 
 impl Dispatcher {
@@ -63,7 +79,26 @@ impl Dispatcher {
             channels,
             clock,
             alerts,
+            lane: Lane::All,
         }
+    }
+
+    /// Takes only the messages of `lane`.
+    pub fn on_lane(mut self, lane: Lane) -> Self {
+        self.lane = lane;
+        self
+    }
+
+    /// The lanes that together take every message: one per configured
+    /// channel, and the rest.
+    pub fn lanes(&self) -> Vec<Lane> {
+        let mut lanes: Vec<Lane> = self
+            .channels
+            .names()
+            .map(|name| Lane::Channel(name.to_string()))
+            .collect();
+        lanes.push(Lane::Unconfigured);
+        lanes
     }
 
     /// The channels it delivers through.
@@ -89,7 +124,16 @@ impl Dispatcher {
 
     /// Delivers up to `limit` due messages, earliest first.
     pub fn dispatch_due(&mut self, limit: usize) -> Result<DispatchReport, StoreError> {
-        let due = self.store.outbox_due(self.clock.now_ms(), limit)?;
+        let now = self.clock.now_ms();
+        let due = match &self.lane {
+            Lane::All => self.store.outbox_due(now, limit)?,
+            Lane::Channel(channel) => self.store.outbox_due_on(channel, now, limit)?,
+            Lane::Unconfigured => {
+                let mut due = self.store.outbox_due(now, limit)?;
+                due.retain(|m| self.channels.get(&m.channel).is_none());
+                due
+            }
+        };
         let mut report = DispatchReport::default();
         for message in &due {
             match self.dispatch_one(message)? {

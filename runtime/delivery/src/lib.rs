@@ -21,6 +21,6 @@ pub mod policy;
 pub mod recipient;
 pub mod tracking;
 
-pub use dispatcher::{DispatchReport, Dispatcher};
+pub use dispatcher::{DispatchReport, Dispatcher, Lane};
 pub use outbox_record::{Category, DeliveryDecision, OutboxRecord};
 pub use policy::DeliveryPolicy;

@@ -10,11 +10,12 @@ use dripline_store::Outbox;
 
 use crate::Runner;
 
-/// The worker loop of `dripline up`: processes whatever is due, delivers the
-/// outbox messages that are due, re-reads changed journey files every second,
-/// prints each new outbox message, and rests when idle. Stops when `stop` is
-/// set.
-pub fn run_worker(runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+/// The worker loop of `dripline up`: processes whatever is due, re-reads
+/// changed journey files every second, prints each new outbox message, and
+/// rests when idle. Stops when `stop` is set. Delivery runs apart, in
+/// [`run_dispatcher`] loops, so that a slow provider never holds up a
+/// journey.
+pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
     let mut runner = runner.with_stop(stop.clone());
     let mut last_reload = Instant::now();
     let mut printed = None;
@@ -30,13 +31,6 @@ pub fn run_worker(runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBo
         if busy {
             printed = print_outbox(runner.store().as_ref(), printed);
         }
-        let busy = match dispatcher.run_until_idle() {
-            Ok(report) => busy || report.handled() > 0,
-            Err(e) => {
-                tracing::error!("dispatcher: {e}");
-                busy
-            }
-        };
         if last_reload.elapsed() > Duration::from_secs(1) {
             last_reload = Instant::now();
             match runner.reload_journeys() {
@@ -46,6 +40,23 @@ pub fn run_worker(runner: Runner, mut dispatcher: Dispatcher, stop: Arc<AtomicBo
                 Err(e) => tracing::error!("reloading journeys: {e}"),
             }
         }
+        if !busy {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One dispatcher lane's loop: delivers what is due on its lane and rests
+/// when nothing is. Stops when `stop` is set.
+pub fn run_dispatcher(mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let busy = match dispatcher.run_until_idle() {
+            Ok(report) => report.handled() > 0,
+            Err(e) => {
+                tracing::error!("dispatcher: {e}");
+                false
+            }
+        };
         if !busy {
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -779,6 +779,22 @@ pub trait Outbox: Apply {
     /// sent messages costs nothing.
     fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>>;
 
+    /// [`Outbox::outbox_due`] on one channel: the queue of a dispatcher lane
+    /// that delivers only that channel, so a provider that hangs holds up
+    /// its own messages and no others. The default filters the whole queue;
+    /// a backend with an index does better.
+    fn outbox_due_on(
+        &self,
+        channel: &str,
+        now_ms: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
+        let mut due = self.outbox_due(now_ms, usize::MAX)?;
+        due.retain(|m| m.channel == channel);
+        due.truncate(limit);
+        Ok(due)
+    }
+
     /// Every message to a contact, in insertion order.
     fn outbox_of_contact(&self, contact_id: &str) -> Result<Vec<OutboxMessage>>;
 

@@ -983,6 +983,32 @@ impl Outbox for SqliteStore {
         Ok(rows)
     }
 
+    fn outbox_due_on(
+        &self,
+        channel: &str,
+        now_ms: Millis,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox INDEXED BY outbox_due
+             WHERE status = ?1 AND deliver_at <= ?2 AND channel = ?3
+             ORDER BY deliver_at, id LIMIT ?4"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![
+                    OutboxStatus::Pending.as_str(),
+                    now_ms,
+                    channel,
+                    sql_limit(limit)
+                ],
+                outbox_from_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
+
     fn outbox_due(&self, now_ms: Millis, limit: usize) -> Result<Vec<OutboxMessage>> {
         let conn = self.reader()?;
         let mut stmt = conn.prepare_cached(&format!(

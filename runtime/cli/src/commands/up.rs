@@ -13,10 +13,11 @@ use dripline::owner::DataLock;
 use dripline::{Deployment, Parts};
 use dripline_admin::{Readiness, ServerState, TrackingState};
 use dripline_clock::{Clock, ScaledClock, SystemClock};
+use dripline_delivery::Lane;
 use dripline_gateway_host::{
     DEFAULT_REQUEST_DEADLINE, Gateway, GatewayStore, SpinApp, VariableSource,
 };
-use dripline_runner::worker::{run_worker, supervise};
+use dripline_runner::worker::{run_dispatcher, run_worker, supervise};
 use dripline_sandbox::{Sandbox, SandboxConfig};
 
 use crate::cli::UpArgs;
@@ -98,31 +99,56 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");
 
     let stop_worker = Arc::new(AtomicBool::new(false));
-    let worker_thread = {
+    let mut threads = Vec::new();
+    for lane in dispatcher.lanes() {
+        let lane_dispatcher = parts.lane_dispatcher(clock.clone(), lane.clone())?;
+        let (stop, restarts, parts, clock) = (
+            stop_worker.clone(),
+            restarts.clone(),
+            parts.clone(),
+            clock.clone(),
+        );
+        let mut first = Some(lane_dispatcher);
+        let name = match &lane {
+            Lane::Channel(channel) => format!("dripline-send-{channel}"),
+            Lane::Unconfigured | Lane::All => "dripline-send".to_string(),
+        };
+        threads.push(std::thread::Builder::new().name(name).spawn(move || {
+            supervise(&stop, &restarts, || {
+                let built = match first.take() {
+                    Some(built) => Ok(built),
+                    None => parts.lane_dispatcher(clock.clone(), lane.clone()),
+                };
+                match built {
+                    Ok(dispatcher) => run_dispatcher(dispatcher, stop.clone()),
+                    Err(e) => tracing::error!("a dispatcher could not start: {e:#}"),
+                }
+            })
+        })?);
+    }
+    drop(dispatcher);
+    {
         let stop = stop_worker.clone();
-        let mut first = Some((runner, dispatcher));
-        std::thread::Builder::new()
-            .name("dripline-worker".into())
-            .spawn(move || {
-                supervise(&stop, &restarts, || {
-                    let built = match first.take() {
-                        Some(built) => Ok(built),
-                        None => parts.runner(clock.clone()).and_then(|runner| {
-                            let dispatcher = parts.dispatcher(clock.clone(), runner.journeys())?;
-                            Ok((runner, dispatcher))
-                        }),
-                    };
-                    match built {
-                        Ok((runner, dispatcher)) => run_worker(
-                            runner.with_heartbeat(heartbeat.clone()),
-                            dispatcher,
-                            stop.clone(),
-                        ),
-                        Err(e) => tracing::error!("the worker could not start: {e:#}"),
-                    }
-                })
-            })?
-    };
+        let mut first = Some(runner);
+        threads.push(
+            std::thread::Builder::new()
+                .name("dripline-worker".into())
+                .spawn(move || {
+                    supervise(&stop, &restarts, || {
+                        let built = match first.take() {
+                            Some(built) => Ok(built),
+                            None => parts.runner(clock.clone()),
+                        };
+                        match built {
+                            Ok(runner) => {
+                                run_worker(runner.with_heartbeat(heartbeat.clone()), stop.clone())
+                            }
+                            Err(e) => tracing::error!("the worker could not start: {e:#}"),
+                        }
+                    })
+                })?,
+        );
+    }
 
     let runtime = tokio::runtime::Runtime::new()?;
     let webhooks = match webhooks {
@@ -147,7 +173,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     stop_worker.store(true, Ordering::Relaxed);
-    let _ = worker_thread.join();
+    for thread in threads {
+        let _ = thread.join();
+    }
     served
 }
 
