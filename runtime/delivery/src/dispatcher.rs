@@ -17,6 +17,7 @@
 //! failure-rate [`Alerts`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dripline_clock::Clock;
 use dripline_store::{
@@ -68,6 +69,9 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     alerts: Alerts,
     lane: Lane,
+    /// Set when the process is stopping: a pass ends after the message in
+    /// hand, recorded, rather than working through the whole queue.
+    stop: Arc<AtomicBool>,
 }
 
 impl Dispatcher {
@@ -80,7 +84,15 @@ impl Dispatcher {
             clock,
             alerts,
             lane: Lane::All,
+            stop: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Ends each pass early once `stop` is set; what is left stays pending
+    /// for the next start.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = stop;
+        self
     }
 
     /// Takes only the messages of `lane`.
@@ -111,15 +123,16 @@ impl Dispatcher {
     /// one due later waits for a later call.
     pub fn run_until_idle(&mut self) -> Result<DispatchReport, StoreError> {
         let mut total = DispatchReport::default();
-        loop {
+        while !self.stop.load(Ordering::Relaxed) {
             let pass = self.dispatch_due(256)?;
             total.sent += pass.sent;
             total.retried += pass.retried;
             total.failed += pass.failed;
             if pass.handled() == 0 {
-                return Ok(total);
+                break;
             }
         }
+        Ok(total)
     }
 
     /// Delivers up to `limit` due messages, earliest first.
@@ -136,6 +149,9 @@ impl Dispatcher {
         };
         let mut report = DispatchReport::default();
         for message in &due {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
             match self.dispatch_one(message)? {
                 Outcome::Sent => report.sent += 1,
                 Outcome::Retry => report.retried += 1,

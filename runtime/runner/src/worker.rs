@@ -48,7 +48,8 @@ pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
 
 /// One dispatcher lane's loop: delivers what is due on its lane and rests
 /// when nothing is. Stops when `stop` is set.
-pub fn run_dispatcher(mut dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+pub fn run_dispatcher(dispatcher: Dispatcher, stop: Arc<AtomicBool>) {
+    let mut dispatcher = dispatcher.with_stop(stop.clone());
     while !stop.load(Ordering::Relaxed) {
         let busy = match dispatcher.run_until_idle() {
             Ok(report) => report.handled() > 0,

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use dripline::owner::DataLock;
@@ -22,7 +22,12 @@ use dripline_sandbox::{Sandbox, SandboxConfig};
 
 use crate::cli::UpArgs;
 
-/// Runs `dripline up` until Ctrl-C.
+/// How long the worker and the dispatchers get to finish what they hold once
+/// a stop is asked for; supervisors send SIGKILL some time after SIGTERM
+/// (Kubernetes: 30 s by default).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `dripline up` until Ctrl-C or SIGTERM.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let UpArgs {
         deployment,
@@ -172,9 +177,23 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     });
+    // The listeners are closed (a provider's retry finds no one and tries
+    // again later); the worker and the dispatchers finish the input and the
+    // message in hand, each recorded, within the grace period.
     stop_worker.store(true, Ordering::Relaxed);
-    for thread in threads {
-        let _ = thread.join();
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (finished, running): (Vec<_>, Vec<_>) = threads.into_iter().partition(|t| t.is_finished());
+    finished.into_iter().for_each(|t| drop(t.join()));
+    if !running.is_empty() {
+        // What they hold is not recorded as done, so the next start takes it
+        // again under the same idempotency keys.
+        tracing::warn!(
+            threads = running.len(),
+            "stopping with work in hand after the {SHUTDOWN_GRACE:?} grace period"
+        );
     }
     served
 }
