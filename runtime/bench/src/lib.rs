@@ -2,11 +2,13 @@
 //! [`steps`] (a step call through the sandbox against the step natively),
 //! [`timers`] (the scheduler with a million timers pending), [`ingest`]
 //! (signed webhooks over loopback through the gateway, against the same path
-//! natively) and [`crash`] (SIGKILL at random points, then compare). Each
+//! natively), [`crash`] (SIGKILL at random points, then compare) and
+//! [`fuzz`] (mutated inputs through every parser of outside input). Each
 //! prints its figures with a baseline measured in the same run; run them from
 //! a release build with `./dev bench NAME`.
 
 pub mod crash;
+pub mod fuzz;
 pub mod ingest;
 pub mod steps;
 pub mod timers;

@@ -64,6 +64,23 @@ enum Bench {
         )]
         components: PathBuf,
     },
+    /// Mutated inputs through every trigger, the signature checks, the
+    /// journey parser and CEL; fails if any input panics.
+    Fuzz {
+        /// Inputs per target (there are 8 targets).
+        #[arg(long, default_value_t = 1_250_000)]
+        inputs: u64,
+        /// Seed of the mutations; a run repeats exactly.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Accepted for symmetry with the other benchmarks; fuzzing needs none.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+    },
     /// Signed Shopify webhooks over HTTP on loopback (from `wrk`) into the
     /// inbox, and the same path natively.
     Ingest {
@@ -135,6 +152,34 @@ fn main() -> anyhow::Result<()> {
             println!("missed: {}", report.missed);
             println!("elapsed: {:.1} s", started.elapsed().as_secs_f64());
             if report.lost + report.duplicated + report.missed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Bench::Fuzz {
+            inputs,
+            seed,
+            components: _,
+        } => {
+            let reports = dripline_bench::fuzz::run(std::path::Path::new("."), inputs, seed)?;
+            let (mut total, mut panics) = (0, 0);
+            for r in &reports {
+                println!(
+                    "{}: {} inputs, {} panics, slowest {} µs, {:.0} inputs/s",
+                    r.name,
+                    r.inputs,
+                    r.panics,
+                    r.slowest.as_micros(),
+                    r.inputs as f64 / r.elapsed.as_secs_f64().max(1e-9)
+                );
+                for crash in &r.crashes {
+                    println!("  kept: {}", crash.display());
+                }
+                total += r.inputs;
+                panics += r.panics;
+            }
+            println!("total: {total} inputs, {panics} panics");
+            if panics > 0 {
                 std::process::exit(1);
             }
             Ok(())
