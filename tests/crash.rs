@@ -6,27 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
-
 use dripline_bench::crash::{Drill, DrillReport, run};
-use dripline_tests::components_dir;
-
-/// The `dripline` binary of this build: `cargo test` builds it beside the test
-/// executables (`target/<profile>/deps/..` -> `target/<profile>/dripline`).
-fn dripline_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let binary = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .join("dripline");
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        binary.display()
-    );
-    binary
-}
+use dripline_tests::{components_dir, dripline_binary};
 
 #[test]
 fn a_process_killed_at_random_points_loses_nothing_misses_nothing_and_repeats_nothing() {

@@ -22,6 +22,23 @@ pub fn component(name: &str) -> PathBuf {
     components_dir().join(format!("{}.wasm", name.replace('-', "_")))
 }
 
+/// The `dripline` binary of this build: `cargo test` builds it beside the test
+/// executables (`target/<profile>/deps/..` -> `target/<profile>/dripline`).
+pub fn dripline_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
+    let binary = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("dripline"))
+        .unwrap_or_default();
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}
+
 /// The repository's root.
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
