@@ -169,7 +169,8 @@ fn a_signed_shopify_checkout_reaches_the_shoppers_inbox_as_the_three_hour_email(
     assert_eq!(mail.to, ["li.wei@example.com"]);
     assert_eq!(mail.from, "shop@acme.example");
     assert!(
-        mail.data.contains("Subject: Li, you left something in your cart"),
+        mail.data
+            .contains("Subject: Li, you left something in your cart"),
         "{}",
         mail.data
     );

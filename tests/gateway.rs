@@ -812,3 +812,28 @@ fn a_signed_checkout_with_1499_line_items_is_accepted_with_its_first_items_and_t
     assert_eq!(properties["line_items"].as_array().map(Vec::len), Some(500));
     assert_eq!(properties["line_items_count"], 1_499);
 }
+
+#[test]
+fn two_hundred_slow_uploads_do_not_stop_a_normal_webhook() {
+    let served = serve();
+    // Each sends its headers and a little of its body, then waits: what a
+    // slow or hostile sender does. None may hold one of the sandbox's
+    // instances (the harness's pool has 32) while it trickles.
+    let slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut stream = TcpStream::connect(served.addr).unwrap();
+            write!(
+                stream,
+                "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                 X-Shopify-Topic: checkouts/create\r\nContent-Length: 4000\r\n\r\n{{\"id\":"
+            )
+            .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = post_shopify(&served, "checkouts-create", SHOPIFY_SECRET);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.json()["accepted"], 1);
+    drop(slow);
+}

@@ -294,7 +294,15 @@ impl Gateway {
         let Some(route) = self.routes.iter().find(|r| r.pattern.matches(&path)) else {
             return plain(404, r#"{"error":"no route","field":null}"#);
         };
-        match tokio::time::timeout(self.deadline, self.run(route, request)).await {
+        // The body is read before the request takes an instance, within the
+        // same deadline: a sender that trickles its upload holds a buffer and
+        // a task, not one of the sandbox's instances (which journey steps
+        // share), so a hundred slow uploads cannot starve the others.
+        let run = async {
+            let request = buffered(request).await?;
+            self.run(route, request).await
+        };
+        match tokio::time::timeout(self.deadline, run).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 tracing::error!(component = %route.pattern.component, "the gateway failed: {e:#}");
@@ -310,7 +318,7 @@ impl Gateway {
     async fn run(
         &self,
         route: &Route,
-        request: hyper::Request<hyper::body::Incoming>,
+        request: hyper::Request<BufferedBody>,
     ) -> anyhow::Result<hyper::Response<HyperOutgoingBody>> {
         let ready = route.idle.take();
         let (mut store, proxy, served) = match ready {
@@ -409,6 +417,43 @@ fn compile_route(
         None => bytes,
     };
     Ok(sandbox.compile(&component.id, &bytes)?)
+}
+
+/// How much of a body the host reads before the gateway sees it: one byte
+/// more than the gateway component accepts (`MAX_BODY` in
+/// `components/gateway`, 1 MiB), so that it still answers an over-size body
+/// with its own 413, having read no more than that.
+const BUFFERED_BODY: usize = (1 << 20) + 1;
+
+/// A request body read in full (up to [`BUFFERED_BODY`]) by the host.
+type BufferedBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+/// Reads the request's body into memory, up to [`BUFFERED_BODY`] bytes.
+async fn buffered(
+    request: hyper::Request<hyper::body::Incoming>,
+) -> anyhow::Result<hyper::Request<BufferedBody>> {
+    let (parts, mut body) = request.into_parts();
+    // A declared length over the limit is answered from the header alone
+    // (413 at once): nothing of such a body is read.
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    let mut bytes = Vec::new();
+    while bytes.len() < BUFFERED_BODY && declared.is_none_or(|n| n < BUFFERED_BODY) {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        if let Ok(data) = frame?.into_data() {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    bytes.truncate(BUFFERED_BODY);
+    let body = http_body_util::Full::new(Bytes::from(bytes))
+        .map_err(|never| match never {})
+        .boxed();
+    Ok(hyper::Request::from_parts(parts, body))
 }
 
 fn plain(status: u16, body: &'static str) -> hyper::Response<HyperOutgoingBody> {
