@@ -3,6 +3,7 @@
 //! sandbox set up the way the tests need it.
 
 pub mod flaky;
+pub mod process;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};

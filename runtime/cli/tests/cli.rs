@@ -11,14 +11,21 @@ fn repo() -> PathBuf {
 }
 
 fn dripline(args: &[&str]) -> (bool, String) {
+    let (ok, stdout, _) = dripline_in(&repo(), args);
+    (ok, stdout)
+}
+
+/// `dripline args` in `dir`: (success, stdout, stderr).
+fn dripline_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_dripline"))
         .args(args)
-        .current_dir(repo())
+        .current_dir(dir)
         .output()
         .unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
 
@@ -89,139 +96,6 @@ fn schema_prints_the_json_schema_of_journey_files() {
     );
 }
 
-/// `dripline up` on an empty deployment in `dir` (no components, journeys or
-/// manifest), on free ports, its log lines (stdout) sent to the channel.
-fn up_in(dir: &Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead as _;
-    std::fs::create_dir_all(dir.join("components")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dripline"))
-        .args([
-            "up",
-            "--listen",
-            "127.0.0.1:0",
-            "--gateway-listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--root",
-            ".",
-        ])
-        .env("RUST_LOG", "info")
-        .current_dir(dir)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (child, received)
-}
-
-/// Waits until the log says `dripline up` serves; returns the address of its
-/// admin listener.
-fn wait_until_up(lines: &std::sync::mpsc::Receiver<String>) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line.contains("dripline is up on http://") => {
-                // The log may be coloured: the address ends where its
-                // characters do.
-                let address = line.rsplit("http://").next().unwrap_or_default();
-                return address
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect();
-            }
-            Ok(_) => {}
-            Err(e) => panic!("dripline up did not come up: {e}"),
-        }
-    }
-    panic!("dripline up did not come up within a minute");
-}
-
-#[test]
-fn a_second_dripline_on_the_same_data_directory_is_refused_naming_the_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut first, lines) = up_in(dir.path());
-    let _ = wait_until_up(&lines);
-    let second = Command::new(env!("CARGO_BIN_EXE_dripline"))
-        .args([
-            "process",
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--root",
-            ".",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&second.stderr).into_owned();
-    first.kill().unwrap();
-    first.wait().unwrap();
-    assert!(!second.status.success(), "the second process ran: {said}");
-    assert!(
-        said.contains("in use by another dripline process")
-            && said.contains(&format!("pid {}", first.id())),
-        "{said}"
-    );
-    // Once the first is gone, the directory is free again.
-    let third = Command::new(env!("CARGO_BIN_EXE_dripline"))
-        .args([
-            "process",
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--root",
-            ".",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        third.status.success(),
-        "{}",
-        String::from_utf8_lossy(&third.stderr)
-    );
-}
-
-#[test]
-fn sigterm_stops_dripline_up_with_exit_code_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, lines) = up_in(dir.path());
-    let _ = wait_until_up(&lines);
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0), "{status:?}");
-}
-
 #[test]
 fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_line() {
     use dripline_store::prelude::*;
@@ -235,14 +109,8 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
         store.apply(&[write]).unwrap();
     }
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_dripline"))
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
+        let (ok, stdout, stderr) = dripline_in(dir.path(), args);
+        (ok, stdout + &stderr)
     };
     let process = [
         "process",
@@ -283,55 +151,4 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
         !ok && said.contains(&format!("no dead letter `{key}`")),
         "{said}"
     );
-}
-
-/// `GET path` on `address` over plain HTTP/1.0: (status, body).
-fn get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = answer
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    (status, body)
-}
-
-#[test]
-fn readiness_reports_a_live_worker_and_the_backlog_and_liveness_answers_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, lines) = up_in(dir.path());
-    let address = wait_until_up(&lines);
-    let (status, body) = get(&address, "/health/live");
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
-    // The worker beats once it has finished its first pass.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let report = loop {
-        let (status, body) = get(&address, "/health/ready");
-        let report: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if status == 200 {
-            break report;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never ready: {report}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(report["status"], "ready", "{report}");
-    assert_eq!(report["worker_alive"], true);
-    assert_eq!(report["worker_restarts"], 0);
-    assert_eq!(report["inbox_depth"], 0);
-    assert_eq!(report["dead_letters"], 0);
-    assert_eq!(report["dispatch_backlog"], 0);
 }
