@@ -28,17 +28,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDate, NaiveTime};
 use chrono_tz::Tz;
 use dripline_engine::Duration;
-use dripline_engine::local_time::{LocalTime, next_local_time};
-use dripline_sandbox::bindings::{ConsentState, Contact, HostError, messaging};
+use dripline_engine::local_time::LocalTime;
+use dripline_sandbox::bindings::{Contact, HostError, messaging};
 use dripline_sandbox::step::{Decision, Messenger};
 use dripline_store::Outbox;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::names::{CHANNELS, PREFERRED, PREFERRED_CHANNEL};
+use crate::names::{CHANNELS, PREFERRED_CHANNEL};
 use crate::outbox_record::{OutboxRecord, fingerprint};
 
 /// Why `delivery.toml` cannot be used; the text names the file and the field.
@@ -390,126 +389,10 @@ pub fn past_send(record: &OutboxRecord, deliver_at_ms: i64) -> Option<PastSend> 
     })
 }
 
-/// The decision for one message. Checks run from the most to the least
-/// fundamental, so the recorded reason is the one that matters most: the
-/// channel, consent, dedupe, priority, then quiet hours and the daily cap
-/// (which look at the day the message would actually arrive).
-pub fn decide(
-    policy: &DeliveryPolicy,
-    context: &SendContext,
-    contact: &Contact,
-    message: &messaging::Message,
-    idempotency_key: &str,
-) -> Result<Decision, HostError> {
-    let marketing = message.category == messaging::Category::Marketing;
-    let requested = message.channel.as_str();
-    let candidates: Vec<String> = if requested == PREFERRED {
-        policy.preference_order(contact)
-    } else if CHANNELS.contains(&requested) {
-        vec![requested.to_string()]
-    } else {
-        return Err(HostError::InvalidInput(format!(
-            "channel `{requested}` is not configured (known: {}, or `{PREFERRED}`)",
-            CHANNELS.join(", ")
-        )));
-    };
-    let reachable = candidates
-        .iter()
-        .find(|c| consent_allows(contact, c, marketing) && can_reach(contact, c));
-    let Some(channel) = reachable.cloned() else {
-        let channel = candidates.first().cloned().unwrap_or_default();
-        let reason = if requested == PREFERRED {
-            format!("no channel with consent (tried {})", candidates.join(", "))
-        } else if !consent_allows(contact, &channel, marketing) {
-            format!("no consent for {channel}")
-        } else {
-            format!("no {} address for {channel}", address_kind(&channel))
-        };
-        return Ok(suppressed(channel, reason));
-    };
-    if !marketing {
-        return Ok(Decision {
-            channel,
-            delivery: messaging::Delivery::Sent(idempotency_key.to_string()),
-        });
-    }
+mod rules;
 
-    let now = context.now;
-    let print = fingerprint(message);
-    let dedupe = policy.dedupe_window.as_offset();
-    if let Some(same) = context
-        .history
-        .iter()
-        .find(|p| p.fingerprint == print && (now - p.deliver_at).abs() < dedupe)
-    {
-        return Ok(suppressed(
-            channel,
-            format!(
-                "same content already sent within {} (journey {})",
-                policy.dedupe_window, same.journey
-            ),
-        ));
-    }
-    let window = policy.priority_window.as_offset();
-    if let Some(higher) = context.history.iter().find(|p| {
-        p.journey != context.journey
-            && p.priority > context.priority
-            && (now - p.deliver_at).abs() < window
-    }) {
-        return Ok(suppressed(
-            channel,
-            format!(
-                "priority: journey {} (priority {}) reaches this contact within {}",
-                higher.journey, higher.priority, policy.priority_window
-            ),
-        ));
-    }
-
-    let deliver_at = match &policy.quiet_hours {
-        Some(quiet) if in_window(now, quiet, context.zone) => {
-            next_local_time(now, quiet.end, context.zone)
-        }
-        _ => now,
-    };
-    let day = local_date(deliver_at, context.zone);
-    let same_day = |p: &&PastSend| p.marketing && local_date(p.deliver_at, context.zone) == day;
-    if let Some(cap) = policy.max_per_day {
-        let count = context.history.iter().filter(same_day).count();
-        if count >= cap as usize {
-            return Ok(suppressed(
-                channel,
-                format!("frequency cap {cap}/day reached"),
-            ));
-        }
-    }
-    if let Some(cap) = context.journey_max_per_day {
-        let count = context
-            .history
-            .iter()
-            .filter(same_day)
-            .filter(|p| p.journey == context.journey)
-            .count();
-        if count >= cap as usize {
-            return Ok(suppressed(
-                channel,
-                format!("journey frequency cap {cap}/day reached"),
-            ));
-        }
-    }
-    let delivery = if deliver_at > now {
-        messaging::Delivery::Deferred(deliver_at)
-    } else {
-        messaging::Delivery::Sent(idempotency_key.to_string())
-    };
-    Ok(Decision { channel, delivery })
-}
-
-fn suppressed(channel: String, reason: String) -> Decision {
-    Decision {
-        channel,
-        delivery: messaging::Delivery::Suppressed(reason),
-    }
-}
+pub use rules::decide;
+use rules::{can_reach, consent_allows};
 
 /// The channel the contact last engaged on, as the inbox consumer records it.
 fn preferred_channel(contact: &Contact) -> Option<String> {
@@ -518,61 +401,11 @@ fn preferred_channel(contact: &Contact) -> Option<String> {
     CHANNELS.contains(&channel).then(|| channel.to_string())
 }
 
-/// Marketing needs a yes; a transactional message stops only at an explicit no.
-fn consent_allows(contact: &Contact, channel: &str, marketing: bool) -> bool {
-    let consent = contact
-        .consent
-        .iter()
-        .find(|c| c.channel == channel)
-        .map(|c| c.state)
-        .unwrap_or(ConsentState::Unknown);
-    if marketing {
-        consent == ConsentState::Granted
-    } else {
-        consent != ConsentState::Denied
-    }
-}
-
-fn can_reach(contact: &Contact, channel: &str) -> bool {
-    match channel {
-        "email" => contact.identities.email.is_some(),
-        "sms" => contact.identities.phone.is_some(),
-        _ => true,
-    }
-}
-
-fn address_kind(channel: &str) -> &'static str {
-    match channel {
-        "email" => "email",
-        "sms" => "phone",
-        _ => "known",
-    }
-}
-
-fn local_date(at: i64, zone: Tz) -> Option<NaiveDate> {
-    DateTime::from_timestamp_millis(at).map(|t| t.with_timezone(&zone).date_naive())
-}
-
-/// Whether `at` falls inside the quiet window in `zone`; a window whose end is
-/// before its start spans midnight.
-fn in_window(at: i64, quiet: &QuietHours, zone: Tz) -> bool {
-    let Some(time) = DateTime::from_timestamp_millis(at).map(|t| t.with_timezone(&zone).time())
-    else {
-        return false;
-    };
-    let (start, end): (NaiveTime, NaiveTime) = (quiet.start.time(), quiet.end.time());
-    if start <= end {
-        start <= time && time < end
-    } else {
-        time >= start || time < end
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use dripline_sandbox::bindings::{ChannelConsent, Identities};
+    use dripline_sandbox::bindings::{ChannelConsent, ConsentState, Identities};
 
     /// 2026-11-18 10:00 in Shanghai (02:00 UTC).
     const MORNING: i64 = 1_794_967_200_000;
