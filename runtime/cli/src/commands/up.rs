@@ -39,6 +39,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         variables_file,
         clock_speed,
     } = args;
+    // The signal handlers are in place before anything starts, so a SIGTERM
+    // that comes early (a supervisor that changed its mind) still stops the
+    // process cleanly instead of killing it.
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stopping = {
+        let _entered = runtime.enter();
+        stop_on_signals()?
+    };
     let config = SandboxConfig {
         deadline: Duration::from_millis(deadline_ms),
         memory_limit: memory_mib << 20,
@@ -155,14 +163,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
 
-    let runtime = tokio::runtime::Runtime::new()?;
     let webhooks = match webhooks {
         Some(webhooks) => {
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(gateway_listen))
                 .with_context(|| format!("binding the gateway to {gateway_listen}"))?;
             tracing::info!(routes = ?webhooks.routes(), "the webhook gateway is up on http://{}", listener.local_addr()?);
-            Some(runtime.spawn(webhooks.serve(listener, shutdown_signal())))
+            Some(runtime.spawn(webhooks.serve(listener, stopped(stopping.clone()))))
         }
         None => None,
     };
@@ -171,7 +178,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {listen}"))?;
         tracing::info!("dripline is up on http://{}", listener.local_addr()?);
-        dripline_admin::serve(listener, state, shutdown_signal()).await?;
+        dripline_admin::serve(listener, state, stopped(stopping)).await?;
         if let Some(webhooks) = webhooks {
             webhooks.await??;
         }
@@ -198,24 +205,27 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     served
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (what systemd, Docker and
-/// Kubernetes send to stop a service): both stop `dripline up` the same way,
-/// the listeners first, then the worker after the input in hand.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            // Without a SIGTERM handler, only Ctrl-C stops it.
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await
-            }
+/// Registers the handlers of SIGINT (Ctrl-C) and SIGTERM (what systemd,
+/// Docker and Kubernetes send to stop a service) at once, and returns a flag
+/// that turns true when either arrives: both stop `dripline up` the same way,
+/// the listeners first, then the worker after the input in hand. Call it
+/// inside the runtime.
+fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+        let _ = stop.send(true);
+    });
+    Ok(stopping)
+}
+
+/// Resolves once a stop was asked for.
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
