@@ -113,7 +113,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let stop_worker = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    for lane in dispatcher.lanes() {
+    // Without channels.toml every channel is the embedded outbox, which
+    // cannot hang: one lane does.
+    let lanes = match &parts.channels {
+        Some(_) => dispatcher.lanes(),
+        None => vec![Lane::All],
+    };
+    for lane in lanes {
         let lane_dispatcher = parts.lane_dispatcher(clock.clone(), lane.clone())?;
         let (stop, restarts, parts, clock) = (
             stop_worker.clone(),
