@@ -3,6 +3,8 @@
 //! click redirect, unsubscribe). The webhook gateway has its own listener
 //! (`dripline-gateway-host`).
 
+mod readiness;
+
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -15,8 +17,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dripline_store::{Outbox, OutboxStatus, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-mod readiness;
 
 use dripline_clock::Clock;
 use dripline_delivery::tracking::{self, Link, Tracker};

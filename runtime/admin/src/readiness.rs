@@ -15,9 +15,9 @@ use serde::Serialize;
 /// A pass over a large backlog beats once per batch, well within this.
 pub const WORKER_SILENCE_MS: i64 = 60_000;
 
-/// Counts above this are reported as this (with `+` in the text), so a
-/// readiness probe never scans a huge backlog.
-const COUNT_CAP: usize = 10_000;
+/// Counts stop at this, so that a probe (an orchestrator asks every few
+/// seconds) reads at most this many records of a backlog, not all of it.
+const COUNT_CAP: usize = 1_000;
 
 /// What the readiness probe reads.
 pub struct Readiness {

@@ -121,11 +121,6 @@ impl OutboxRecord {
             .map_err(|e| format!("outbox message {}: unreadable record: {e}", message.id))
     }
 
-    /// Reads the content of a row about to be inserted.
-    pub fn read_new(row: &NewOutboxMessage) -> Result<Self, String> {
-        Self::deserialize(&row.content).map_err(|e| format!("outbox record: {e}"))
-    }
-
     /// Whether the policy held this message back (it never reached anyone).
     pub fn is_suppressed(&self) -> bool {
         matches!(self.delivery, Some(DeliveryDecision::Suppressed { .. }))

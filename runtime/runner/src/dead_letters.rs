@@ -83,19 +83,28 @@ pub fn list(store: &dyn KeyValue) -> Result<Vec<(String, DeadLetter)>, StoreErro
         .collect())
 }
 
+/// Dead letter `key` (as `list` names it), if there is one.
+pub fn get(store: &dyn KeyValue, key: &str) -> Result<Option<DeadLetter>, ReplayError> {
+    let key = key.trim_start_matches(PREFIX);
+    let Some(value) = store.kv_get(RUNTIME_KV_STORE, &format!("{PREFIX}{key}"))? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&value)
+        .map(Some)
+        .map_err(|e| ReplayError::Unreadable {
+            key: key.to_string(),
+            problem: e.to_string(),
+        })
+}
+
 /// Puts dead letter `key` back into the inbox, where the runner takes it
 /// again, and removes the dead letter, in one transaction.
 pub fn replay(store: &dyn KeyValue, key: &str) -> Result<(), ReplayError> {
     let key = key.trim_start_matches(PREFIX);
-    let stored_key = format!("{PREFIX}{key}");
-    let Some(value) = store.kv_get(RUNTIME_KV_STORE, &stored_key)? else {
+    let Some(letter) = get(store, key)? else {
         return Err(ReplayError::NotFound(key.to_string()));
     };
-    let letter: DeadLetter =
-        serde_json::from_slice(&value).map_err(|e| ReplayError::Unreadable {
-            key: key.to_string(),
-            problem: e.to_string(),
-        })?;
+    let stored_key = format!("{PREFIX}{key}");
     store.apply(&[
         Write::KvSet {
             store: dripline_store::DEFAULT_KV_STORE.into(),

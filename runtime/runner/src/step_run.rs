@@ -8,12 +8,11 @@
 use std::sync::Arc;
 
 use dripline_delivery::names::PREFERRED;
-use dripline_delivery::outbox_record::{Origin, OutboxEntry, OutboxRecord};
-use dripline_delivery::policy::{PastSend, PolicyCall, SendContext, StoredHistory, past_send};
+use dripline_delivery::outbox_record::{Origin, OutboxEntry};
+use dripline_delivery::policy::{PolicyCall, SendContext, StoredHistory};
 use dripline_engine::{Enrollment, Journey, StepOutcome, WaitRequest};
 use dripline_sandbox::bindings::{Outcome, StepContext, StepError, WaitFor, messaging};
 use dripline_sandbox::{Effect, PluginError, StepPlugin, StepRun};
-use dripline_store::Write;
 use serde_json::Value;
 
 use crate::Runner;
@@ -113,7 +112,6 @@ impl Runner {
         if self.policy.resolve_preferred(&contact, marketing).is_some() {
             return Ok(None);
         }
-        let tried = self.policy.preference_order(&contact).join(", ");
         let message = messaging::Message {
             channel: PREFERRED.to_string(),
             subject: None,
@@ -133,11 +131,11 @@ impl Runner {
             now: unit.now,
         };
         let template = config.get("template").and_then(Value::as_str);
-        let delivery =
-            messaging::Delivery::Suppressed(format!("no channel with consent (tried {tried})"));
+        let delivery = messaging::Delivery::Suppressed(self.policy.no_preferred_channel(&contact));
         let key = format!("{}/send-0", call.idempotency_key);
-        let entry = OutboxEntry::send(origin, template, &key, &message, &delivery);
-        unit.writes.push(Write::OutboxInsert(entry.into_row()));
+        unit.queue_outbox(OutboxEntry::send(
+            origin, template, &key, &message, &delivery,
+        ));
         self.count_for_alerts(unit, &journey.id, false);
         Ok(Some(StepOutcome::Continue))
     }
@@ -178,11 +176,11 @@ impl Runner {
             .get("template")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let history = pending_sends(
-            unit,
-            &enrollment.contact_id,
-            SendContext::lookback_ms(&self.policy),
-        );
+        // What this unit is about to send the contact (another journey may
+        // have sent on the same event a moment ago); the stored outbox joins
+        // it when the step's first send is decided.
+        let since = unit.now - SendContext::lookback_ms(&self.policy);
+        let history = unit.sends_to(&enrollment.contact_id, since);
         let now = unit.now;
         let contact = unit.contact(&enrollment.contact_id)?;
         let send_context = SendContext {
@@ -267,7 +265,7 @@ impl Runner {
                 } => OutboxEntry::post(origin, idempotency_key, url, body),
                 _ => continue,
             };
-            unit.writes.push(Write::OutboxInsert(entry.into_row()));
+            unit.queue_outbox(entry);
         }
         let contact = unit.contact_mut(&enrollment.contact_id)?;
         for effect in &run.effects {
@@ -345,21 +343,4 @@ fn step_outcome(outcome: Outcome) -> StepOutcome {
             after_ms: retry.after,
         },
     }
-}
-
-/// What this unit is about to send the contact (another journey may have
-/// sent on the same event a moment ago); the stored outbox joins it when the
-/// step's first send is decided ([`StoredHistory`]).
-fn pending_sends(unit: &Unit<'_>, contact_id: &str, lookback_ms: i64) -> Vec<PastSend> {
-    let since = unit.now - lookback_ms;
-    unit.writes
-        .iter()
-        .filter_map(|w| match w {
-            Write::OutboxInsert(row) if row.contact_id == contact_id => {
-                past_send(&OutboxRecord::read_new(row).ok()?, row.deliver_at_ms)
-            }
-            _ => None,
-        })
-        .filter(|p| p.deliver_at >= since)
-        .collect()
 }

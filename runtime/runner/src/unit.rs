@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use dripline_delivery::outbox_record::OutboxEntry;
+use dripline_delivery::policy::{PastSend, past_send};
 use dripline_engine::Enrollment;
 use dripline_store::{Store, StoreError, Write};
 
@@ -38,6 +40,8 @@ pub(crate) struct Unit<'a> {
     dirty_contacts: BTreeSet<String>,
     dirty_enrollments: BTreeSet<String>,
     metrics: HashMap<String, i64>,
+    /// The sends queued in `writes`, by contact, as the policy weighs them.
+    sends: Vec<(String, PastSend)>,
     pub(crate) writes: Vec<Write>,
 }
 
@@ -51,6 +55,7 @@ impl<'a> Unit<'a> {
             dirty_contacts: BTreeSet::new(),
             dirty_enrollments: BTreeSet::new(),
             metrics: HashMap::new(),
+            sends: Vec::new(),
             writes: Vec::new(),
         }
     }
@@ -154,6 +159,24 @@ impl<'a> Unit<'a> {
             }
         }
         Ok(list)
+    }
+
+    /// Queues an outbox row, and remembers it for the policy's later
+    /// decisions in this unit (a second journey sending on the same event).
+    pub(crate) fn queue_outbox(&mut self, entry: OutboxEntry) {
+        if let Some(send) = past_send(&entry.record, entry.deliver_at_ms) {
+            self.sends.push((entry.contact_id.clone(), send));
+        }
+        self.writes.push(Write::OutboxInsert(entry.into_row()));
+    }
+
+    /// The sends this unit has queued for `contact_id`, due from `since` on.
+    pub(crate) fn sends_to(&self, contact_id: &str, since: i64) -> Vec<PastSend> {
+        self.sends
+            .iter()
+            .filter(|(to, send)| to == contact_id && send.deliver_at >= since)
+            .map(|(_, send)| send.clone())
+            .collect()
     }
 
     pub(crate) fn metric(&mut self, name: String) {

@@ -30,10 +30,7 @@ pub fn run(data: &Path, action: DeadLetterAction) -> anyhow::Result<()> {
         }
         DeadLetterAction::Show { key } => {
             let key = key.trim_start_matches(dead_letters::PREFIX);
-            let found = dead_letters::list(&store)?
-                .into_iter()
-                .find(|(k, _)| k == key);
-            let Some((key, letter)) = found else {
+            let Some(letter) = dead_letters::get(&store, key)? else {
                 anyhow::bail!("no dead letter `{key}` (see `dripline deadletters list`)");
             };
             let shown = json!({

@@ -197,6 +197,15 @@ impl DeliveryPolicy {
         list
     }
 
+    /// Why `preferred` reaches this contact on no channel: the reason a send
+    /// to it is suppressed with.
+    pub fn no_preferred_channel(&self, contact: &Contact) -> String {
+        format!(
+            "no channel with consent (tried {})",
+            self.preference_order(contact).join(", ")
+        )
+    }
+
     /// The channel `preferred` means for this contact: the first in
     /// [`Self::preference_order`] with consent and an address; `None` if no
     /// channel qualifies.

@@ -83,7 +83,7 @@ fn channel(
     }
     let channel = candidates.first().cloned().unwrap_or_default();
     let reason = if requested == PREFERRED {
-        format!("no channel with consent (tried {})", candidates.join(", "))
+        policy.no_preferred_channel(contact)
     } else if !consent_allows(contact, &channel, marketing) {
         format!("no consent for {channel}")
     } else {
