@@ -1,8 +1,10 @@
-//! What the runner does when the store fails for a moment while it processes
-//! an input: the input stays where it is and is processed once the store is
-//! back. An inbox event is never dead-lettered and a timer never acknowledged
-//! for a failure that was the store's, not the input's. The real `tag`
-//! component runs on a real SQLite file behind a store that fails on demand.
+//! What the runner does when an input fails. When the store fails for a
+//! moment, the input stays where it is and is processed once the store is
+//! back: an inbox event is never dead-lettered and a timer never acknowledged
+//! for a failure that was the store's, not the input's. An input that cannot
+//! be processed is tried again with backoff and then set aside as a dead
+//! letter, which replays. The real `tag` component runs on a real SQLite file
+//! behind a store that fails on demand.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -164,4 +166,105 @@ fn a_store_failure_while_a_timer_fires_leaves_it_unacknowledged_and_it_fires_aft
     assert_eq!(tags(&setup.store), ["welcomed"]);
     assert_eq!(setup.store.timers_pending_count().unwrap(), 0);
     assert!(setup.clock.now_ms() > T0);
+}
+
+/// What an input that cannot be processed goes through: a retry after 1 s,
+/// 4 s and 16 s, then the dead letter, and the events behind it processed all
+/// the while.
+fn run_through_the_backoff(setup: &mut Setup) {
+    for wait in [1_000, 4_000, 16_000] {
+        setup.runner.run_until_idle().unwrap();
+        assert_eq!(setup.store.metric_get("runtime.dead_lettered").unwrap(), 0);
+        setup.clock.advance(wait - 1);
+        setup.runner.run_until_idle().unwrap();
+        setup.clock.advance(1);
+    }
+    setup.runner.run_until_idle().unwrap();
+}
+
+#[test]
+fn an_event_that_cannot_be_processed_is_tried_four_times_then_dead_lettered_while_the_events_behind_it_go_on()
+ {
+    let mut setup = setup();
+    setup
+        .store
+        .apply(&[Write::inbox_put(T0 - 1, "garbled", b"{\"id\": ".to_vec())])
+        .unwrap();
+    joined(&setup.store, T0);
+    let first = setup.runner.run_until_idle().unwrap();
+    assert_eq!(
+        first.events, 2,
+        "the event behind the garbled one is processed"
+    );
+    assert_eq!(
+        setup.store.timers_pending_count().unwrap(),
+        1,
+        "the member is enrolled and waits"
+    );
+    let head = setup.store.inbox_peek(10).unwrap();
+    assert_eq!(head.len(), 1, "the garbled record waits for its retry");
+
+    run_through_the_backoff(&mut setup);
+    assert!(setup.store.inbox_peek(10).unwrap().is_empty());
+    assert_eq!(setup.store.metric_get("runtime.dead_lettered").unwrap(), 1);
+    let letters = dripline_runner::dead_letters::list(setup.store.as_ref()).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (name, letter) = &letters[0];
+    assert_eq!(letter.attempts, 4);
+    assert!(
+        letter.problem.contains("not a canonical event"),
+        "{letter:?}"
+    );
+    assert_eq!(letter.record, "{\"id\": ");
+
+    // A replay puts it back with a fresh set of attempts.
+    dripline_runner::dead_letters::replay(setup.store.as_ref(), name, setup.clock.now_ms())
+        .unwrap();
+    setup.runner.run_until_idle().unwrap();
+    assert_eq!(setup.store.inbox_peek(10).unwrap().len(), 1);
+    assert!(
+        dripline_runner::dead_letters::list(setup.store.as_ref())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_timer_that_cannot_be_processed_is_set_again_with_backoff_then_dead_lettered_and_the_others_fire()
+ {
+    let mut setup = setup();
+    joined(&setup.store, T0);
+    setup.runner.run_until_idle().unwrap();
+    setup
+        .store
+        .timer_set("garbled", T0 + HOUR, b"{\"enrollment_id\": 7")
+        .unwrap();
+    setup.clock.advance(HOUR);
+    let fired = setup.runner.run_until_idle().unwrap();
+    assert_eq!(fired.timers, 2);
+    assert_eq!(tags(&setup.store), ["welcomed"], "the good timer fired");
+    assert_eq!(
+        setup.store.timers_pending_count().unwrap(),
+        1,
+        "the garbled one is set again for later"
+    );
+
+    run_through_the_backoff(&mut setup);
+    assert_eq!(setup.store.timers_pending_count().unwrap(), 0);
+    assert_eq!(setup.store.metric_get("runtime.timer_failed").unwrap(), 4);
+    let letters = dripline_runner::dead_letters::list(setup.store.as_ref()).unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let (name, letter) = &letters[0];
+    assert_eq!(name, "timer/garbled");
+    assert_eq!(letter.attempts, 4);
+    assert_eq!(letter.timer.as_ref().unwrap().due_at, T0 + HOUR + 21_000);
+
+    dripline_runner::dead_letters::replay(setup.store.as_ref(), name, setup.clock.now_ms())
+        .unwrap();
+    assert_eq!(
+        setup.store.timers_pending_count().unwrap(),
+        1,
+        "back, due now"
+    );
+    assert_eq!(setup.runner.run_until_idle().unwrap().timers, 1);
 }

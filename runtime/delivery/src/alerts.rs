@@ -152,6 +152,39 @@ impl Alerts {
     }
 }
 
+impl Alerts {
+    /// Raises the alert that an input was set aside as a dead letter (named
+    /// `name`, as `dripline deadletters list` shows it): an error line, and a
+    /// post to `[alerts] webhook` under an idempotency key per dead letter.
+    /// Every dead letter alerts: each is an input that needs a person.
+    pub fn raise_dead_letter(&self, name: &str, problem: &str, attempts: u32) {
+        tracing::error!(
+            dead_letter = %name,
+            attempts,
+            "ALERT: an input was set aside after {attempts} attempts: {problem} (see `dripline deadletters show {name}`)"
+        );
+        let Some(url) = &self.config.webhook else {
+            return;
+        };
+        let body = json!({
+            "alert": "dead-letter",
+            "dead_letter": name,
+            "problem": problem,
+            "attempts": attempts,
+        });
+        let key = format!("dead-letter/{name}");
+        if let Err(e) = self.http.post(
+            "the alert webhook",
+            url,
+            "application/json",
+            &[("Idempotency-Key", &key)],
+            body.to_string().as_bytes(),
+        ) {
+            tracing::error!("the alert could not be posted: {e}");
+        }
+    }
+}
+
 impl Alert {
     /// The metric the alert counts: `alerts.<journey>` for sends,
     /// `alerts.<journey>.steps` for step runs.

@@ -1,9 +1,12 @@
-//! Dead letters: inbox events the runner set aside because they could not be
-//! processed as they are (they do not parse, or name a journey version that
-//! is not loaded). Each keeps the record as it was in the inbox, the problem
-//! and when it was set aside, in the runtime's own key-value store, so an
-//! operator can list and read them and, once the cause is fixed (a journey
-//! file restored, a component updated), replay them into the inbox.
+//! Dead letters: inbox events and timers the runner set aside because they
+//! could not be processed as they are (they do not parse, name a journey
+//! version that is not loaded, or a bug panicked on them), after the bounded
+//! attempts of [`crate::retries`]. Each keeps the input as it was (the inbox
+//! record, or the timer's key, due time and payload), the last problem, the
+//! attempts and when it was set aside, in the runtime's own key-value store,
+//! so an operator can list and read them and, once the cause is fixed (a
+//! journey file restored, a component updated), replay them: an event into
+//! the inbox, a timer into the timer index, due at once.
 
 use dripline_store::{INBOX_PREFIX, KeyValue, Millis, RUNTIME_KV_STORE, StoreError, Write};
 use serde::{Deserialize, Serialize};
@@ -22,6 +25,37 @@ pub struct DeadLetter {
     /// When it was set aside, in ms since the epoch.
     #[serde(default)]
     pub at: Millis,
+    /// How many times it was tried.
+    #[serde(default = "one")]
+    pub attempts: u32,
+    /// Set when the input was a timer rather than an inbox event; `record`
+    /// is then the timer's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timer: Option<TimerOrigin>,
+}
+
+/// Where a dead timer was in the timer index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimerOrigin {
+    /// The timer's key.
+    pub key: String,
+    /// When it was due, in ms since the epoch.
+    pub due_at: Millis,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The name of inbox record `inbox_key` among dead letters and retries.
+pub(crate) fn inbox_name(inbox_key: &str) -> &str {
+    inbox_key.trim_start_matches(INBOX_PREFIX)
+}
+
+/// The name of timer `key` among dead letters and retries; inbox names start
+/// with a 13-digit time, so the two never meet.
+pub(crate) fn timer_name(key: &str) -> String {
+    format!("timer/{key}")
 }
 
 /// Why a dead letter cannot be replayed.
@@ -43,27 +77,70 @@ pub enum ReplayError {
     Store(#[from] StoreError),
 }
 
-/// The writes that set an inbox record aside: the dead letter, the record's
-/// removal from the inbox, and the count.
-pub(crate) fn set_aside(inbox_key: &str, bytes: &[u8], problem: &str, now: Millis) -> Vec<Write> {
+/// The writes that set an inbox record aside after `attempts` attempts: the
+/// dead letter, the record's removal from the inbox, and the count.
+pub(crate) fn set_aside(
+    inbox_key: &str,
+    bytes: &[u8],
+    problem: &str,
+    attempts: u32,
+    now: Millis,
+) -> Vec<Write> {
     let letter = DeadLetter {
         problem: problem.to_string(),
         record: String::from_utf8_lossy(bytes).into_owned(),
         at: now,
+        attempts,
+        timer: None,
     };
     vec![
-        Write::KvSet {
-            store: RUNTIME_KV_STORE.into(),
-            key: format!("{PREFIX}{}", inbox_key.trim_start_matches(INBOX_PREFIX)),
-            // A struct of strings and a number always serializes.
-            value: serde_json::to_vec(&letter).unwrap_or_default(),
-        },
+        letter_write(inbox_name(inbox_key), &letter),
         Write::inbox_consume(inbox_key.to_string()),
-        Write::MetricAdd {
-            name: "runtime.dead_lettered".into(),
-            delta: 1,
-        },
+        count(),
     ]
+}
+
+/// The writes that set a claimed timer aside after `attempts` attempts: the
+/// dead letter, the timer's acknowledgement, and the count.
+pub(crate) fn set_aside_timer(
+    timer: &dripline_store::Timer,
+    problem: &str,
+    attempts: u32,
+    now: Millis,
+) -> Vec<Write> {
+    let letter = DeadLetter {
+        problem: problem.to_string(),
+        record: String::from_utf8_lossy(&timer.payload).into_owned(),
+        at: now,
+        attempts,
+        timer: Some(TimerOrigin {
+            key: timer.key.clone(),
+            due_at: timer.due_at_ms,
+        }),
+    };
+    vec![
+        letter_write(&timer_name(&timer.key), &letter),
+        Write::TimerAck {
+            key: timer.key.clone(),
+        },
+        count(),
+    ]
+}
+
+fn letter_write(name: &str, letter: &DeadLetter) -> Write {
+    Write::KvSet {
+        store: RUNTIME_KV_STORE.into(),
+        key: format!("{PREFIX}{name}"),
+        // A struct of strings and numbers always serializes.
+        value: serde_json::to_vec(letter).unwrap_or_default(),
+    }
+}
+
+fn count() -> Write {
+    Write::MetricAdd {
+        name: "runtime.dead_lettered".into(),
+        delta: 1,
+    }
 }
 
 /// Every dead letter, oldest first, by its key (without the prefix).
@@ -77,6 +154,8 @@ pub fn list(store: &dyn KeyValue) -> Result<Vec<(String, DeadLetter)>, StoreErro
                 problem: format!("(this dead letter does not read: {e})"),
                 record: String::from_utf8_lossy(&value).into_owned(),
                 at: 0,
+                attempts: 0,
+                timer: None,
             });
             (key, letter)
         })
@@ -97,20 +176,30 @@ pub fn get(store: &dyn KeyValue, key: &str) -> Result<Option<DeadLetter>, Replay
         })
 }
 
-/// Puts dead letter `key` back into the inbox, where the runner takes it
-/// again, and removes the dead letter, in one transaction.
-pub fn replay(store: &dyn KeyValue, key: &str) -> Result<(), ReplayError> {
+/// Puts dead letter `key` back where the runner takes it again (an event
+/// into the inbox under its old key, a timer into the timer index due at
+/// `now`) and removes the dead letter, in one transaction. The replayed input
+/// gets a fresh set of attempts.
+pub fn replay(store: &dyn KeyValue, key: &str, now: Millis) -> Result<(), ReplayError> {
     let key = key.trim_start_matches(PREFIX);
     let Some(letter) = get(store, key)? else {
         return Err(ReplayError::NotFound(key.to_string()));
     };
     let stored_key = format!("{PREFIX}{key}");
-    store.apply(&[
-        Write::KvSet {
+    let back = match &letter.timer {
+        Some(origin) => Write::TimerSet {
+            key: origin.key.clone(),
+            due_at_ms: now,
+            payload: letter.record.into_bytes(),
+        },
+        None => Write::KvSet {
             store: dripline_store::DEFAULT_KV_STORE.into(),
             key: format!("{INBOX_PREFIX}{key}"),
             value: letter.record.into_bytes(),
         },
+    };
+    store.apply(&[
+        back,
         Write::KvConsume {
             store: RUNTIME_KV_STORE.into(),
             key: stored_key,
@@ -135,22 +224,54 @@ mod tests {
             .apply(&[Write::inbox_put(7, "e1", b"{oops".to_vec())])
             .unwrap();
         store
-            .apply(&set_aside(&inbox_key, b"{oops", "not a canonical event", 9))
+            .apply(&set_aside(
+                &inbox_key,
+                b"{oops",
+                "not a canonical event",
+                4,
+                9,
+            ))
             .unwrap();
         let listed = list(&store).unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].1.problem, "not a canonical event");
+        assert_eq!(listed[0].1.attempts, 4);
         assert!(store.inbox_peek(10).unwrap().is_empty());
 
-        replay(&store, &listed[0].0).unwrap();
+        replay(&store, &listed[0].0, 10).unwrap();
         assert_eq!(
             store.inbox_peek(10).unwrap(),
             [(inbox_key, b"{oops".to_vec())]
         );
         assert!(list(&store).unwrap().is_empty());
         assert!(matches!(
-            replay(&store, &listed[0].0),
+            replay(&store, &listed[0].0, 10),
             Err(ReplayError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_dead_timer_replays_into_the_timer_index_due_at_once() {
+        let store = MemoryStore::new();
+        store.timer_set("t1", 5, b"{\"timer\":1}").unwrap();
+        let claimed = store.claim_due_timers(5, 10, 60_000).unwrap();
+        store
+            .apply(&set_aside_timer(
+                &claimed[0],
+                "journey j v9 is not known",
+                4,
+                6,
+            ))
+            .unwrap();
+        assert_eq!(store.timers_pending_count().unwrap(), 0);
+        let listed = list(&store).unwrap();
+        assert_eq!(listed[0].0, "timer/t1");
+        assert_eq!(listed[0].1.timer.as_ref().unwrap().due_at, 5);
+
+        replay(&store, "timer/t1", 100).unwrap();
+        let due = store.claim_due_timers(100, 10, 60_000).unwrap();
+        assert_eq!((due[0].key.as_str(), due[0].due_at_ms), ("t1", 100));
+        assert_eq!(due[0].payload, b"{\"timer\":1}");
+        assert!(list(&store).unwrap().is_empty());
     }
 }

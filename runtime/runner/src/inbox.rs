@@ -9,6 +9,7 @@ use dripline_store::{OutboxStatus, StoreError, Write};
 
 use crate::contacts;
 use crate::error::InputError;
+use crate::retries::Verdict;
 use crate::unit::Unit;
 use crate::{Runner, RunnerError};
 
@@ -16,33 +17,77 @@ impl Runner {
     /// Processes up to `limit` inbox events, oldest first, one transaction each:
     /// the event's consequences and its removal from the inbox commit together.
     /// A store failure stops the pass and leaves the event in the inbox, to be
-    /// processed again; an event that cannot be processed is dead-lettered.
+    /// processed again. An event that cannot be processed is tried again after
+    /// a backoff ([`crate::retries`]), and set aside as a dead letter after the
+    /// last attempt; the events behind it go on meanwhile.
     pub fn process_inbox(&mut self, limit: usize) -> Result<usize, RunnerError> {
-        let records = self.store.inbox_peek(limit)?;
+        // Events waiting out a backoff sit at the head of the inbox; reading
+        // past them keeps the pass's share of the others.
+        let waiting = self.retries.waiting(self.store.as_ref())?.min(10_000);
+        let records = self.store.inbox_peek(limit + waiting)?;
         let mut processed = 0;
         for (key, bytes) in &records {
-            if self.stopping() {
+            if self.stopping() || processed == limit {
                 break;
             }
-            processed += 1;
             let now = self.clock.now_ms();
+            let name = crate::dead_letters::inbox_name(key);
+            if self.retries.backing_off(self.store.as_ref(), name, now)? {
+                continue;
+            }
+            processed += 1;
             let mut unit = Unit::new(self.store.as_ref(), now);
             unit.writes.push(Write::inbox_consume(key.clone()));
-            let outcome = match serde_json::from_slice::<Event>(bytes) {
+            let outcome = caught(|| match serde_json::from_slice::<Event>(bytes) {
                 Ok(event) => self.on_inbox_event(&mut unit, &event),
                 Err(e) => Err(InputError::bad(format!("not a canonical event: {e}"))),
-            };
+            });
             match outcome {
-                Ok(()) => match unit.commit() {
-                    // Another worker consumed it first: its result stands.
-                    Err(StoreError::Gone { .. }) => {}
-                    other => other?,
-                },
+                Ok(()) => {
+                    let retried = self.retries.succeeded(self.store.as_ref(), name)?;
+                    unit.writes.extend(retried);
+                    match unit.commit() {
+                        // Another worker consumed it first: its result stands.
+                        Err(StoreError::Gone { .. }) => {}
+                        other => other?,
+                    }
+                    self.retries.forget(name);
+                }
                 Err(InputError::Store(e)) => return Err(e.into()),
-                Err(InputError::Bad(problem)) => self.dead_letter(key, bytes, &problem)?,
+                Err(InputError::Bad(problem)) => self.failed_event(key, bytes, &problem)?,
             }
         }
         Ok(processed)
+    }
+
+    /// Counts a failed attempt at inbox record `key`: a retry later, or the
+    /// dead letter after the last attempt.
+    fn failed_event(&mut self, key: &str, bytes: &[u8], problem: &str) -> Result<(), RunnerError> {
+        let now = self.clock.now_ms();
+        let name = crate::dead_letters::inbox_name(key);
+        let verdict = self
+            .retries
+            .failed(self.store.as_ref(), name, problem, now)?;
+        match &verdict {
+            Verdict::Later { at, writes } => {
+                tracing::warn!(inbox = %key, retry_at = at, "not processed, to be tried again: {problem}");
+                self.store.apply(writes)?;
+            }
+            Verdict::GiveUp { attempts, writes } => {
+                let mut writes = writes.clone();
+                writes.extend(crate::dead_letters::set_aside(
+                    key, bytes, problem, *attempts, now,
+                ));
+                match self.store.apply(&writes) {
+                    // Another worker consumed it first.
+                    Err(StoreError::Gone { .. }) => {}
+                    other => drop(other?),
+                }
+                self.raise_dead_letter(name, problem, *attempts);
+            }
+        }
+        self.retries.committed(name, &verdict, problem);
+        Ok(())
     }
 
     fn on_inbox_event(&self, unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> {
@@ -101,15 +146,30 @@ impl Runner {
         self.drive(unit, actions)
     }
 
-    /// Sets an event aside with its problem, in the runtime's own store (no
-    /// component can read or forge it), and takes it out of the inbox.
-    fn dead_letter(&self, key: &str, bytes: &[u8], problem: &str) -> Result<(), RunnerError> {
-        tracing::error!(inbox = %key, "set aside: {problem}");
-        let now = self.clock.now_ms();
-        self.store
-            .apply(&crate::dead_letters::set_aside(key, bytes, problem, now))?;
-        Ok(())
+    /// Alerts on a dead letter.
+    pub(crate) fn raise_dead_letter(&self, name: &str, problem: &str, attempts: u32) {
+        match self.alerts.lock() {
+            Ok(alerts) => alerts.raise_dead_letter(name, problem, attempts),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .raise_dead_letter(name, problem, attempts),
+        }
     }
+}
+
+/// Runs one input's processing, turning a panic (a bug the input provoked)
+/// into a failure of that input alone: it is retried and set aside like any
+/// input that cannot be processed, instead of killing the worker on every
+/// restart and blocking everything behind it.
+pub(crate) fn caught(process: impl FnOnce() -> Result<(), InputError>) -> Result<(), InputError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(process)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|m| (*m).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_string());
+        Err(InputError::bad(format!("the runtime panicked: {message}")))
+    })
 }
 
 /// An unsubscribe ends marketing at once: messages still queued for the

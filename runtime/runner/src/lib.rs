@@ -23,6 +23,7 @@ pub mod contacts;
 pub mod dead_letters;
 mod error;
 mod inbox;
+pub mod retries;
 mod step_run;
 pub mod templates;
 mod timers;
@@ -43,6 +44,7 @@ use dripline_store::{Store, StoreError};
 
 pub use catalog::Journeys;
 pub use error::RunnerError;
+pub use retries::RetryPolicy;
 pub use templates::Templates;
 
 use error::InputError;
@@ -67,6 +69,8 @@ pub struct Runner {
     /// The wall-clock time after each batch, for the readiness probe to tell
     /// a busy worker from a dead one.
     heartbeat: Arc<AtomicI64>,
+    /// Failed attempts of inputs that wait for another try.
+    retries: retries::Retries,
 }
 
 /// What one pass did.
@@ -100,7 +104,15 @@ impl Runner {
             alerts: Mutex::new(Alerts::new(Failing::StepRuns, AlertConfig::default())),
             stop: Arc::new(AtomicBool::new(false)),
             heartbeat: Arc::new(AtomicI64::new(0)),
+            retries: retries::Retries::new(RetryPolicy::default()),
         }
+    }
+
+    /// Tries an input that cannot be processed by `policy` before setting it
+    /// aside (the default: four attempts, 1 s, 4 s and 16 s apart).
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retries = retries::Retries::new(policy);
+        self
     }
 
     /// Writes the wall-clock time to `heartbeat` after every batch.

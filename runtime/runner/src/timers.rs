@@ -1,12 +1,16 @@
 //! The scheduler's side of the runner: due timers are claimed with a lease,
 //! each is shown to the engine, and the batch's consequences commit in one
 //! transaction with the timers' acks. A store failure acknowledges nothing:
-//! the claims lapse after their lease and the timers fire again.
+//! the claims lapse after their lease and the timers fire again. A timer that
+//! cannot be processed is set again for after a backoff, and after its last
+//! attempt set aside as a dead letter ([`crate::retries`]).
 
 use dripline_engine::{Timer, on_timer};
 use dripline_store::Write;
 
 use crate::error::InputError;
+use crate::inbox::caught;
+use crate::retries::Verdict;
 use crate::unit::Unit;
 use crate::{Runner, RunnerError};
 
@@ -32,48 +36,108 @@ impl Runner {
         if claimed.is_empty() {
             return Ok(0);
         }
-        let mut unit = Unit::new(self.store.as_ref(), now);
-        let timers: Vec<Option<Timer>> = claimed
+        let timers: Vec<Result<Timer, String>> = claimed
             .iter()
-            .map(|stored| match serde_json::from_slice(&stored.payload) {
-                Ok(timer) => Some(timer),
-                Err(e) => {
-                    tracing::error!(timer = %stored.key, "dropping a timer that does not parse: {e}");
-                    None
-                }
+            .map(|stored| {
+                serde_json::from_slice(&stored.payload)
+                    .map_err(|e| format!("the timer does not parse: {e}"))
             })
             .collect();
-        let enrollment_ids: Vec<&str> = timers
+        // A timer that fails leaves what it did half-way in the batch's unit,
+        // so the batch is done again without it: the engine is deterministic
+        // and steps act only through the unit, so the others come out the
+        // same. Failures are rare, so the repeat costs little.
+        let mut failed: Vec<(usize, String)> = timers
             .iter()
-            .flatten()
-            .map(|t| t.enrollment_id.as_str())
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().err().map(|e| (i, e.clone())))
             .collect();
-        match unit.prefetch(&enrollment_ids) {
-            Ok(()) => {}
-            Err(InputError::Store(e)) => return Err(e.into()),
-            // Each timer reads what it needs again, and fails on its own.
-            Err(InputError::Bad(problem)) => {
-                tracing::warn!("reading a batch of fired timers' enrollments: {problem}")
-            }
-        }
-        for (stored, timer) in claimed.iter().zip(&timers) {
-            unit.writes.push(Write::TimerAck {
-                key: stored.key.clone(),
-            });
-            let Some(timer) = timer else {
-                continue;
-            };
-            match self.on_timer(&mut unit, timer) {
+        let mut unit = loop {
+            let mut unit = Unit::new(self.store.as_ref(), now);
+            let good = |i: &usize| !failed.iter().any(|(f, _)| f == i);
+            let enrollment_ids: Vec<&str> = timers
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| good(i))
+                .filter_map(|(_, t)| t.as_ref().ok())
+                .map(|t| t.enrollment_id.as_str())
+                .collect();
+            match unit.prefetch(&enrollment_ids) {
                 Ok(()) => {}
-                // Nothing of this batch is committed or acknowledged.
                 Err(InputError::Store(e)) => return Err(e.into()),
+                // Each timer reads what it needs again, and fails on its own.
                 Err(InputError::Bad(problem)) => {
-                    tracing::error!(timer = %stored.key, "timer not processed: {problem}");
-                    unit.metric("runtime.timer_failed".into());
+                    tracing::warn!("reading a batch of fired timers' enrollments: {problem}")
                 }
             }
+            let mut newly_failed = None;
+            for (i, (stored, timer)) in claimed.iter().zip(&timers).enumerate() {
+                let Ok(timer) = timer else { continue };
+                if !good(&i) {
+                    continue;
+                }
+                unit.writes.push(Write::TimerAck {
+                    key: stored.key.clone(),
+                });
+                let name = crate::dead_letters::timer_name(&stored.key);
+                unit.writes
+                    .extend(self.retries.succeeded(self.store.as_ref(), &name)?);
+                match caught(|| self.on_timer(&mut unit, timer)) {
+                    Ok(()) => {}
+                    // Nothing of this batch is committed or acknowledged.
+                    Err(InputError::Store(e)) => return Err(e.into()),
+                    Err(InputError::Bad(problem)) => {
+                        newly_failed = Some((i, problem));
+                        break;
+                    }
+                }
+            }
+            match newly_failed {
+                Some(failure) => failed.push(failure),
+                None => break unit,
+            }
+        };
+        let mut verdicts = Vec::new();
+        for (i, problem) in &failed {
+            let stored = &claimed[*i];
+            let name = crate::dead_letters::timer_name(&stored.key);
+            let verdict = self
+                .retries
+                .failed(self.store.as_ref(), &name, problem, now)?;
+            match &verdict {
+                Verdict::Later { at, writes } => {
+                    tracing::warn!(timer = %stored.key, retry_at = at, "timer not processed, to be tried again: {problem}");
+                    unit.writes.extend(writes.iter().cloned());
+                    // Set again for later, which also drops this claim.
+                    unit.writes.push(Write::TimerSet {
+                        key: stored.key.clone(),
+                        due_at_ms: *at,
+                        payload: stored.payload.clone(),
+                    });
+                }
+                Verdict::GiveUp { attempts, writes } => {
+                    unit.writes.extend(writes.iter().cloned());
+                    unit.writes.extend(crate::dead_letters::set_aside_timer(
+                        stored, problem, *attempts, now,
+                    ));
+                }
+            }
+            unit.metric("runtime.timer_failed".into());
+            verdicts.push((name, verdict, problem));
         }
         unit.commit()?;
+        for (i, stored) in claimed.iter().enumerate() {
+            if !failed.iter().any(|(f, _)| *f == i) {
+                self.retries
+                    .forget(&crate::dead_letters::timer_name(&stored.key));
+            }
+        }
+        for (name, verdict, problem) in &verdicts {
+            self.retries.committed(name, verdict, problem);
+            if let Verdict::GiveUp { attempts, .. } = verdict {
+                self.raise_dead_letter(name, problem, *attempts);
+            }
+        }
         claimed.iter().for_each(|timer| fired(timer.due_at_ms));
         Ok(claimed.len())
     }

@@ -1,11 +1,12 @@
 //! `dripline deadletters list|show|replay`: what the runner set aside, and
-//! the way back into the inbox. It takes no ownership of the data directory
+//! the way back (an event into the inbox, a timer into the timer index). It takes no ownership of the data directory
 //! (it runs no journeys and delivers nothing), so it works beside a running
 //! `dripline up`.
 
 use std::path::Path;
 
 use anyhow::Context as _;
+use dripline_clock::Clock as _;
 use dripline_runner::dead_letters;
 use dripline_store::SqliteStore;
 use serde_json::json;
@@ -25,7 +26,7 @@ pub fn run(data: &Path, action: DeadLetterAction) -> anyhow::Result<()> {
     match action {
         DeadLetterAction::List => {
             for (key, letter) in dead_letters::list(&store)? {
-                println!("{key}\t{}", letter.problem);
+                println!("{key}\t{} attempts\t{}", letter.attempts, letter.problem);
             }
         }
         DeadLetterAction::Show { key } => {
@@ -37,12 +38,15 @@ pub fn run(data: &Path, action: DeadLetterAction) -> anyhow::Result<()> {
                 "key": key,
                 "problem": letter.problem,
                 "at": letter.at,
+                "attempts": letter.attempts,
+                "timer": letter.timer,
                 "record": letter.record,
             });
             println!("{}", serde_json::to_string_pretty(&shown)?);
         }
         DeadLetterAction::Replay { key } => {
-            dead_letters::replay(&store, &key)?;
+            let now = dripline_clock::SystemClock.now_ms();
+            dead_letters::replay(&store, &key, now)?;
             println!("{key}: back in the inbox");
         }
     }
