@@ -7,8 +7,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
@@ -713,6 +714,101 @@ fn a_crash_between_delivery_and_recording_delivers_again_with_the_same_idempoten
     assert_eq!(only_message(&deployment).status.as_str(), "sent");
 }
 
+/// A store with one contact and one pending message on each of `channels`,
+/// due in that order.
+fn pending_messages(channels: &[&str]) -> (tempfile::TempDir, Arc<dyn dripline_store::Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn dripline_store::Store> =
+        Arc::new(dripline_store::SqliteStore::open(dir.path().join("d.db")).unwrap());
+    store
+        .contact_put(Contact {
+            id: "c1".into(),
+            identities: vec![
+                dripline_store::Identity::Email("li@example.com".into()),
+                dripline_store::Identity::Phone("+8613800138000".into()),
+            ],
+            profile: json!({}),
+        })
+        .unwrap();
+    for (n, channel) in channels.iter().copied().enumerate() {
+        let record = json!({
+            "journey": "j", "journey_version": 1, "enrollment": "e1", "step": channel,
+            "body": "hello", "category": "marketing",
+            "delivery": { "status": "sent", "id": format!("k{n}") },
+        });
+        store
+            .outbox_insert(dripline_store::NewOutboxMessage {
+                idempotency_key: format!("k{n}"),
+                contact_id: "c1".into(),
+                channel: channel.into(),
+                content: record,
+                status: dripline_store::OutboxStatus::Pending,
+                created_at_ms: 0,
+                deliver_at_ms: n as i64,
+            })
+            .unwrap();
+    }
+    (dir, store)
+}
+
+/// A provider that takes 200 ms per message and notes how many it holds at
+/// once.
+#[derive(Default)]
+struct Slow {
+    in_flight: AtomicUsize,
+    most: AtomicUsize,
+    delivered: Mutex<Vec<i64>>,
+}
+
+impl Channel for Slow {
+    fn deliver(
+        &self,
+        message: &OutboxMessage,
+        _: &OutboxRecord,
+        _: &Contact,
+    ) -> Result<Receipt, DeliveryError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(200));
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.delivered.lock().unwrap().push(message.id);
+        Ok(Receipt { provider_id: None })
+    }
+}
+
+#[test]
+fn a_channel_delivers_as_many_messages_at_once_as_its_concurrency_and_each_once() {
+    use dripline_delivery::Lane;
+
+    let (_dir, store) = pending_messages(&["sms"; 10]);
+    let provider = Arc::new(Slow::default());
+    let mut channels = Channels::embedded();
+    channels.insert(
+        "sms",
+        Configured {
+            channel: provider.clone(),
+            retry: ChannelsConfig::default().retry,
+        },
+    );
+    channels.set_concurrency("sms", 4);
+    let clock = Arc::new(dripline_clock::ManualClock::new(100));
+    let mut sms =
+        Dispatcher::new(store.clone(), channels, clock).on_lane(Lane::Channel("sms".into()));
+    assert_eq!(sms.run_until_idle().unwrap().sent, 10);
+    assert_eq!(provider.most.load(Ordering::SeqCst), 4);
+    let mut delivered = provider.delivered.lock().unwrap().clone();
+    delivered.sort_unstable();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 10, "each message delivered once");
+    assert!(
+        store
+            .outbox_list(None, 20)
+            .unwrap()
+            .iter()
+            .all(|m| m.status.as_str() == "sent")
+    );
+}
+
 fn sign(secret: &[u8], body: &[u8]) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
     mac.update(body);
@@ -744,38 +840,8 @@ impl Channel for Hanging {
 fn a_hanging_sms_provider_does_not_hold_up_email_on_its_own_lane() {
     use dripline_delivery::Lane;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn dripline_store::Store> =
-        Arc::new(dripline_store::SqliteStore::open(dir.path().join("d.db")).unwrap());
-    store
-        .contact_put(Contact {
-            id: "c1".into(),
-            identities: vec![
-                dripline_store::Identity::Email("li@example.com".into()),
-                dripline_store::Identity::Phone("+8613800138000".into()),
-            ],
-            profile: json!({}),
-        })
-        .unwrap();
     // The SMS is due first: one dispatcher for everything would wait on it.
-    for (n, channel) in ["sms", "email"].into_iter().enumerate() {
-        let record = json!({
-            "journey": "j", "journey_version": 1, "enrollment": "e1", "step": channel,
-            "body": "hello", "category": "marketing",
-            "delivery": { "status": "sent", "id": format!("k{n}") },
-        });
-        store
-            .outbox_insert(dripline_store::NewOutboxMessage {
-                idempotency_key: format!("k{n}"),
-                contact_id: "c1".into(),
-                channel: channel.into(),
-                content: record,
-                status: dripline_store::OutboxStatus::Pending,
-                created_at_ms: 0,
-                deliver_at_ms: n as i64,
-            })
-            .unwrap();
-    }
+    let (_dir, store) = pending_messages(&["sms", "email"]);
     let clock = Arc::new(dripline_clock::ManualClock::new(10));
     let (entered, in_sms) = std::sync::mpsc::channel();
     let (release, released) = std::sync::mpsc::channel();

@@ -2,7 +2,8 @@
 //! loopback HTTP into the real `dripline up` binary, through the composed
 //! gateway and Shopify trigger, the inbox, the runner, the real `send` step
 //! and the delivery policy, to a real SMTP server. The clock runs an hour a
-//! second, so the 3-hour email arrives in seconds.
+//! second, so the 3-hour email arrives in seconds. Also what a stop does to
+//! a delivery in flight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dripline_tests::process::{Up, http};
-use dripline_tests::smtp::smtp_server;
+use dripline_tests::smtp::{Mail, slow_smtp_server, smtp_server};
 use dripline_tests::{SHIPPED_STEPS, component, repo_root};
 
 const SECRET: &str = "shpss_front_door";
@@ -63,29 +64,42 @@ fn post_checkout(gateway: &str) -> (u16, String) {
     http(gateway, &head, &body)
 }
 
+/// `dripline up` on the deployment in `dir`, the clock running an hour a
+/// second, the gateway serving the repository's `spin.toml`.
+fn up(dir: &Path) -> Up {
+    let spin = repo_root().join("spin.toml");
+    Up::start(
+        dir,
+        &[
+            "--clock-speed",
+            "3600",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--spin",
+            spin.to_str().unwrap(),
+            "--root",
+            ".",
+        ],
+        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SECRET)],
+    )
+}
+
+/// The 3-hour reminders among `mails`.
+fn reminders(mails: &[Mail]) -> usize {
+    mails
+        .iter()
+        .filter(|m| m.data.contains("you left something in your cart"))
+        .count()
+}
+
 #[test]
 fn a_signed_shopify_checkout_reaches_the_shoppers_inbox_as_the_three_hour_email() {
     let (smtp_port, mails) = smtp_server();
     let dir = tempfile::tempdir().unwrap();
     deployment(dir.path(), smtp_port);
-    let spin = repo_root().join("spin.toml");
-    let args = [
-        "--clock-speed",
-        "3600",
-        "--data",
-        "data",
-        "--components",
-        "components",
-    ];
-    let up = Up::start(
-        dir.path(),
-        &[
-            &args[..],
-            &["--spin", spin.to_str().unwrap(), "--root", "."],
-        ]
-        .concat(),
-        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SECRET)],
-    );
+    let up = up(dir.path());
     let gateway = up.gateway();
     let (status, body) = post_checkout(&gateway);
     assert_eq!((status, body.as_str()), (200, r#"{"accepted":1}"#));
@@ -115,4 +129,56 @@ fn a_signed_shopify_checkout_reaches_the_shoppers_inbox_as_the_three_hour_email(
         "{}",
         mail.data
     );
+}
+
+#[test]
+fn sigterm_during_a_slow_delivery_finishes_it_within_the_grace_period_and_nothing_is_sent_twice() {
+    // The provider takes three seconds to accept a message; the grace
+    // period is ten.
+    let (smtp_port, mails, started) = slow_smtp_server(Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let mut first = up(dir.path());
+    let gateway = first.gateway();
+    let admin = first.admin();
+    let (status, _) = post_checkout(&gateway);
+    assert_eq!(status, 200);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while started.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no delivery began within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.terminate();
+    let stopping = Instant::now();
+    // While it finishes the delivery, webhooks are refused so that the
+    // provider retries them later.
+    let (status, body) = post_checkout(&gateway);
+    assert_eq!(status, 503, "{body}");
+    let (status, body) = http(&admin, "GET /health/ready HTTP/1.1", b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("stopping"), "{body}");
+    let exit = first.exited_within(Duration::from_secs(15));
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(11),
+        "stopped after {:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(
+        reminders(&mails.lock().unwrap()),
+        1,
+        "the delivery in flight was finished"
+    );
+
+    // The next process on the same data finds the message recorded as sent:
+    // it does not deliver it again (two more hours of the scaled clock pass).
+    let second = up(dir.path());
+    let _ = second.admin();
+    std::thread::sleep(Duration::from_secs(4));
+    drop(second);
+    assert_eq!(reminders(&mails.lock().unwrap()), 1, "sent once");
 }

@@ -32,6 +32,11 @@ struct Served {
 }
 
 fn serve() -> Served {
+    serve_with(dripline_gateway_host::DEFAULT_ROUTE_CONCURRENCY)
+}
+
+/// [`serve`], each route serving at most `concurrency` requests at once.
+fn serve_with(concurrency: usize) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("dripline.db")).unwrap());
     // Generous limits: two shared cores also build and test other crates.
@@ -56,8 +61,11 @@ fn serve() -> Served {
         &variables,
     )
     .unwrap();
-    let gateway =
-        Arc::new(Gateway::load(sandbox, &app, store.clone(), Duration::from_secs(10)).unwrap());
+    let gateway = Arc::new(
+        Gateway::load(sandbox, &app, store.clone(), Duration::from_secs(10))
+            .unwrap()
+            .with_route_concurrency(concurrency),
+    );
     let (runtime, listener) = dripline_tests::loopback(2);
     let addr = listener.local_addr().unwrap();
     runtime.spawn(gateway.serve(listener, std::future::pending()));
@@ -819,21 +827,81 @@ fn two_hundred_slow_uploads_do_not_stop_a_normal_webhook() {
     // Each sends its headers and a little of its body, then waits: what a
     // slow or hostile sender does. None may hold one of the sandbox's
     // instances (the harness's pool has 32) while it trickles.
-    let slow: Vec<TcpStream> = (0..200)
-        .map(|_| {
-            let mut stream = TcpStream::connect(served.addr).unwrap();
-            write!(
-                stream,
-                "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                 X-Shopify-Topic: checkouts/create\r\nContent-Length: 4000\r\n\r\n{{\"id\":"
-            )
-            .unwrap();
-            stream
-        })
-        .collect();
+    let slow: Vec<TcpStream> = (0..200).map(|_| slow_upload(served.addr)).collect();
     std::thread::sleep(Duration::from_millis(300));
     let answer = post_shopify(&served, "checkouts-create", SHOPIFY_SECRET);
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.json()["accepted"], 1);
     drop(slow);
+}
+
+/// A sender that opened a request on `/webhooks/shopify` and trickles its
+/// body.
+fn slow_upload(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         X-Shopify-Topic: checkouts/create\r\nContent-Length: 4000\r\n\r\n{{\"id\":"
+    )
+    .unwrap();
+    stream
+}
+
+#[test]
+fn a_route_at_its_cap_answers_503_with_retry_after_while_the_other_routes_are_served() {
+    let served = serve_with(4);
+    let slow: Vec<TcpStream> = (0..4).map(|_| slow_upload(served.addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = post_shopify(&served, "checkouts-create", SHOPIFY_SECRET);
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("5"));
+    assert!(
+        inbox(&served).is_empty(),
+        "nothing of the refused one is kept"
+    );
+
+    let headers = vec![(
+        "content-type",
+        "application/x-www-form-urlencoded".to_string(),
+    )];
+    let form = send(
+        served.addr,
+        "POST",
+        "/forms/whitepaper",
+        &headers,
+        b"email=li.wei%40example.com",
+        Framing::Length,
+    );
+    assert_eq!(form.status, 200, "another route is served: {form:?}");
+
+    // Once the slow senders are gone, the route takes requests again.
+    drop(slow);
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = post_shopify(&served, "checkouts-create", SHOPIFY_SECRET);
+    assert_eq!(answer.status, 200, "{answer:?}");
+}
+
+#[test]
+fn a_connection_that_never_finishes_its_headers_is_closed_after_five_seconds() {
+    let served = serve();
+    let mut stream = TcpStream::connect(served.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(stream, "POST /webhooks/shopify HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // Closed (0 bytes, or a reset), perhaps after a 408: never left open.
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(15),
+        "closed after {waited:?}"
+    );
 }

@@ -73,22 +73,8 @@ fn sigterm_stops_dripline_up_with_exit_code_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut up = up_in(dir.path());
     let _ = up.admin();
-    let sent = Command::new("kill")
-        .args(["-TERM", &up.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = up.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 30 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    up.terminate();
+    let status = up.exited_within(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
 

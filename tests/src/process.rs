@@ -83,6 +83,36 @@ impl Up {
     }
 }
 
+impl Up {
+    /// Sends SIGTERM, as systemd, Docker and Kubernetes stop a service.
+    pub fn terminate(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(sent.success(), "kill -TERM failed");
+    }
+
+    /// Waits up to `within` for the process to exit; its status.
+    pub fn exited_within(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .unwrap_or_else(|e| panic!("waiting for dripline up: {e}"))
+            {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dripline up still runs {within:?} later"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -5,7 +5,7 @@
 //! dead letters wait, and how many messages are due and not yet delivered.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use dripline_clock::{Clock, SystemClock};
 use dripline_store::{INBOX_PREFIX, RUNTIME_KV_STORE, Store, StoreError};
@@ -29,6 +29,9 @@ pub struct Readiness {
     pub worker_beat_ms: Arc<AtomicI64>,
     /// How many times the worker was restarted after it died.
     pub worker_restarts: Arc<AtomicU64>,
+    /// Set once the process is stopping: it is then not ready, so that a
+    /// load balancer sends webhooks elsewhere while it drains.
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// The figures, as `/health/ready` answers them.
@@ -67,6 +70,9 @@ impl Readiness {
         let worker_silent_ms = (beat > 0).then(|| wall.saturating_sub(beat));
         let worker_alive = worker_silent_ms.is_some_and(|silent| silent <= WORKER_SILENCE_MS);
         let mut problems = Vec::new();
+        if self.stopping.load(Ordering::Relaxed) {
+            problems.push("stopping: finishing the work in hand".to_string());
+        }
         if !worker_alive {
             problems.push(match worker_silent_ms {
                 Some(silent) => format!("the worker has been silent for {silent} ms"),
@@ -149,6 +155,7 @@ mod tests {
             clock: Arc::new(ManualClock::new(now)),
             worker_beat_ms: Arc::new(AtomicI64::new(beat)),
             worker_restarts: Arc::new(AtomicU64::new(0)),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 

@@ -16,8 +16,8 @@
 //! and in the metrics (`sends.<journey>.failed`). Every attempt also feeds the
 //! failure-rate [`Alerts`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use dripline_clock::Clock;
 use dripline_store::{
@@ -67,7 +67,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     channels: Channels,
     clock: Arc<dyn Clock>,
-    alerts: Alerts,
+    alerts: Mutex<Alerts>,
     lane: Lane,
     /// Set when the process is stopping: a pass ends after the message in
     /// hand, recorded, rather than working through the whole queue.
@@ -82,7 +82,7 @@ impl Dispatcher {
             store,
             channels,
             clock,
-            alerts,
+            alerts: Mutex::new(alerts),
             lane: Lane::All,
             stop: Arc::new(AtomicBool::new(false)),
         }
@@ -147,21 +147,57 @@ impl Dispatcher {
                 due
             }
         };
+        // A channel's messages go out `concurrency` at a time, each message
+        // taken by one delivering thread only; a slow provider then holds up
+        // the channel by a factor, not by the length of its queue.
+        let threads = match &self.lane {
+            Lane::Channel(channel) => self.channels.concurrency(channel),
+            Lane::All | Lane::Unconfigured => 1,
+        }
+        .min(due.len().max(1));
+        let next = AtomicUsize::new(0);
+        let deliver = || -> Result<DispatchReport, StoreError> {
+            let mut report = DispatchReport::default();
+            loop {
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Some(message) = due.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                    break;
+                };
+                match self.dispatch_one(message)? {
+                    Outcome::Sent => report.sent += 1,
+                    Outcome::Retry => report.retried += 1,
+                    Outcome::Failed => report.failed += 1,
+                }
+            }
+            Ok(report)
+        };
+        if threads == 1 {
+            return deliver();
+        }
+        let reports: Vec<Result<DispatchReport, StoreError>> = std::thread::scope(|scope| {
+            let running: Vec<_> = (0..threads).map(|_| scope.spawn(deliver)).collect();
+            running
+                .into_iter()
+                .map(|thread| {
+                    thread.join().unwrap_or_else(|_| {
+                        Err(StoreError::Internal("a delivering thread panicked"))
+                    })
+                })
+                .collect()
+        });
         let mut report = DispatchReport::default();
-        for message in &due {
-            if self.stop.load(Ordering::Relaxed) {
-                break;
-            }
-            match self.dispatch_one(message)? {
-                Outcome::Sent => report.sent += 1,
-                Outcome::Retry => report.retried += 1,
-                Outcome::Failed => report.failed += 1,
-            }
+        for pass in reports {
+            let pass = pass?;
+            report.sent += pass.sent;
+            report.retried += pass.retried;
+            report.failed += pass.failed;
         }
         Ok(report)
     }
 
-    fn dispatch_one(&mut self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
+    fn dispatch_one(&self, message: &OutboxMessage) -> Result<Outcome, StoreError> {
         let record = OutboxRecord::read(message);
         let result = match &record {
             Ok(record) => self.deliver(message, record),
@@ -256,8 +292,16 @@ impl Dispatcher {
             return Ok(outcome);
         }
         let failed = !matches!(outcome, Outcome::Sent);
-        if let Some(alert) = self.alerts.record(&journey, failed, now) {
-            self.alerts.raise(&alert);
+        let alert = self
+            .alerts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(&journey, failed, now);
+        if let Some(alert) = alert {
+            self.alerts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .raise(&alert);
             self.store.metric_add(&alert.metric(), 1)?;
         }
         Ok(outcome)

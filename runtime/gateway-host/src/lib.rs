@@ -53,6 +53,21 @@ impl<T: KeyValue + Dedupe + ?Sized> GatewayStore for T {}
 /// 10 s (Tally). The trigger, composed into the gateway, runs within it too.
 pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
+/// How long a connection may take to send a request's headers: a client that
+/// opens connections and never finishes its headers holds no more than a
+/// socket for this long.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many requests one route serves at once, by default, counted from when
+/// their headers are read until they are answered (the body upload
+/// included). A route at its cap answers 503 with `Retry-After` (webhook
+/// providers retry), so a flood on one route neither starves the others nor
+/// holds unbounded buffers.
+pub const DEFAULT_ROUTE_CONCURRENCY: usize = 256;
+
+/// What a provider is told to wait before it retries a 503.
+const RETRY_AFTER_SECONDS: &str = "5";
+
 /// How many requests one gateway instance serves before it is dropped. A
 /// bound, so that anything a guest leaks per request (an unreleased handle, a
 /// heap that only grows) is cleared now and then.
@@ -70,6 +85,8 @@ struct Route {
     pre: ProxyPre<Sandboxed<GatewayCall>>,
     grants: Arc<RouteGrants>,
     idle: Arc<Idle>,
+    /// The route's share of concurrent requests.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 /// A component's instances between requests, shared by its routes.
@@ -125,6 +142,10 @@ pub struct Gateway {
     deadline: Duration,
     store: Arc<dyn GatewayStore>,
     clock: Arc<dyn Clock>,
+    /// Set once the process is stopping: every request is answered 503 with
+    /// `Retry-After`, so that providers deliver it again to the next process
+    /// rather than to one that may not get it into the inbox.
+    refusing: std::sync::atomic::AtomicBool,
 }
 
 /// Stops a background task when the server that started it stops.
@@ -221,6 +242,7 @@ impl Gateway {
                 pre,
                 grants,
                 idle,
+                running: Arc::new(tokio::sync::Semaphore::new(DEFAULT_ROUTE_CONCURRENCY)),
             });
         }
         Ok(Self {
@@ -229,7 +251,25 @@ impl Gateway {
             deadline,
             store,
             clock: Arc::new(SystemClock),
+            refusing: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Lets each route serve at most `requests` at once (see
+    /// [`DEFAULT_ROUTE_CONCURRENCY`]).
+    pub fn with_route_concurrency(mut self, requests: usize) -> Self {
+        for route in &mut self.routes {
+            route.running = Arc::new(tokio::sync::Semaphore::new(requests.max(1)));
+        }
+        self
+    }
+
+    /// From now on answers every request 503 with `Retry-After`: the first
+    /// thing a stopping process does, before its worker finishes what it
+    /// holds.
+    pub fn refuse_requests(&self) {
+        self.refusing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads the time of the dedupe sweep from `clock` (the wall clock by
@@ -275,6 +315,8 @@ impl Gateway {
                     async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
                     .keep_alive(true)
                     .serve_connection(wasmtime_wasi_http::io::TokioIo::new(socket), service)
                     .await
@@ -291,8 +333,17 @@ impl Gateway {
         request: hyper::Request<hyper::body::Incoming>,
     ) -> hyper::Response<HyperOutgoingBody> {
         let path = request.uri().path().to_string();
+        if self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+            return retry_later(r#"{"error":"dripline is stopping; retry later","field":null}"#);
+        }
         let Some(route) = self.routes.iter().find(|r| r.pattern.matches(&path)) else {
             return plain(404, r#"{"error":"no route","field":null}"#);
+        };
+        let Ok(_running) = route.running.clone().try_acquire_owned() else {
+            tracing::warn!(route = %route.pattern.pattern, "the route is at its cap of concurrent requests");
+            return retry_later(
+                r#"{"error":"too many requests on this route; retry later","field":null}"#,
+            );
         };
         // The body is read before the request takes an instance, within the
         // same deadline: a sender that trickles its upload holds a buffer and
@@ -310,7 +361,7 @@ impl Gateway {
             }
             Err(_) => {
                 tracing::error!(component = %route.pattern.component, "the gateway ran past {:?}", self.deadline);
-                plain(503, r#"{"error":"the gateway timed out","field":null}"#)
+                retry_later(r#"{"error":"the gateway timed out","field":null}"#)
             }
         }
     }
@@ -374,8 +425,7 @@ impl Gateway {
                     Err(e) => {
                         tracing::error!(component = %route.pattern.component, "the inbox write failed: {e}");
                         // 503 makes a provider retry later, as a store outage needs.
-                        Ok(plain(
-                            503,
+                        Ok(retry_later(
                             r#"{"error":"the inbox is unavailable","field":null}"#,
                         ))
                     }
@@ -454,6 +504,16 @@ async fn buffered(
         .map_err(|never| match never {})
         .boxed();
     Ok(hyper::Request::from_parts(parts, body))
+}
+
+/// A 503 that tells the provider when to deliver again.
+fn retry_later(body: &'static str) -> hyper::Response<HyperOutgoingBody> {
+    let mut response = plain(503, body);
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+    );
+    response
 }
 
 fn plain(status: u16, body: &'static str) -> hyper::Response<HyperOutgoingBody> {

@@ -54,6 +54,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         ..SandboxConfig::default()
     };
     let _owner = DataLock::acquire(&deployment.data)?;
+    // The gateway has an instance pool of its own: a flood of webhooks can
+    // then use up only the gateway's instances, never the ones the journey
+    // steps run in (nor the other way round).
+    let gateway_sandbox = Arc::new(Sandbox::new(SandboxConfig {
+        cache_dir: config.cache_dir.clone(),
+        ..SandboxConfig::default()
+    })?);
     let sandbox = Arc::new(Sandbox::new(config)?);
     let clock: Arc<dyn Clock> = if (clock_speed - 1.0).abs() < f64::EPSILON {
         Arc::new(SystemClock)
@@ -72,6 +79,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let dispatcher = parts.dispatcher(clock.clone(), runner.journeys())?;
     let heartbeat = Arc::new(AtomicI64::new(0));
     let restarts = Arc::new(AtomicU64::new(0));
+    let stop_worker = Arc::new(AtomicBool::new(false));
+    let store = parts.store();
 
     // The gateway loads before anything listens, so a bad manifest stops
     // `dripline up` at once; a missing one only leaves webhooks unserved.
@@ -82,7 +91,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         };
         let app = SpinApp::load(&spin, Some(&components), &variables)?;
         let store: Arc<dyn GatewayStore> = parts.store.clone();
-        let gateway = Gateway::load(sandbox.clone(), &app, store, DEFAULT_REQUEST_DEADLINE)?
+        let gateway = Gateway::load(gateway_sandbox, &app, store, DEFAULT_REQUEST_DEADLINE)?
             .with_clock(clock.clone());
         Some(Arc::new(gateway))
     } else {
@@ -107,11 +116,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             clock: clock.clone(),
             worker_beat_ms: heartbeat.clone(),
             worker_restarts: restarts.clone(),
+            stopping: stop_worker.clone(),
         }),
     });
     tracing::info!(steps = ?state.steps, triggers = ?state.triggers, "components loaded");
 
-    let stop_worker = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     // Without channels.toml every channel is the embedded outbox, which
     // cannot hang: one lane does.
@@ -169,31 +178,58 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
 
-    let webhooks = match webhooks {
+    let gateway = match &webhooks {
         Some(webhooks) => {
             let listener = runtime
                 .block_on(tokio::net::TcpListener::bind(gateway_listen))
                 .with_context(|| format!("binding the gateway to {gateway_listen}"))?;
             tracing::info!(routes = ?webhooks.routes(), "the webhook gateway is up on http://{}", listener.local_addr()?);
-            Some(runtime.spawn(webhooks.serve(listener, stopped(stopping.clone()))))
+            Some(listener)
         }
         None => None,
     };
-    let served = runtime.block_on(async move {
+    runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
         tracing::info!("dripline is up on http://{}", listener.local_addr()?);
-        dripline_admin::serve(listener, state, stopped(stopping)).await?;
-        if let Some(webhooks) = webhooks {
-            webhooks.await??;
+        // The listeners stay open until the worker is done, so that what
+        // comes meanwhile gets an answer: 503 with Retry-After from the
+        // gateway (providers deliver it again later), "not ready" from the
+        // readiness probe.
+        let (drained, drained_rx) = tokio::sync::watch::channel(false);
+        let admin = tokio::spawn(dripline_admin::serve(
+            listener,
+            state,
+            stopped(drained_rx.clone()),
+        ));
+        let served_webhooks = match (&webhooks, gateway) {
+            (Some(webhooks), Some(listener)) => Some(tokio::spawn(
+                webhooks.clone().serve(listener, stopped(drained_rx)),
+            )),
+            _ => None,
+        };
+        stopped(stopping).await;
+        tracing::info!("stopping: webhooks are refused from now on; finishing the work in hand");
+        if let Some(webhooks) = &webhooks {
+            webhooks.refuse_requests();
+        }
+        stop_worker.store(true, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || finish(threads, store.as_ref())).await?;
+        let _ = drained.send(true);
+        admin.await??;
+        if let Some(served) = served_webhooks {
+            served.await??;
         }
         anyhow::Ok(())
-    });
-    // The listeners are closed (a provider's retry finds no one and tries
-    // again later); the worker and the dispatchers finish the input and the
-    // message in hand, each recorded, within the grace period.
-    stop_worker.store(true, Ordering::Relaxed);
+    })
+}
+
+/// Waits for the worker and the dispatchers to finish the input and the
+/// message in hand, each recorded, within the grace period; then hands the
+/// timer claims back, so that the next process fires at once what this one
+/// claimed and did not finish.
+fn finish(threads: Vec<std::thread::JoinHandle<()>>, store: &dyn dripline_store::Store) {
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -208,7 +244,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             "stopping with work in hand after the {SHUTDOWN_GRACE:?} grace period"
         );
     }
-    served
+    if let Err(e) = store.apply(&[dripline_store::Write::TimerReleaseClaims]) {
+        tracing::warn!("the timer claims could not be handed back (they lapse on their own): {e}");
+    }
+    tracing::info!("stopped");
 }
 
 /// Registers the handlers of SIGINT (Ctrl-C) and SIGTERM (what systemd,

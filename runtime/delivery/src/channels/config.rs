@@ -37,6 +37,7 @@
 //! body_field = "text"
 //! fields = { sender = "EXSHOP" }
 //! retry = { retries = 1, backoff = "2h" }   # SCENARIOS.md 3
+//! concurrency = 8            # messages delivered at once (default 4)
 //! ```
 //!
 //! A secret is written either inline (`"..."`) or as `{ env = "NAME" }`, read
@@ -297,7 +298,23 @@ pub enum ChannelSpec {
     Webhook(WebhookSpec),
 }
 
+/// How many messages of one channel are delivered at once unless the
+/// channel says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
 impl ChannelSpec {
+    /// How many messages of the channel are delivered at once (1 to 64).
+    pub fn concurrency(&self) -> usize {
+        let set = match self {
+            ChannelSpec::Outbox(s) => s.concurrency,
+            ChannelSpec::Smtp(s) => s.concurrency,
+            ChannelSpec::Sms(s) => s.concurrency,
+            ChannelSpec::Wecom(s) => s.concurrency,
+            ChannelSpec::Webhook(s) => s.concurrency,
+        };
+        set.unwrap_or(DEFAULT_CONCURRENCY).clamp(1, 64)
+    }
+
     /// The channel's own retry settings.
     pub fn retry_overrides(&self) -> RetryOverrides {
         match self {
@@ -317,6 +334,11 @@ pub struct OutboxSpec {
     /// Unused: the outbox does not fail.
     #[serde(default)]
     pub retry: RetryOverrides,
+    /// How many messages of this channel are delivered at once (default
+    /// [`DEFAULT_CONCURRENCY`]): a provider that answers slowly then holds up
+    /// only its share of the channel's queue.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// `kind = "smtp"`.
@@ -341,6 +363,11 @@ pub struct SmtpSpec {
     /// Retry settings of this channel.
     #[serde(default)]
     pub retry: RetryOverrides,
+    /// How many messages of this channel are delivered at once (default
+    /// [`DEFAULT_CONCURRENCY`]): a provider that answers slowly then holds up
+    /// only its share of the channel's queue.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// `kind = "sms"`.
@@ -368,6 +395,11 @@ pub struct SmsSpec {
     /// Retry settings of this channel.
     #[serde(default)]
     pub retry: RetryOverrides,
+    /// How many messages of this channel are delivered at once (default
+    /// [`DEFAULT_CONCURRENCY`]): a provider that answers slowly then holds up
+    /// only its share of the channel's queue.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// `kind = "wecom"`.
@@ -385,6 +417,11 @@ pub struct WecomSpec {
     /// Retry settings of this channel.
     #[serde(default)]
     pub retry: RetryOverrides,
+    /// How many messages of this channel are delivered at once (default
+    /// [`DEFAULT_CONCURRENCY`]): a provider that answers slowly then holds up
+    /// only its share of the channel's queue.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 /// `kind = "webhook"`.
@@ -400,6 +437,11 @@ pub struct WebhookSpec {
     /// Retry settings of this channel.
     #[serde(default)]
     pub retry: RetryOverrides,
+    /// How many messages of this channel are delivered at once (default
+    /// [`DEFAULT_CONCURRENCY`]): a provider that answers slowly then holds up
+    /// only its share of the channel's queue.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
 }
 
 const DEFAULT_HTTP_TIMEOUT: StdDuration = StdDuration::from_secs(10);

@@ -66,6 +66,8 @@ pub trait Channel: Send + Sync {
 /// A deployment's channels by name, with the policy the dispatcher applies.
 pub struct Channels {
     channels: BTreeMap<String, Configured>,
+    /// Messages delivered at once, by channel (absent: one at a time).
+    concurrency: BTreeMap<String, usize>,
     /// What `channels.toml` says outside the channels themselves.
     pub config: ChannelsConfig,
 }
@@ -83,10 +85,12 @@ impl Channels {
     /// Builds the channels a config describes.
     pub fn from_config(config: ChannelsConfig) -> Result<Self, ConfigError> {
         let mut channels = BTreeMap::new();
+        let mut concurrency = BTreeMap::new();
         for (name, spec) in &config.channels {
             let channel = config::build(name, spec)?;
             let retry = spec.retry_overrides().apply_to(config.retry);
             channels.insert(name.clone(), Configured { channel, retry });
+            concurrency.insert(name.clone(), spec.concurrency());
         }
         // The `webhook` step's posts: always there, so a step's grant is the
         // only gate, and signed with the `[http_out]` secret.
@@ -97,7 +101,11 @@ impl Channels {
                 retry: config.http_out.retry.apply_to(config.retry),
             },
         );
-        Ok(Self { channels, config })
+        Ok(Self {
+            channels,
+            concurrency,
+            config,
+        })
     }
 
     /// The embedded default: every channel the policy knows is the outbox.
@@ -115,13 +123,29 @@ impl Channels {
                 ((*name).to_string(), configured)
             })
             .collect();
-        Self { channels, config }
+        Self {
+            channels,
+            concurrency: BTreeMap::new(),
+            config,
+        }
     }
 
     /// Adds or replaces channel `name`: for a backend that `channels.toml`
     /// cannot describe, such as a test's.
     pub fn insert(&mut self, name: &str, configured: Configured) {
         self.channels.insert(name.to_string(), configured);
+    }
+
+    /// How many messages of channel `name` are delivered at once
+    /// (`concurrency` in its table; one for a channel the file does not
+    /// describe).
+    pub fn concurrency(&self, name: &str) -> usize {
+        self.concurrency.get(name).copied().unwrap_or(1)
+    }
+
+    /// Delivers `requests` messages of channel `name` at once.
+    pub fn set_concurrency(&mut self, name: &str, requests: usize) {
+        self.concurrency.insert(name.to_string(), requests.max(1));
     }
 
     /// The channel called `name`, if configured.
