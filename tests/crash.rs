@@ -1,6 +1,6 @@
 //! The crash drill in CI: a child `dripline process` is killed with SIGKILL at
-//! random points while it works through a stream of events and timers, then
-//! restarted; the result must equal a run that was never killed. Several
+//! random points while it works through a stream of events and timers and
+//! delivers their messages to a provider on loopback, then restarted; the result must equal a run that was never killed. Several
 //! drills with different kill moments; `./dev bench crash --kills 100` runs
 //! one at length.
 
@@ -11,6 +11,7 @@ use dripline_tests::{components_dir, dripline_binary};
 
 #[test]
 fn a_process_killed_at_random_points_loses_nothing_misses_nothing_and_repeats_nothing() {
+    let mut during_delivery = 0;
     for seed in [1, 2, 3] {
         let work = tempfile::tempdir().unwrap();
         let report = run(&Drill {
@@ -23,14 +24,18 @@ fn a_process_killed_at_random_points_loses_nothing_misses_nothing_and_repeats_no
         })
         .unwrap();
         assert!(report.kills > 0, "no kill landed mid-run: {report:?}");
+        during_delivery += report.kills_during_delivery;
         assert_eq!(
             DrillReport {
                 kills: report.kills,
                 runs: report.runs,
+                kills_during_delivery: report.kills_during_delivery,
+                redelivered: report.redelivered,
                 ..DrillReport::default()
             },
             report,
             "seed {seed}"
         );
     }
+    assert!(during_delivery > 0, "no kill landed during a delivery");
 }

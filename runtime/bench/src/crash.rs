@@ -4,13 +4,21 @@
 //! Two deployments receive the same stream of events over the same simulated
 //! days. The reference runs `dripline process` to completion at each point in
 //! time; the drilled one has its child process killed at random moments, then
-//! restarted until it completes. Afterwards every contact's score (a step that
-//! is not idempotent by nature, so a repeated effect shows), tags, messages and
-//! enrollments are compared. `tests/crash.rs` runs a short drill in CI;
+//! restarted until it completes. Each delivers its email through a webhook
+//! channel to a provider on loopback (a [`Provider`] in this process, which
+//! takes a few milliseconds per message, so kills land during deliveries
+//! too). Afterwards every contact's score (a step that is not idempotent by
+//! nature, so a repeated effect shows), tags, messages, enrollments and
+//! deliveries are compared. A delivery repeated under its idempotency key (a
+//! kill between the provider's answer and its recording) is what the
+//! provider drops; a message delivered under a second key, or never, is not. `tests/crash.rs` runs a short drill in CI;
 //! `./dev bench crash --kills 100` runs it at length.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -102,8 +110,15 @@ pub struct DrillReport {
     pub lost: usize,
     /// Effects applied more often than in the reference.
     pub duplicated: usize,
-    /// Timers or steps that should have run and did not.
+    /// Timers or steps that should have run and did not, and messages not
+    /// delivered.
     pub missed: usize,
+    /// Kills that landed while the provider held a delivery of the drilled
+    /// deployment.
+    pub kills_during_delivery: usize,
+    /// Deliveries repeated under the same idempotency key (the provider
+    /// drops them): what at-least-once delivery costs at a kill.
+    pub redelivered: usize,
 }
 
 /// Runs a drill and compares the drilled deployment with the reference.
@@ -115,8 +130,9 @@ pub struct DrillReport {
 pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
     let reference = drill.work_dir.join("reference");
     let drilled = drill.work_dir.join("drilled");
+    let provider = Provider::start()?;
     for dir in [&reference, &drilled] {
-        prepare(dir, &drill.components)?;
+        prepare(dir, &drill.components, &provider)?;
     }
     let mut rng = drill.seed | 1;
     let mut report = DrillReport::default();
@@ -148,6 +164,9 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
                 if child.try_wait()?.is_some() {
                     break;
                 }
+                if provider.in_flight("drilled") > 0 {
+                    report.kills_during_delivery += 1;
+                }
                 child.kill()?;
                 child.wait()?;
                 report.kills += 1;
@@ -164,7 +183,13 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
             bail!("a whole cycle of work went by without a kill landing: {report:?}");
         }
     }
-    compare(&reference, &drilled, cycle * drill.contacts, &mut report)?;
+    compare(
+        &reference,
+        &drilled,
+        cycle * drill.contacts,
+        &provider,
+        &mut report,
+    )?;
     Ok(report)
 }
 
@@ -188,13 +213,21 @@ fn rounds(cycle: usize, contacts: usize) -> Vec<(i64, Vec<usize>)> {
     ]
 }
 
-fn prepare(dir: &Path, components: &Path) -> anyhow::Result<()> {
+fn prepare(dir: &Path, components: &Path, provider: &Provider) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("journeys"))?;
     std::fs::create_dir_all(dir.join("templates"))?;
     std::fs::create_dir_all(dir.join("components"))?;
     std::fs::create_dir_all(dir.join("data"))?;
     std::fs::write(dir.join("journeys/crash-drill.toml"), JOURNEY)?;
     std::fs::write(dir.join("templates/drill-hello.email.liquid"), TEMPLATE)?;
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("drill");
+    std::fs::write(
+        dir.join("channels.toml"),
+        format!(
+            "[channels.email]\nkind = \"webhook\"\nurl = \"{}/{name}\"\ntimeout = \"5s\"\n",
+            provider.url
+        ),
+    )?;
     for name in ["tag", "score", "send"] {
         let file = format!("{name}.wasm");
         std::fs::copy(components.join(&file), dir.join("components").join(&file))
@@ -260,9 +293,16 @@ struct Observed {
     tags: Vec<String>,
     messages: usize,
     finished: usize,
+    /// Of its messages, those recorded as sent whose idempotency key the
+    /// provider received.
+    delivered: usize,
 }
 
-fn observe(dir: &Path, contacts: usize) -> anyhow::Result<(Vec<Option<Observed>>, u64, usize)> {
+fn observe(
+    dir: &Path,
+    contacts: usize,
+    received: &HashMap<String, usize>,
+) -> anyhow::Result<(Vec<Option<Observed>>, u64, usize)> {
     let store = SqliteStore::open(dir.join("data/dripline.db"))?;
     let mut observed = Vec::with_capacity(contacts);
     for i in 0..contacts {
@@ -277,11 +317,20 @@ fn observe(dir: &Path, contacts: usize) -> anyhow::Result<(Vec<Option<Observed>>
             .iter()
             .filter(|e| !e.active)
             .count();
+        let messages = store.outbox_of_contact(id)?;
+        let delivered = messages
+            .iter()
+            .filter(|m| {
+                m.status == dripline_store::OutboxStatus::Sent
+                    && received.contains_key(&m.idempotency_key)
+            })
+            .count();
         observed.push(Some(Observed {
             score: record.profile.score,
             tags: record.profile.tags.iter().cloned().collect(),
-            messages: store.outbox_of_contact(id)?.len(),
+            messages: messages.len(),
             finished,
+            delivered,
         }));
     }
     Ok((
@@ -295,13 +344,15 @@ fn compare(
     reference: &Path,
     drilled: &Path,
     contacts: usize,
+    provider: &Provider,
     report: &mut DrillReport,
 ) -> anyhow::Result<()> {
-    let (expected, expected_timers, _) = observe(reference, contacts)?;
+    let (expected, expected_timers, _) =
+        observe(reference, contacts, &provider.received("reference"))?;
     for (i, contact) in expected.iter().enumerate() {
-        let ok = contact
-            .as_ref()
-            .is_some_and(|c| c.score == EXPECTED_SCORE && c.messages == 1 && c.finished == 1);
+        let ok = contact.as_ref().is_some_and(|c| {
+            c.score == EXPECTED_SCORE && c.messages == 1 && c.finished == 1 && c.delivered == 1
+        });
         if !ok {
             bail!(
                 "the reference itself is wrong for {}: {contact:?}",
@@ -309,7 +360,11 @@ fn compare(
             );
         }
     }
-    let (actual, timers, inbox_left) = observe(drilled, contacts)?;
+    let received = provider.received("drilled");
+    report.redelivered = received.values().map(|n| n.saturating_sub(1)).sum();
+    // A key the provider saw that no message of the drilled deployment has
+    // would be a delivery made under a second key.
+    let (actual, timers, inbox_left) = observe(drilled, contacts, &received)?;
     report.lost += inbox_left;
     for (want, got) in expected.iter().zip(&actual) {
         match (want, got) {
@@ -326,6 +381,119 @@ fn compare(
     }
     report.missed += usize::try_from(timers.saturating_sub(expected_timers)).unwrap_or(usize::MAX);
     Ok(())
+}
+
+/// How long the provider takes to accept a message: long enough that kills
+/// land while deliveries are in flight.
+const PROVIDER_DELAY: Duration = Duration::from_millis(3);
+
+/// A messaging provider on loopback, as the drill's webhook channel posts to
+/// it: each deployment posts to its own path; it counts what each receives
+/// by idempotency key, and how many deliveries it holds at the moment.
+pub struct Provider {
+    /// Its base URL.
+    pub url: String,
+    state: Arc<ProviderState>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Default)]
+struct ProviderState {
+    /// (deployment, idempotency key) -> deliveries received.
+    received: Mutex<HashMap<(String, String), usize>>,
+    /// Deliveries held now, by deployment.
+    in_flight: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+}
+
+impl Provider {
+    /// Starts it on a free loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let state = Arc::new(ProviderState::default());
+        let served = state.clone();
+        runtime.spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = served.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(state.accept(request).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(socket), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            url,
+            state,
+            _runtime: runtime,
+        })
+    }
+
+    fn in_flight(&self, deployment: &str) -> usize {
+        self.state.counter(deployment).load(Ordering::SeqCst)
+    }
+
+    /// What `deployment` delivered: idempotency key -> times received.
+    fn received(&self, deployment: &str) -> HashMap<String, usize> {
+        self.state
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|((d, _), _)| d == deployment)
+            .map(|((_, key), n)| (key.clone(), *n))
+            .collect()
+    }
+}
+
+impl ProviderState {
+    fn counter(&self, deployment: &str) -> Arc<AtomicUsize> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(deployment.to_string())
+            .or_default()
+            .clone()
+    }
+
+    async fn accept(
+        &self,
+        request: hyper::Request<hyper::body::Incoming>,
+    ) -> hyper::Response<http_body_util::Full<hyper::body::Bytes>> {
+        use http_body_util::BodyExt as _;
+        let deployment = request.uri().path().trim_start_matches('/').to_string();
+        let key = request
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let counter = self.counter(&deployment);
+        counter.fetch_add(1, Ordering::SeqCst);
+        let _ = request.into_body().collect().await;
+        tokio::time::sleep(PROVIDER_DELAY).await;
+        *self
+            .received
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((deployment, key))
+            .or_default() += 1;
+        counter.fetch_sub(1, Ordering::SeqCst);
+        hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from_static(
+            b"{\"ok\":true}",
+        )))
+    }
 }
 
 /// xorshift64: kill moments need spread, not cryptographic quality.

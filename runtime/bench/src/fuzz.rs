@@ -2,8 +2,10 @@
 //! send, fed mutated copies of the stored cases. The targets: each trigger
 //! (Shopify, Typeform, Tally, HTML forms, the track API) as its component's
 //! logic natively, each signature check apart, the journey-file parser and
-//! CEL compilation. An input may be refused (a typed error is the right
-//! answer to garbage); it must never panic or hang.
+//! validator, CEL compilation, CEL evaluation against a contact and an event,
+//! and template rendering (the `send` step's logic natively, for email and
+//! SMS). An input may be refused (a typed error is the right answer to
+//! garbage); it must never panic or hang.
 //!
 //! Mutation fuzzing without coverage feedback: each input is a corpus entry
 //! with one to four random edits (a bit flipped, a byte replaced by one that
@@ -181,9 +183,51 @@ fn targets(repo: &Path) -> anyhow::Result<Vec<Target>> {
     });
     targets.push(Target {
         name: "cel",
-        corpus: conditions,
+        corpus: conditions.clone(),
         run: Box::new(|source| {
             let _ = dripline_engine::CelExpr::new(String::from_utf8_lossy(source));
+        }),
+    });
+    let (event, contact) = sample_event_and_contact(repo)?;
+    targets.push(Target {
+        name: "cel-eval",
+        corpus: conditions,
+        run: Box::new(move |source| {
+            if let Ok(expr) = dripline_engine::CelExpr::new(String::from_utf8_lossy(source)) {
+                let _ = expr.test(&event, &contact);
+            }
+        }),
+    });
+    let mut templates = Vec::new();
+    for dir in [
+        repo.join("templates"),
+        repo.join("tests/cases/scenarios/templates"),
+    ] {
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "liquid") {
+                templates.push(std::fs::read(&path)?);
+            }
+        }
+    }
+    let context = sample_send_context(repo)?;
+    targets.push(Target {
+        name: "templates",
+        corpus: templates,
+        run: Box::new(move |source| {
+            let source = String::from_utf8_lossy(source);
+            // The same input as an email and as an SMS: the SMS checks differ.
+            for channel in ["email", "sms"] {
+                let config = serde_json::json!({
+                    "channel": channel,
+                    "template": "fuzz",
+                    "template_files": { format!("fuzz.{channel}.liquid"): source },
+                });
+                let mut context = context.clone();
+                context.config = config.to_string();
+                let _ = send::check_config(&context.config);
+                let _ = send::compose(&context);
+            }
         }),
     });
     // Inputs that once panicked stay in the corpus: each run replays them.
@@ -196,6 +240,75 @@ fn targets(repo: &Path) -> anyhow::Result<Vec<Target>> {
         }
     }
     Ok(targets)
+}
+
+/// The event and contact conditions are evaluated against: the stored
+/// Shopify checkout as its trigger turns it into an event.
+fn sample_event_and_contact(
+    repo: &Path,
+) -> anyhow::Result<(dripline_engine::Event, dripline_engine::ContactView)> {
+    let cases = repo.join("tests/cases/webhooks/shopify");
+    let requests = stored_requests(&cases, "/webhooks/shopify")?;
+    let (path, headers, body) = requests
+        .iter()
+        .find(|(_, _, body)| body.windows(9).any(|w| w == b"line_item"))
+        .or(requests.first())
+        .ok_or_else(|| anyhow::anyhow!("no stored Shopify case"))?;
+    let request = Request {
+        path,
+        headers,
+        body,
+        received_at: 1_764_000_000_000,
+    };
+    let events = shopify::handle(&request).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let event = events
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the stored Shopify case made no event"))?;
+    let contact = serde_json::from_value(serde_json::json!({
+        "id": "c1",
+        "identities": event.identities,
+        "attributes": { "first_name": "Li", "orders": 3, "vip": true },
+        "tags": ["customer", "newsletter"],
+        "score": 42,
+        "time_zone": "Asia/Shanghai",
+    }))?;
+    Ok((event, contact))
+}
+
+/// What the `send` step knows in a run, for a checkout's contact.
+fn sample_send_context(repo: &Path) -> anyhow::Result<send::Context> {
+    let (event, _) = sample_event_and_contact(repo)?;
+    Ok(send::Context {
+        journey: "abandoned-checkout".into(),
+        journey_version: 1,
+        enrollment_id: "e1".into(),
+        step_id: "reminder".into(),
+        attempt: 1,
+        contact: send::Contact {
+            id: "c1".into(),
+            email: event.identities.email.clone(),
+            phone: event.identities.phone.clone(),
+            attributes: r#"{"first_name":"Li","vip":true}"#.into(),
+            tags: vec!["customer".into()],
+            score: 42,
+            time_zone: Some("Asia/Shanghai".into()),
+            ..send::Contact::default()
+        },
+        trigger: send::Trigger {
+            id: event.id.clone(),
+            source: event.source.clone(),
+            name: event.name.clone(),
+            email: event.identities.email.clone(),
+            phone: event.identities.phone.clone(),
+            properties: serde_json::to_string(&event.properties)?,
+            occurred_at: event.occurred_at,
+            ..send::Trigger::default()
+        },
+        data: "{}".into(),
+        config: "{}".into(),
+        now: 1_764_000_000_000,
+    })
 }
 
 /// `(path, headers, body)` of every stored case of one source.

@@ -150,6 +150,10 @@ fn main() -> anyhow::Result<()> {
             println!("lost: {}", report.lost);
             println!("duplicated: {}", report.duplicated);
             println!("missed: {}", report.missed);
+            println!(
+                "kills during a delivery: {} (deliveries repeated under their idempotency key: {})",
+                report.kills_during_delivery, report.redelivered
+            );
             println!("elapsed: {:.1} s", started.elapsed().as_secs_f64());
             if report.lost + report.duplicated + report.missed > 0 {
                 std::process::exit(1);

@@ -112,28 +112,40 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
         let (ok, stdout, stderr) = dripline_in(dir.path(), args);
         (ok, stdout + &stderr)
     };
-    let process = [
-        "process",
-        "--data",
-        "data",
-        "--components",
-        "components",
-        "--root",
-        ".",
-    ];
-    assert!(run(&process).0);
+    // Four attempts, 1 s, 4 s and 16 s apart; the last one sets it aside.
+    for now in ["2000", "3000", "7000", "23000"] {
+        let listed = run(&["deadletters", "--data", "data", "list"]).1;
+        assert!(listed.trim().is_empty(), "set aside before {now}: {listed}");
+        let process = [
+            "process",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--root",
+            ".",
+            "--now-ms",
+            now,
+        ];
+        assert!(run(&process).0);
+    }
 
     let (ok, listed) = run(&["deadletters", "--data", "data", "list"]);
     assert!(ok, "{listed}");
     let line = listed.lines().next().unwrap_or_default().to_string();
-    let (key, problem) = line.split_once('\t').unwrap();
+    let fields: Vec<&str> = line.split('\t').collect();
+    let [key, attempts, problem] = fields[..] else {
+        panic!("{line}");
+    };
     assert_eq!(key, "0000000001000/broken-1");
+    assert_eq!(attempts, "4 attempts");
     assert!(problem.contains("not a canonical event"), "{line}");
 
     let (ok, shown) = run(&["deadletters", "--data", "data", "show", key]);
     assert!(ok, "{shown}");
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["record"], "{not json");
+    assert_eq!(shown["attempts"], 4);
 
     let (ok, said) = run(&["deadletters", "--data", "data", "replay", key]);
     assert!(ok, "{said}");

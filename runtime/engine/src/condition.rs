@@ -93,6 +93,25 @@ impl fmt::Display for CelExpr {
     }
 }
 
+impl CelExpr {
+    /// Evaluates the expression as a trigger filter is evaluated: `event` is
+    /// both `trigger` and `event`, `contact` the contact, `data` empty. For
+    /// tools that test a condition outside a journey (fuzzing, previews); the
+    /// error says why it gave no bool.
+    pub fn test(&self, event: &Event, contact: &ContactView) -> Result<bool, String> {
+        let data = serde_json::Map::new();
+        eval_bool(
+            self,
+            Bindings {
+                trigger: event,
+                event,
+                contact,
+                data: &data,
+            },
+        )
+    }
+}
+
 /// What a condition is evaluated against.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bindings<'a> {

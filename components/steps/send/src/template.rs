@@ -209,6 +209,7 @@ fn parser() -> Result<liquid::Parser, String> {
 }
 
 fn parse(file: &str, source: &str) -> Result<liquid::Template, String> {
+    comments_closed(source).map_err(|e| format!("template {file}: {e}"))?;
     parser()?
         .parse(source)
         .map_err(|e| format!("template {file}: {}", describe(&e.to_string())))
@@ -218,6 +219,65 @@ fn render(file: &str, source: &str, globals: &liquid::Object) -> Result<String, 
     parse(file, source)?
         .render(globals)
         .map_err(|e| format!("template {file}: {}", describe(&e.to_string())))
+}
+
+/// Refuses a `{% comment %}` (or a `{% raw %}` inside one) that is still
+/// open at the end of the file when a block opened inside it: liquid 0.26
+/// panics on that instead of answering an error, which in the component is
+/// a trap. Liquid parses the tags inside a comment as blocks, and an
+/// `{% endcomment %}` closes its comment whatever opened within it.
+fn comments_closed(source: &str) -> Result<(), String> {
+    const BLOCKS: &[&str] = &[
+        "if",
+        "unless",
+        "for",
+        "case",
+        "capture",
+        "tablerow",
+        "ifchanged",
+        "comment",
+        "raw",
+    ];
+    let mut open: Vec<&str> = Vec::new();
+    let mut rest = source;
+    while let Some(start) = variables::find_open(rest) {
+        let body = start + 2;
+        let close = if rest[start..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let Some(len) = variables::find_close(&rest[body..], close) else {
+            break;
+        };
+        let is_tag = close == "%}";
+        let inner = variables::trim_whitespace_control(&rest[body..body + len]);
+        rest = &rest[body + len + 2..];
+        let word = inner.split_whitespace().next().unwrap_or("");
+        if !is_tag || (open.is_empty() && word != "comment") {
+            continue;
+        }
+        match (open.last().copied(), word) {
+            (Some("raw"), "endraw") => drop(open.pop()),
+            (Some("raw"), _) => {}
+            (_, "endcomment") => {
+                while let Some(block) = open.pop() {
+                    if block == "comment" {
+                        break;
+                    }
+                }
+            }
+            (_, word) if BLOCKS.contains(&word) => open.push(word),
+            (Some(top), word) if word.strip_prefix("end") == Some(top) => drop(open.pop()),
+            _ => {}
+        }
+    }
+    match open.last() {
+        Some(block) => Err(format!(
+            "a `{{% {block} %}}` inside a comment is never closed"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Turns liquid's multi-line error into one line a journey author can act on:

@@ -564,3 +564,25 @@ fn every_shipped_template_has_a_rendering_test() {
         "templates without a rendering test: {untested:?}"
     );
 }
+
+#[test]
+fn a_comment_left_open_around_a_block_is_refused_instead_of_crashing_the_parser() {
+    // liquid 0.26 panics on these (a block still open inside a comment at the
+    // end of the file); found by `./dev bench fuzz`.
+    for source in [
+        "{%comment%}{%if y%}",
+        "Hi {%- comment -%} {% for x in y %} {{ x }}",
+        "{% comment %}{% raw %}{% endcomment %}",
+    ] {
+        let parts = template::split("t.liquid", source).unwrap();
+        let error = parts.render("email", &liquid::Object::new()).unwrap_err();
+        assert!(error.contains("never closed"), "{source}: {error}");
+    }
+    // A comment that closes may hold anything.
+    let parts =
+        template::split("t.liquid", "{%comment%}{%if y%}{%endif%}{%endcomment%}Hi").unwrap();
+    assert_eq!(
+        parts.render("email", &liquid::Object::new()).unwrap().text,
+        "Hi"
+    );
+}

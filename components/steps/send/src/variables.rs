@@ -252,7 +252,7 @@ fn tokenize(expression: &str) -> Vec<Token> {
 }
 
 /// The next `{{` or `{%`.
-fn find_open(text: &str) -> Option<usize> {
+pub(crate) fn find_open(text: &str) -> Option<usize> {
     let output = text.find("{{");
     let tag = text.find("{%");
     match (output, tag) {
@@ -262,7 +262,7 @@ fn find_open(text: &str) -> Option<usize> {
 }
 
 /// The closing `}}` or `%}`, skipping quoted strings.
-fn find_close(text: &str, close: &str) -> Option<usize> {
+pub(crate) fn find_close(text: &str, close: &str) -> Option<usize> {
     let mut quote = None;
     for (i, c) in text.char_indices() {
         match quote {
@@ -277,7 +277,7 @@ fn find_close(text: &str, close: &str) -> Option<usize> {
 }
 
 /// Drops the `-` of `{{-`, `-}}`, `{%-` and `-%}`.
-fn trim_whitespace_control(inner: &str) -> &str {
+pub(crate) fn trim_whitespace_control(inner: &str) -> &str {
     let inner = inner.strip_prefix('-').unwrap_or(inner);
     let inner = inner.strip_suffix('-').unwrap_or(inner);
     inner.trim()

@@ -1,6 +1,7 @@
 //! `dripline process`: processes the inbox and the timers due at the clock's
-//! time until nothing is left, then returns. The crash drill runs it as a
-//! child process and kills it at random points.
+//! time until nothing is left, delivers the messages due, then returns. The
+//! crash drill runs it as a child process and kills it at random points,
+//! deliveries included.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,10 +31,14 @@ pub fn run(
     let sandbox = Arc::new(Sandbox::new(config)?);
     let deployment = Deployment::at(&args.root, args.components, &args.data);
     let parts = Parts::open(&deployment, &sandbox)?;
-    let progress = parts.runner(clock)?.run_until_idle()?;
+    let mut runner = parts.runner(clock.clone())?;
+    let progress = runner.run_until_idle()?;
+    let delivered = parts
+        .dispatcher(clock, runner.journeys())?
+        .run_until_idle()?;
     println!(
-        "processed: {} events, {} timers",
-        progress.events, progress.timers
+        "processed: {} events, {} timers; delivered {}, to retry {}, failed {}",
+        progress.events, progress.timers, delivered.sent, delivered.retried, delivered.failed
     );
     Ok(())
 }
