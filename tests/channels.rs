@@ -6,13 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
 use dripline_clock::Clock as _;
 use dripline_delivery::Dispatcher;
 use dripline_delivery::OutboxRecord;
@@ -21,6 +18,7 @@ use dripline_delivery::channels::{
 };
 use dripline_store::{Contact, OutboxMessage};
 use dripline_tests::Deployment;
+use dripline_tests::http_sink::Receiver;
 use dripline_tests::smtp::smtp_server;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -129,80 +127,6 @@ fn only_message(deployment: &Deployment) -> OutboxMessage {
     let outbox = deployment.outbox();
     assert_eq!(outbox.len(), 1, "{outbox:#?}");
     outbox.into_iter().next().unwrap()
-}
-
-// ----- an HTTP receiver on loopback -----
-
-#[derive(Debug, Clone)]
-struct Hit {
-    path: String,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-#[derive(Clone, Default)]
-struct Script {
-    hits: Arc<Mutex<Vec<Hit>>>,
-    /// Statuses to answer with, in order; 200 when empty.
-    statuses: Arc<Mutex<VecDeque<u16>>>,
-    /// The body of a 200 answer.
-    ok_body: Arc<Mutex<String>>,
-}
-
-struct Receiver {
-    url: String,
-    script: Script,
-    _runtime: tokio::runtime::Runtime,
-}
-
-impl Receiver {
-    fn start() -> Self {
-        let (runtime, listener) = dripline_tests::loopback(1);
-        let script = Script::default();
-        *script.ok_body.lock().unwrap() = "{\"id\":\"provider-1\"}".into();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .fallback(record)
-            .with_state(script.clone());
-        runtime.spawn(async move { axum::serve(listener, app).await });
-        Self {
-            url,
-            script,
-            _runtime: runtime,
-        }
-    }
-
-    fn answer_with(&self, statuses: &[u16]) {
-        self.script.statuses.lock().unwrap().extend(statuses);
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.script.hits.lock().unwrap().clone()
-    }
-}
-
-async fn record(
-    State(script): State<Script>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: String,
-) -> (StatusCode, String) {
-    let headers = headers
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    script.hits.lock().unwrap().push(Hit {
-        path: uri.to_string(),
-        headers,
-        body,
-    });
-    let status = script.statuses.lock().unwrap().pop_front().unwrap_or(200);
-    let body = if status == 200 {
-        script.ok_body.lock().unwrap().clone()
-    } else {
-        format!("{{\"error\":\"status {status}\"}}")
-    };
-    (StatusCode::from_u16(status).unwrap(), body)
 }
 
 // ----- the tests -----
@@ -353,7 +277,7 @@ fn a_wecom_robot_gets_a_text_message_and_its_errcode_is_read() {
     );
     let (_files, mut deployment) = deployment(&send_journey("wecom"), Some(&channels));
     ping(&mut deployment, 1, "li@example.com", None);
-    *robot.script.ok_body.lock().unwrap() = "{\"errcode\":0,\"errmsg\":\"ok\"}".into();
+    robot.ok_body("{\"errcode\":0,\"errmsg\":\"ok\"}");
     assert_eq!(deployment.dispatch_at(T0).sent, 1);
     let hit = &robot.hits()[0];
     assert_eq!(hit.path, "/cgi-bin/webhook/send?key=robot-key");
@@ -365,8 +289,7 @@ fn a_wecom_robot_gets_a_text_message_and_its_errcode_is_read() {
 
     // A bad key: HTTP 200 with an errcode, a permanent failure that does not
     // print the key.
-    *robot.script.ok_body.lock().unwrap() =
-        "{\"errcode\":93000,\"errmsg\":\"invalid webhook url\"}".into();
+    robot.ok_body("{\"errcode\":93000,\"errmsg\":\"invalid webhook url\"}");
     ping(&mut deployment, 2, "wang@example.com", None);
     assert_eq!(deployment.dispatch_at(T0).failed, 1);
     let failed = deployment.outbox().pop().unwrap();

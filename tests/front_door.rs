@@ -2,19 +2,27 @@
 //! loopback HTTP into the real `dripline up` binary, through the composed
 //! gateway and Shopify trigger, the inbox, the runner, the real `send` step
 //! and the delivery policy, to a real SMTP server. The clock runs an hour a
-//! second, so the 3-hour email arrives in seconds. Also what a stop does to
-//! a delivery in flight.
+//! second, so the 3-hour email arrives in seconds. SCENARIOS.md 2 the same
+//! way, from an HTML form and a track call to the email and the sales CRM;
+//! a delivery from every trigger the gateway serves to a real SMTP server
+//! and a real HTTP SMS provider; and what a stop does to a delivery in
+//! flight.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dripline_tests::http_sink::Receiver;
 use dripline_tests::process::{Up, http};
 use dripline_tests::smtp::{Mail, slow_smtp_server, smtp_server};
 use dripline_tests::{SHIPPED_STEPS, component, repo_root};
+use serde_json::{Value, json};
 
 const SECRET: &str = "shpss_front_door";
+const WRITE_KEY: &str = "wk_front_door";
+const TYPEFORM_SECRET: &str = "tf_front_door";
+const TALLY_SECRET: &str = "tally_front_door";
 
 /// A deployment root in `dir`: the shipped journeys and templates, a policy
 /// without quiet hours (the scaled clock would put the send in them), and
@@ -67,12 +75,17 @@ fn post_checkout(gateway: &str) -> (u16, String) {
 /// `dripline up` on the deployment in `dir`, the clock running an hour a
 /// second, the gateway serving the repository's `spin.toml`.
 fn up(dir: &Path) -> Up {
+    up_at(dir, "3600")
+}
+
+/// [`up`] with the clock `speed` times the wall clock's.
+fn up_at(dir: &Path, speed: &str) -> Up {
     let spin = repo_root().join("spin.toml");
     Up::start(
         dir,
         &[
             "--clock-speed",
-            "3600",
+            speed,
             "--data",
             "data",
             "--components",
@@ -82,7 +95,12 @@ fn up(dir: &Path) -> Up {
             "--root",
             ".",
         ],
-        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SECRET)],
+        &[
+            ("SPIN_VARIABLE_SHOPIFY_SECRET", SECRET),
+            ("SPIN_VARIABLE_TRACK_WRITE_KEY", WRITE_KEY),
+            ("SPIN_VARIABLE_TYPEFORM_SECRET", TYPEFORM_SECRET),
+            ("SPIN_VARIABLE_TALLY_SECRET", TALLY_SECRET),
+        ],
     )
 }
 
@@ -181,4 +199,257 @@ fn sigterm_during_a_slow_delivery_finishes_it_within_the_grace_period_and_nothin
     std::thread::sleep(Duration::from_secs(4));
     drop(second);
     assert_eq!(reminders(&mails.lock().unwrap()), 1, "sent once");
+}
+
+/// Waits up to a minute for `found` to give something.
+fn within_a_minute<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(value) = found() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{what}: nothing within a minute");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A signed track call naming `email`, as Segment's libraries send it.
+fn track(gateway: &str, event: &str, email: &str) -> (u16, String) {
+    let body = json!({
+        "type": "track",
+        "messageId": format!("msg-{event}-{email}"),
+        "event": event,
+        "properties": {},
+        "context": { "traits": { "email": email } },
+    })
+    .to_string();
+    let head = format!(
+        "POST /v1/track HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {WRITE_KEY}"
+    );
+    http(gateway, &head, body.as_bytes())
+}
+
+#[test]
+fn a_whitepaper_download_gets_its_paper_by_email_and_a_trial_sign_up_reaches_the_sales_crm() {
+    let (smtp_port, mails) = smtp_server();
+    let crm = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    // The shipped journey's CRM, moved to the receiver on loopback.
+    let journey = dir.path().join("journeys/lead-nurture.toml");
+    let text = std::fs::read_to_string(&journey)
+        .unwrap()
+        .replace(
+            "https://crm.example.com/api/tasks",
+            &format!("{}/api/tasks", crm.url),
+        )
+        .replace("[\"crm.example.com\"]", "[\"127.0.0.1\"]");
+    std::fs::write(&journey, text).unwrap();
+    let channels = dir.path().join("channels.toml");
+    let mut text = std::fs::read_to_string(&channels).unwrap();
+    text.push_str("\n[http_out]\nsecret = \"the CRM's shared secret\"\n");
+    std::fs::write(&channels, text).unwrap();
+    let up = up_at(dir.path(), "1");
+    let gateway = up.gateway();
+
+    let form = b"email=Li.Wei%40Example.com&company=Acme+Mugs";
+    let (status, body) = http(
+        &gateway,
+        "POST /forms/whitepaper-download HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        form,
+    );
+    assert_eq!(status, 200, "{body}");
+    let paper = within_a_minute("the whitepaper email", || {
+        mails
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.data.contains("Your whitepaper"))
+            .cloned()
+    });
+    assert_eq!(paper.to, ["li.wei@example.com"]);
+    assert!(paper.data.contains("lifecycle-marketing-playbook.pdf"));
+
+    let (status, body) = track(&gateway, "Trial Started", "li.wei@example.com");
+    assert_eq!(status, 200, "{body}");
+    let task = within_a_minute("the sales task", || crm.hits().into_iter().next());
+    drop(up);
+    assert_eq!(task.path, "/api/tasks");
+    let posted: Value = serde_json::from_str(&task.body).unwrap();
+    assert!(
+        posted
+            .to_string()
+            .contains("li.wei@example.com started a trial"),
+        "{posted}"
+    );
+    assert!(
+        task.headers.contains_key("x-dripline-signature"),
+        "{task:?}"
+    );
+}
+
+/// Journeys that answer every trigger's event with a transactional message,
+/// so that each delivery shows at the SMTP server or the SMS provider.
+const ANSWERING_JOURNEYS: &[(&str, &str)] = &[
+    (
+        "form-thanks.toml",
+        r#"name = "Form thanks"
+version = 1
+[trigger]
+event = "form.submitted"
+[entry]
+reentry = "always"
+[[steps]]
+id = "thanks"
+uses = "send"
+config = { channel = "email", template = "thanks", category = "transactional" }
+"#,
+    ),
+    (
+        "form-text.toml",
+        r#"name = "Form text"
+version = 1
+[trigger]
+event = "form.submitted"
+filter = "has(trigger.identities.phone)"
+[entry]
+reentry = "always"
+[[steps]]
+id = "text"
+uses = "send"
+config = { channel = "sms", template = "text", category = "transactional" }
+"#,
+    ),
+    (
+        "receipt.toml",
+        r#"name = "Receipt"
+version = 1
+[trigger]
+event = "order.completed"
+[entry]
+reentry = "always"
+[[steps]]
+id = "receipt"
+uses = "send"
+config = { channel = "email", template = "receipt", category = "transactional" }
+"#,
+    ),
+];
+
+#[test]
+fn every_trigger_the_gateway_serves_turns_a_signed_delivery_into_a_message() {
+    let (smtp_port, mails) = smtp_server();
+    let sms = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let journeys = dir.path().join("journeys");
+    std::fs::remove_dir_all(&journeys).unwrap();
+    std::fs::create_dir_all(&journeys).unwrap();
+    for (file, text) in ANSWERING_JOURNEYS {
+        std::fs::write(journeys.join(file), text).unwrap();
+    }
+    let templates = dir.path().join("templates");
+    std::fs::write(
+        templates.join("thanks.email.liquid"),
+        "---\nsubject: Thanks for the {{ trigger.source }} form\n---\nWe have your answers.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("text.sms.liquid"),
+        "Thanks, we have your answers.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        templates.join("receipt.email.liquid"),
+        "---\nsubject: Your receipt\n---\nThanks for your order.\n",
+    )
+    .unwrap();
+    let channels = dir.path().join("channels.toml");
+    let mut text = std::fs::read_to_string(&channels).unwrap();
+    text.push_str(&format!(
+        "\n[channels.sms]\nkind = \"sms\"\nurl = \"{}/send\"\n",
+        sms.url
+    ));
+    std::fs::write(&channels, text).unwrap();
+    let up = up_at(dir.path(), "1");
+    let gateway = up.gateway();
+
+    let case = |source: &str, name: &str| {
+        let dir = repo_root().join("tests/cases/webhooks").join(source);
+        std::fs::read(dir.join(format!("{name}.json")))
+            .or_else(|_| std::fs::read(dir.join(format!("{name}.body"))))
+            .unwrap()
+    };
+    let typeform = case("typeform", "form-response");
+    let signature = format!(
+        "sha256={}",
+        webhook_auth::sign(TYPEFORM_SECRET.as_bytes(), &typeform)
+    );
+    let tally = case("tally", "form-response");
+    let deliveries = [
+        (
+            format!(
+                "POST /forms/typeform/wasm-report HTTP/1.1\r\nContent-Type: application/json\r\nTypeform-Signature: {signature}"
+            ),
+            typeform.clone(),
+        ),
+        (
+            format!(
+                "POST /forms/tally/webinar HTTP/1.1\r\nContent-Type: application/json\r\nTally-Signature: {}",
+                webhook_auth::sign(TALLY_SECRET.as_bytes(), &tally)
+            ),
+            tally,
+        ),
+        (
+            "POST /forms/whitepaper HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
+                .to_string(),
+            case("html", "whitepaper-urlencoded"),
+        ),
+        (
+            format!(
+                "POST /v1/track HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {WRITE_KEY}"
+            ),
+            case("track", "track"),
+        ),
+    ];
+    for (head, body) in &deliveries {
+        let (status, answer) = http(&gateway, head, body);
+        assert!(status == 200 || status == 303, "{head}: {status} {answer}");
+    }
+
+    let mut received = within_a_minute("four emails", || {
+        let mails = mails.lock().unwrap();
+        (mails.len() >= 4).then(|| {
+            mails
+                .iter()
+                .map(|m| (m.to.join(","), m.data.contains("Your receipt")))
+                .collect::<Vec<_>>()
+        })
+    });
+    let texts = within_a_minute("three SMS", || {
+        let hits = sms.hits();
+        (hits.len() >= 3).then_some(hits)
+    });
+    drop(up);
+    received.sort();
+    assert_eq!(
+        received,
+        [
+            ("alice.martin@example.org".to_string(), false),
+            ("laura.chen@acme.example".to_string(), false),
+            ("li.wei@example.com".to_string(), false),
+            ("peter.gibbons@initech.example".to_string(), true),
+        ]
+    );
+    // The form posts that named a phone: Typeform's, Tally's and the HTML
+    // form's.
+    for phone in ["+15555550100", "+33612345678", "+8613800138000"] {
+        let text = texts.iter().find(|t| t.body.contains(phone));
+        let text = text.unwrap_or_else(|| panic!("no SMS to {phone}: {texts:?}"));
+        assert!(
+            text.body.contains("Thanks, we have your answers."),
+            "{text:?}"
+        );
+    }
+    assert_eq!(texts.len(), 3, "{texts:?}");
 }
