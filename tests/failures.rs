@@ -186,6 +186,13 @@ fn run_through_the_backoff(setup: &mut Setup) {
 fn an_event_that_cannot_be_processed_is_tried_four_times_then_dead_lettered_while_the_events_behind_it_go_on()
  {
     let mut setup = setup();
+    let ops = dripline_tests::http_sink::Receiver::start();
+    setup.runner = setup
+        .runner
+        .with_alerts(dripline_delivery::channels::AlertConfig {
+            webhook: Some(format!("{}/alerts", ops.url)),
+            ..Default::default()
+        });
     setup
         .store
         .apply(&[Write::inbox_put(T0 - 1, "garbled", b"{\"id\": ".to_vec())])
@@ -216,6 +223,12 @@ fn an_event_that_cannot_be_processed_is_tried_four_times_then_dead_lettered_whil
         "{letter:?}"
     );
     assert_eq!(letter.record, "{\"id\": ");
+    let alerts = ops.hits();
+    assert_eq!(alerts.len(), 1, "one alert for the dead letter: {alerts:?}");
+    let alert: serde_json::Value = serde_json::from_str(&alerts[0].body).unwrap();
+    assert_eq!(alert["alert"], "dead-letter");
+    assert_eq!(alert["dead_letter"], name.as_str());
+    assert_eq!(alert["attempts"], 4);
 
     // A replay puts it back with a fresh set of attempts.
     dripline_runner::dead_letters::replay(setup.store.as_ref(), name, setup.clock.now_ms())

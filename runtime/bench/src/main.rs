@@ -65,10 +65,11 @@ enum Bench {
         components: PathBuf,
     },
     /// Mutated inputs through every trigger, the signature checks, the
-    /// journey parser and CEL; fails if any input panics.
+    /// journey parser, CEL compilation and evaluation and template
+    /// rendering; fails if any input panics.
     Fuzz {
-        /// Inputs per target (there are 8 targets).
-        #[arg(long, default_value_t = 1_250_000)]
+        /// Inputs per target (there are 10 targets).
+        #[arg(long, default_value_t = 1_000_000)]
         inputs: u64,
         /// Seed of the mutations; a run repeats exactly.
         #[arg(long, default_value_t = 1)]

@@ -118,9 +118,6 @@ impl Alerts {
             alert.window_start_ms,
             self.config.threshold * 100.0
         );
-        let Some(url) = &self.config.webhook else {
-            return;
-        };
         let body = json!({
             "alert": match alert.failing {
                 Failing::Sends => "send-failure-rate",
@@ -140,19 +137,9 @@ impl Alerts {
             alert.journey,
             alert.window_start_ms
         );
-        if let Err(e) = self.http.post(
-            "the alert webhook",
-            url,
-            "application/json",
-            &[("Idempotency-Key", &key)],
-            body.to_string().as_bytes(),
-        ) {
-            tracing::error!("the alert could not be posted: {e}");
-        }
+        self.post(&key, &body);
     }
-}
 
-impl Alerts {
     /// Raises the alert that an input was set aside as a dead letter (named
     /// `name`, as `dripline deadletters list` shows it): an error line, and a
     /// post to `[alerts] webhook` under an idempotency key per dead letter.
@@ -163,21 +150,26 @@ impl Alerts {
             attempts,
             "ALERT: an input was set aside after {attempts} attempts: {problem} (see `dripline deadletters show {name}`)"
         );
-        let Some(url) = &self.config.webhook else {
-            return;
-        };
         let body = json!({
             "alert": "dead-letter",
             "dead_letter": name,
             "problem": problem,
             "attempts": attempts,
         });
-        let key = format!("dead-letter/{name}");
+        self.post(&format!("dead-letter/{name}"), &body);
+    }
+
+    /// Posts an alert to `[alerts] webhook`, if the deployment configures
+    /// one, under `key` so that a receiver sees each alert once.
+    fn post(&self, key: &str, body: &serde_json::Value) {
+        let Some(url) = &self.config.webhook else {
+            return;
+        };
         if let Err(e) = self.http.post(
             "the alert webhook",
             url,
             "application/json",
-            &[("Idempotency-Key", &key)],
+            &[("Idempotency-Key", key)],
             body.to_string().as_bytes(),
         ) {
             tracing::error!("the alert could not be posted: {e}");

@@ -573,10 +573,16 @@ fn a_comment_left_open_around_a_block_is_refused_instead_of_crashing_the_parser(
         "{%comment%}{%if y%}",
         "Hi {%- comment -%} {% for x in y %} {{ x }}",
         "{% comment %}{% raw %}{% endcomment %}",
+        "{%comment%}{%if n!=\"\"%}{%endcomment%}{%if n!=\"\"%}",
+        "{%comment%}{%for m in s%}{%endcomment%}{%if n!=\"\"%}",
+        "{%comment%}{%case y%}{%endcomment%}{%if n!=\"\"%}",
+        "{%comment%}{%endcomment\n{%if e%}",
+        "{%comment%}{%endcomment {%if e%}",
+        "{%comment%}{%endcomment %%}{%if e%}",
     ] {
         let parts = template::split("t.liquid", source).unwrap();
         let error = parts.render("email", &liquid::Object::new()).unwrap_err();
-        assert!(error.contains("never closed"), "{source}: {error}");
+        assert!(error.starts_with("template t.liquid:"), "{source}: {error}");
     }
     // A comment that closes may hold anything.
     let parts =
