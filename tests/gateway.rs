@@ -14,68 +14,12 @@ use std::time::Duration;
 use dripline_gateway_host::{Gateway, SpinApp, VariableSource};
 use dripline_store::SqliteStore;
 use dripline_store::prelude::*;
+use dripline_tests::gateway::{
+    SHOPIFY_SECRET, Served, TALLY_SECRET, TRACK_KEY, TYPEFORM_SECRET, serve, serve_with,
+};
 use dripline_tests::{components_dir, repo_root, sandbox};
 use serde_json::Value;
 use wasmtime::component::types::ComponentItem;
-
-const SHOPIFY_SECRET: &str = "shpss_test_secret";
-const TRACK_KEY: &str = "wk_test_key";
-const TYPEFORM_SECRET: &str = "tf_test_secret";
-const TALLY_SECRET: &str = "tally_test_secret";
-
-/// A gateway serving the repository's `spin.toml` on a loopback port.
-struct Served {
-    addr: SocketAddr,
-    store: Arc<SqliteStore>,
-    _runtime: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-}
-
-fn serve() -> Served {
-    serve_with(dripline_gateway_host::DEFAULT_ROUTE_CONCURRENCY)
-}
-
-/// [`serve`], each route serving at most `concurrency` requests at once.
-fn serve_with(concurrency: usize) -> Served {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path().join("dripline.db")).unwrap());
-    // Generous limits: two shared cores also build and test other crates.
-    let sandbox = sandbox(Duration::from_secs(2), 64 << 20);
-    let env: BTreeMap<String, String> = [
-        ("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET),
-        ("SPIN_VARIABLE_TRACK_WRITE_KEY", TRACK_KEY),
-        ("SPIN_VARIABLE_TYPEFORM_SECRET", TYPEFORM_SECRET),
-        ("SPIN_VARIABLE_TALLY_SECRET", TALLY_SECRET),
-        ("SPIN_VARIABLE_FORM_REDIRECT_HOSTS", "example.com"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let variables = VariableSource {
-        file: BTreeMap::new(),
-        env: Some(env),
-    };
-    let app = SpinApp::load(
-        &repo_root().join("spin.toml"),
-        Some(components_dir()),
-        &variables,
-    )
-    .unwrap();
-    let gateway = Arc::new(
-        Gateway::load(sandbox, &app, store.clone(), Duration::from_secs(10))
-            .unwrap()
-            .with_route_concurrency(concurrency),
-    );
-    let (runtime, listener) = dripline_tests::loopback(2);
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(gateway.serve(listener, std::future::pending()));
-    Served {
-        addr,
-        store,
-        _runtime: runtime,
-        _dir: dir,
-    }
-}
 
 /// An HTTP answer.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! sandbox set up the way the tests need it.
 
 pub mod flaky;
+pub mod gateway;
 pub mod http_sink;
 pub mod process;
 pub mod smtp;

@@ -1,0 +1,81 @@
+//! The webhook gateway of `dripline up`, in this process: the repository's
+//! `spin.toml` served over loopback HTTP on an embedded SQLite store that
+//! nothing consumes, so that a test reads exactly what each delivery stored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dripline_gateway_host::{Gateway, SpinApp, VariableSource};
+use dripline_store::SqliteStore;
+
+use crate::{components_dir, repo_root, sandbox};
+
+/// The Shopify app's secret the gateway checks signatures with.
+pub const SHOPIFY_SECRET: &str = "shpss_test_secret";
+/// The track API's write key.
+pub const TRACK_KEY: &str = "wk_test_key";
+/// The Typeform webhook's secret.
+pub const TYPEFORM_SECRET: &str = "tf_test_secret";
+/// The Tally webhook's secret.
+pub const TALLY_SECRET: &str = "tally_test_secret";
+
+/// A gateway serving the repository's `spin.toml` on a loopback port.
+pub struct Served {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The store it writes.
+    pub store: Arc<SqliteStore>,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// Serves the repository's `spin.toml` with the secrets above.
+pub fn serve() -> Served {
+    serve_with(dripline_gateway_host::DEFAULT_ROUTE_CONCURRENCY)
+}
+
+/// [`serve`], each route serving at most `concurrency` requests at once.
+pub fn serve_with(concurrency: usize) -> Served {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = Arc::new(
+        SqliteStore::open(dir.path().join("dripline.db")).unwrap_or_else(|e| panic!("{e}")),
+    );
+    // Generous limits: two shared cores also build and test other crates.
+    let sandbox = sandbox(Duration::from_secs(2), 64 << 20);
+    let env: BTreeMap<String, String> = [
+        ("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET),
+        ("SPIN_VARIABLE_TRACK_WRITE_KEY", TRACK_KEY),
+        ("SPIN_VARIABLE_TYPEFORM_SECRET", TYPEFORM_SECRET),
+        ("SPIN_VARIABLE_TALLY_SECRET", TALLY_SECRET),
+        ("SPIN_VARIABLE_FORM_REDIRECT_HOSTS", "example.com"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let variables = VariableSource {
+        file: BTreeMap::new(),
+        env: Some(env),
+    };
+    let app = SpinApp::load(
+        &repo_root().join("spin.toml"),
+        Some(components_dir()),
+        &variables,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Arc::new(
+        Gateway::load(sandbox, &app, store.clone(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_route_concurrency(concurrency),
+    );
+    let (runtime, listener) = crate::loopback(2);
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    runtime.spawn(gateway.serve(listener, std::future::pending()));
+    Served {
+        addr,
+        store,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
