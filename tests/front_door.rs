@@ -59,14 +59,27 @@ fn deployment(dir: &Path, smtp_port: u16) {
 
 /// A signed `checkouts/create` POSTed as Shopify sends it: (status, body).
 fn post_checkout(gateway: &str) -> (u16, String) {
-    let body =
-        std::fs::read(repo_root().join("tests/cases/webhooks/shopify/checkouts-create.json"))
-            .unwrap();
+    post_shopify(
+        gateway,
+        "checkouts/create",
+        "checkouts-create",
+        "98880550-7158-44d4-b7cd-2c97c8a091b5",
+    )
+}
+
+/// The stored case `case` POSTed as Shopify sends topic `topic`, signed.
+fn post_shopify(gateway: &str, topic: &str, case: &str, event_id: &str) -> (u16, String) {
+    let body = std::fs::read(
+        repo_root()
+            .join("tests/cases/webhooks/shopify")
+            .join(format!("{case}.json")),
+    )
+    .unwrap();
     let signature = webhook_auth::sign(SECRET.as_bytes(), &body);
     let head = format!(
         "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
-         X-Shopify-Topic: checkouts/create\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
-         X-Shopify-Event-Id: 98880550-7158-44d4-b7cd-2c97c8a091b5\r\n\
+         X-Shopify-Topic: {topic}\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
+         X-Shopify-Event-Id: {event_id}\r\n\
          X-Shopify-Hmac-Sha256: {signature}"
     );
     http(gateway, &head, &body)
@@ -147,6 +160,32 @@ fn a_signed_shopify_checkout_reaches_the_shoppers_inbox_as_the_three_hour_email(
         "{}",
         mail.data
     );
+}
+
+#[test]
+fn a_shopper_who_pays_gets_the_thank_you_and_never_the_cart_reminder() {
+    let (smtp_port, mails) = smtp_server();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let up = up(dir.path());
+    let gateway = up.gateway();
+    assert_eq!(post_checkout(&gateway).0, 200);
+    // Paid (`orders/paid`, with no `orders/create` before it) well within
+    // the three hours.
+    let (status, body) = post_shopify(&gateway, "orders/paid", "orders-paid", "paid-1");
+    assert_eq!(status, 200, "{body}");
+    within_a_minute("the thank-you email", || {
+        mails
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|m| m.data.contains("Thank you for your order"))
+            .cloned()
+    });
+    // Five more hours of the scaled clock: the 3-hour reminder's time passes.
+    std::thread::sleep(Duration::from_secs(5));
+    drop(up);
+    assert_eq!(reminders(&mails.lock().unwrap()), 0);
 }
 
 #[test]

@@ -221,12 +221,40 @@ impl From<OneActivePer> for String {
     }
 }
 
+/// One event name, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EventNames {
+    /// One name.
+    One(String),
+    /// Any of these names.
+    Any(Vec<String>),
+}
+
+impl EventNames {
+    /// Whether `name` is one of them.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            EventNames::One(one) => one == name,
+            EventNames::Any(any) => any.iter().any(|n| n == name),
+        }
+    }
+}
+
+impl From<&str> for EventNames {
+    fn from(name: &str) -> Self {
+        EventNames::One(name.to_string())
+    }
+}
+
 /// What counts as reaching the journey's goal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Goal {
-    /// The event name, such as `order.paid`.
-    pub event: String,
+    /// The event name, such as `order.paid`, or several, any of which meets
+    /// the goal (`["order.created", "order.paid"]`: a store may send either
+    /// first, or only one).
+    pub event: EventNames,
     /// A CEL condition on `event`, `trigger`, `contact` and `data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<CelExpr>,

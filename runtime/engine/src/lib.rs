@@ -81,7 +81,7 @@ pub use enrollment::{
     AfterTimer, Enrollment, EnrollmentStatus, Pending, Timer, TimerKind, enrollment_id,
 };
 pub use event::{ConsentState, ContactView, Event, Identities, Timestamp};
-pub use journey::{Journey, JourneyDelivery, Step, StepKind};
+pub use journey::{EventNames, Journey, JourneyDelivery, Step, StepKind};
 pub use loader::{JourneyError, json_schema, parse_journey};
 pub use machine::{
     EngineError, GOAL_REACHED, HOLDOUT, MAX_ATTEMPTS, RETRY_BASE_MS, backoff_ms,

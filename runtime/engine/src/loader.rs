@@ -536,6 +536,9 @@ fn check(
     }
 
     if let Some(goal) = &journey.goal {
+        if goal.event == crate::EventNames::Any(Vec::new()) {
+            problems.push(("goal.event".into(), "name at least one event".into()));
+        }
         if goal.next.is_some() && goal.hand_off.is_some() {
             problems.push((
                 "goal.next".into(),

@@ -291,7 +291,7 @@ fn resume_on_event(
     let mut walker = Walker::new(journey, contact, enrollment.clone(), now);
     if let Some(goal) = &journey.goal
         && !enrollment.goal_reached
-        && goal.event == event.name
+        && goal.event.contains(&event.name)
         && walker.holds(goal.condition.as_ref(), event, "goal.condition")
     {
         walker.metric(None, MetricName::GoalReached);

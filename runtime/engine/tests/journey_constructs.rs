@@ -338,6 +338,42 @@ fn a_goal_event_whose_condition_fails_changes_nothing() {
 }
 
 #[test]
+fn a_goal_naming_several_events_is_met_by_any_of_them() {
+    let text = r#"
+name = "Goal of several"
+version = 1
+[trigger]
+event = "checkout.created"
+[goal]
+event = ["order.created", "order.paid"]
+[[steps]]
+id = "pause"
+wait = "3h"
+"#;
+    for name in ["order.created", "order.paid"] {
+        let mut runtime = Runtime::new(journey(text));
+        runtime.event(event("e1", "checkout.created", json!({}), T0));
+        runtime.event(event("e2", "order.refunded", json!({}), T0 + MINUTE));
+        assert_eq!(
+            runtime.active().exit_reason,
+            None,
+            "another event is no goal"
+        );
+        runtime.event(event("e3", name, json!({}), T0 + HOUR));
+        let done = runtime.active();
+        assert_eq!(done.exit_reason.as_deref(), Some("goal reached"), "{name}");
+    }
+    let empty = text.replace(r#"["order.created", "order.paid"]"#, "[]");
+    let problems = dripline_engine::parse_journey("empty.toml", &empty).unwrap_err();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.to_string().contains("goal.event")),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn a_goal_with_next_goes_on_to_its_steps_instead_of_exiting() {
     let text = r#"
 name = "Goal next"
