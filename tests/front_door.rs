@@ -189,6 +189,61 @@ fn a_shopper_who_pays_gets_the_thank_you_and_never_the_cart_reminder() {
 }
 
 #[test]
+fn a_later_checkout_that_says_nothing_about_consent_leaves_an_opt_out_in_place() {
+    let (smtp_port, _mails) = smtp_server();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let up = up_at(dir.path(), "1");
+    let gateway = up.gateway();
+    let checkout: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join("tests/cases/webhooks/shopify/checkouts-create.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let signed_post = |topic: &str, event_id: &str, body: &Value| {
+        let body = body.to_string().into_bytes();
+        let head = format!(
+            "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
+             X-Shopify-Topic: {topic}\r\nX-Shopify-Event-Id: {event_id}\r\n\
+             X-Shopify-Hmac-Sha256: {}",
+            webhook_auth::sign(SECRET.as_bytes(), &body)
+        );
+        http(&gateway, &head, &body)
+    };
+    // The shopper has unsubscribed from email in the store ...
+    let mut opted_out = checkout.clone();
+    opted_out["customer"]["email_marketing_consent"]["state"] = json!("unsubscribed");
+    assert_eq!(signed_post("checkouts/create", "c-1", &opted_out).0, 200);
+    let consent = |store: &dripline_store::SqliteStore| {
+        use dripline_store::prelude::*;
+        let identity = dripline_store::Identity::Email("li.wei@example.com".into());
+        store
+            .contact_find_by_identity(&identity)
+            .unwrap()
+            .map(|c| c.profile["consent"]["email"].clone())
+    };
+    let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+    within_a_minute("the opt-out", || {
+        consent(&store).filter(|state| state == "denied")
+    });
+    // ... and a later update of the checkout records nothing about consent.
+    let mut silent = checkout.clone();
+    silent["customer"]
+        .as_object_mut()
+        .unwrap()
+        .remove("email_marketing_consent");
+    silent["updated_at"] = json!("2024-03-01T10:30:00+08:00");
+    assert_eq!(signed_post("checkouts/update", "c-2", &silent).0, 200);
+    within_a_minute("the update processed", || {
+        use dripline_store::prelude::*;
+        store.inbox_peek(10).unwrap().is_empty().then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop(up);
+    assert_eq!(consent(&store), Some(json!("denied")));
+}
+
+#[test]
 fn sigterm_during_a_slow_delivery_finishes_it_within_the_grace_period_and_nothing_is_sent_twice() {
     // The provider takes three seconds to accept a message; the grace
     // period is ten.

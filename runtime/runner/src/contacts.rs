@@ -120,8 +120,14 @@ impl ContactRecord {
         let properties = &event.properties;
         if let Some(consent) = properties.get("consent").and_then(Value::as_object) {
             for (channel, state) in consent {
-                if let Ok(state) = serde_json::from_value::<ConsentState>(state.clone()) {
-                    self.profile.consent.insert(channel.clone(), state);
+                match serde_json::from_value::<ConsentState>(state.clone()) {
+                    // A source that says nothing about a channel's consent
+                    // changes nothing: a later checkout without the box
+                    // ticked must not erase an opt-out (or an opt-in).
+                    Ok(ConsentState::Unknown) | Err(_) => {}
+                    Ok(state) => {
+                        self.profile.consent.insert(channel.clone(), state);
+                    }
                 }
             }
         }
