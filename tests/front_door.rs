@@ -189,6 +189,46 @@ fn a_shopper_who_pays_gets_the_thank_you_and_never_the_cart_reminder() {
 }
 
 #[test]
+fn an_order_that_arrives_before_its_checkout_keeps_the_shopper_out_of_the_cart_journey() {
+    let (smtp_port, mails) = smtp_server();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let up = up(dir.path());
+    let gateway = up.gateway();
+    // Webhooks are not ordered: the order for the checkout comes first.
+    let (status, body) = post_shopify(&gateway, "orders/paid", "orders-paid", "paid-1");
+    assert_eq!(status, 200, "{body}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(post_checkout(&gateway).0, 200);
+    let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+    within_a_minute("the refusal counted", || {
+        use dripline_store::prelude::*;
+        let refused = store
+            .metric_get("journey.abandoned-checkout.-.goal_already_met")
+            .unwrap();
+        (refused == 1).then_some(())
+    });
+    // Five hours of the scaled clock: no reminder of any kind.
+    std::thread::sleep(Duration::from_secs(5));
+    drop(up);
+    assert_eq!(reminders(&mails.lock().unwrap()), 0);
+    use dripline_store::prelude::*;
+    let shopper = store
+        .contact_find_by_identity(&dripline_store::Identity::Email(
+            "li.wei@example.com".into(),
+        ))
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .enrollments_of_contact(&shopper.id)
+            .unwrap()
+            .is_empty(),
+        "never enrolled"
+    );
+}
+
+#[test]
 fn a_later_checkout_that_says_nothing_about_consent_leaves_an_opt_out_in_place() {
     let (smtp_port, _mails) = smtp_server();
     let dir = tempfile::tempdir().unwrap();

@@ -93,6 +93,9 @@ pub enum MetricName {
     Exited,
     /// The goal was reached.
     GoalReached,
+    /// An entry was refused because the goal already held: the contact's
+    /// order for this checkout came before the checkout.
+    GoalAlreadyMet,
     /// A split put the contact in its holdout group.
     Holdout,
     /// A split sent the contact along way number `way` (from 0).

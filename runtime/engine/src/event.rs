@@ -51,6 +51,13 @@ pub struct ContactView {
     /// Consent per channel; an absent channel is unknown.
     #[serde(default)]
     pub consent: BTreeMap<String, ConsentState>,
+    /// The contact's latest events of the names journeys' goals wait for,
+    /// oldest first, as the host keeps them (a few): a goal that already
+    /// holds when the trigger comes (webhooks are not ordered, and an order
+    /// may arrive before its checkout) keeps the contact out. Not part of
+    /// `contact` in conditions.
+    #[serde(skip)]
+    pub recent: Vec<Event>,
 }
 
 impl ContactView {

@@ -376,6 +376,9 @@ fn enroll_on_trigger(
             }
         }
     }
+    if goal_already_met(journey, contact, event, &mut actions) {
+        return actions;
+    }
     let Some(mut walker) = admit(
         journey,
         contact,
@@ -390,6 +393,57 @@ fn enroll_on_trigger(
     walker.start();
     actions.extend(walker.finish(true));
     actions
+}
+
+/// Whether one of the contact's recent events already meets the journey's
+/// goal for `trigger` (the order for this checkout came first): then the
+/// contact is not enrolled, and that is counted.
+fn goal_already_met(
+    journey: &Journey,
+    contact: &ContactView,
+    trigger: &Event,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let Some(goal) = &journey.goal else {
+        return false;
+    };
+    let empty = serde_json::Map::new();
+    for past in contact
+        .recent
+        .iter()
+        .filter(|e| e.id != trigger.id && goal.event.contains(&e.name))
+    {
+        let holds = match &goal.condition {
+            None => Ok(true),
+            Some(condition) => eval_bool(
+                condition,
+                Bindings {
+                    trigger,
+                    event: past,
+                    contact,
+                    data: &empty,
+                },
+            ),
+        };
+        match holds {
+            Ok(true) => {
+                actions.push(Action::Metric {
+                    journey: journey.id.clone(),
+                    step: None,
+                    name: MetricName::GoalAlreadyMet,
+                });
+                return true;
+            }
+            Ok(false) => {}
+            Err(message) => actions.push(Action::ConditionFailed {
+                journey: journey.id.clone(),
+                enrollment_id: None,
+                field: "goal.condition".into(),
+                message,
+            }),
+        }
+    }
+    false
 }
 
 /// Applies the entry rules; a walker over the new enrollment if they allow it.

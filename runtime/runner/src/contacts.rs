@@ -32,7 +32,15 @@ pub struct Profile {
     /// IANA time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// The latest events of names that journeys' goals wait for, oldest
+    /// first, at most [`RECENT_GOAL_EVENTS`] (see `ContactView::recent`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Event>,
 }
+
+/// How many of a contact's goal events are kept for the "goal already met"
+/// check: orders for the checkouts a contact may still be in, not a history.
+pub const RECENT_GOAL_EVENTS: usize = 10;
 
 /// A contact record and its decoded profile, as one unit of work changes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,7 +81,19 @@ impl ContactRecord {
             score: self.profile.score,
             time_zone: self.profile.time_zone.clone(),
             consent: self.profile.consent.clone(),
+            recent: self.profile.recent.clone(),
         }
+    }
+
+    /// Keeps `event` among the recent goal events, the oldest dropped past
+    /// [`RECENT_GOAL_EVENTS`]; an event seen before is kept once.
+    pub fn remember(&mut self, event: &Event) {
+        if self.profile.recent.iter().any(|e| e.id == event.id) {
+            return;
+        }
+        self.profile.recent.push(event.clone());
+        let over = self.profile.recent.len().saturating_sub(RECENT_GOAL_EVENTS);
+        self.profile.recent.drain(..over);
     }
 
     /// The snapshot a step component receives.

@@ -97,6 +97,14 @@ impl Runner {
             None => contacts::new_for(&event.identities),
         };
         contact.absorb(event, store)?;
+        let a_goal = self.journeys.current().any(|j| {
+            j.goal
+                .as_ref()
+                .is_some_and(|g| g.event.contains(&event.name))
+        });
+        if a_goal {
+            contact.remember(event);
+        }
         let engagement = contact.engage(event, &self.policy);
         let contact_id = contact.contact.id.clone();
         for channel in &engagement.unsubscribed {
