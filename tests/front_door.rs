@@ -229,6 +229,58 @@ fn an_order_that_arrives_before_its_checkout_keeps_the_shopper_out_of_the_cart_j
 }
 
 #[test]
+fn two_shoppers_whose_checkouts_share_a_cart_token_stay_two_contacts() {
+    let (smtp_port, _mails) = smtp_server();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let up = up_at(dir.path(), "1");
+    let gateway = up.gateway();
+    let first: Value = serde_json::from_slice(
+        &std::fs::read(repo_root().join("tests/cases/webhooks/shopify/checkouts-create.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    // Another shopper on the same cart (a shared device): their own email,
+    // phone, customer and checkout; the cart token is the same.
+    let mut second = first.clone();
+    second["email"] = json!("sam.jones@example.com");
+    second["token"] = json!("b7c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5");
+    second["id"] = json!(35550243635999_u64);
+    second["customer"]["id"] = json!(7385439999_u64);
+    second["customer"]["email"] = json!("sam.jones@example.com");
+    second["shipping_address"]["phone"] = json!("+1 212 555 0199");
+    second["billing_address"]["phone"] = json!("+1 212 555 0199");
+    second["buyer_accepts_sms_marketing"] = json!(true);
+    for (n, body) in [&first, &second].into_iter().enumerate() {
+        let body = body.to_string().into_bytes();
+        let head = format!(
+            "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
+             X-Shopify-Topic: checkouts/create\r\nX-Shopify-Event-Id: cart-{n}\r\n\
+             X-Shopify-Hmac-Sha256: {}",
+            webhook_auth::sign(SECRET.as_bytes(), &body)
+        );
+        assert_eq!(http(&gateway, &head, &body).0, 200);
+    }
+    use dripline_store::prelude::*;
+    let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+    let find = |email: &str| {
+        store
+            .contact_find_by_identity(&dripline_store::Identity::Email(email.into()))
+            .unwrap()
+    };
+    let sam = within_a_minute("the second shopper's contact", || {
+        find("sam.jones@example.com")
+    });
+    drop(up);
+    let li = find("li.wei@example.com").unwrap();
+    assert_ne!(sam.id, li.id, "two contacts");
+    let phone = dripline_store::Identity::Phone("+12125550199".into());
+    assert!(sam.identities.contains(&phone), "{sam:?}");
+    assert!(!li.identities.contains(&phone), "{li:?}");
+    assert_eq!(sam.profile["consent"]["sms"], "granted");
+}
+
+#[test]
 fn a_later_checkout_that_says_nothing_about_consent_leaves_an_opt_out_in_place() {
     let (smtp_port, _mails) = smtp_server();
     let dir = tempfile::tempdir().unwrap();

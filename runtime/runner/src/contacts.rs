@@ -252,15 +252,40 @@ impl ContactRecord {
     }
 }
 
+/// External id systems that name a device or a cart rather than a person: the
+/// Shopify cart token, the track API's anonymous id. Two people can share one
+/// (a family's cart, a shared browser).
+pub const WEAK_IDENTITIES: &[&str] = &["shopify_cart", "anonymous"];
+
+fn is_weak(identity: &Identity) -> bool {
+    matches!(identity, Identity::External { system, .. } if WEAK_IDENTITIES.contains(&system.as_str()))
+}
+
 /// Finds the contact an event is about, by email, then phone, then external
-/// ids; `None` if nobody known matches.
+/// ids, then the weak ids ([`WEAK_IDENTITIES`]); `None` if nobody known
+/// matches. A weak id alone never joins a person to a contact whose email or
+/// phone disagrees with the event's: two shoppers on one cart stay two.
 pub fn find(
     store: &dyn Contacts,
     identities: &Identities,
 ) -> Result<Option<ContactRecord>, StoreError> {
-    for identity in event_identities(identities) {
-        if let Some(contact) = store.contact_find_by_identity(&identity)? {
+    let (weak, strong): (Vec<Identity>, Vec<Identity>) =
+        event_identities(identities).into_iter().partition(is_weak);
+    for identity in &strong {
+        if let Some(contact) = store.contact_find_by_identity(identity)? {
             return Ok(Some(ContactRecord::from_stored(contact)));
+        }
+    }
+    for identity in &weak {
+        if let Some(contact) = store.contact_find_by_identity(identity)? {
+            let disagrees = contact.identities.iter().any(|known| match known {
+                Identity::Email(email) => identities.email.as_ref().is_some_and(|e| e != email),
+                Identity::Phone(phone) => identities.phone.as_ref().is_some_and(|p| p != phone),
+                _ => false,
+            });
+            if !disagrees {
+                return Ok(Some(ContactRecord::from_stored(contact)));
+            }
         }
     }
     Ok(None)
