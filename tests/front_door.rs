@@ -19,10 +19,10 @@ use dripline_tests::smtp::{Mail, slow_smtp_server, smtp_server};
 use dripline_tests::{SHIPPED_STEPS, component, repo_root};
 use serde_json::{Value, json};
 
-const SECRET: &str = "shpss_front_door";
-const WRITE_KEY: &str = "wk_front_door";
-const TYPEFORM_SECRET: &str = "tf_front_door";
-const TALLY_SECRET: &str = "tally_front_door";
+use dripline_tests::gateway::{
+    SHOPIFY_SECRET as SECRET, TALLY_SECRET, TRACK_KEY as WRITE_KEY, TYPEFORM_SECRET,
+    signed_deliveries,
+};
 
 /// A deployment root in `dir`: the shipped journeys and templates, a policy
 /// without quiet hours (the scaled clock would put the send in them), and
@@ -560,44 +560,11 @@ fn every_trigger_the_gateway_serves_turns_a_signed_delivery_into_a_message() {
     let up = up_at(dir.path(), "1");
     let gateway = up.gateway();
 
-    let case = |source: &str, name: &str| {
-        let dir = repo_root().join("tests/cases/webhooks").join(source);
-        std::fs::read(dir.join(format!("{name}.json")))
-            .or_else(|_| std::fs::read(dir.join(format!("{name}.body"))))
-            .unwrap()
-    };
-    let typeform = case("typeform", "form-response");
-    let signature = format!(
-        "sha256={}",
-        webhook_auth::sign(TYPEFORM_SECRET.as_bytes(), &typeform)
-    );
-    let tally = case("tally", "form-response");
-    let deliveries = [
-        (
-            format!(
-                "POST /forms/typeform/wasm-report HTTP/1.1\r\nContent-Type: application/json\r\nTypeform-Signature: {signature}"
-            ),
-            typeform.clone(),
-        ),
-        (
-            format!(
-                "POST /forms/tally/webinar HTTP/1.1\r\nContent-Type: application/json\r\nTally-Signature: {}",
-                webhook_auth::sign(TALLY_SECRET.as_bytes(), &tally)
-            ),
-            tally,
-        ),
-        (
-            "POST /forms/whitepaper HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
-                .to_string(),
-            case("html", "whitepaper-urlencoded"),
-        ),
-        (
-            format!(
-                "POST /v1/track HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {WRITE_KEY}"
-            ),
-            case("track", "track"),
-        ),
-    ];
+    // The Shopify checkout goes through its own journey in the tests above.
+    let deliveries: Vec<(String, Vec<u8>)> = signed_deliveries()
+        .into_iter()
+        .filter(|(head, _)| !head.starts_with("POST /webhooks/shopify"))
+        .collect();
     for (head, body) in &deliveries {
         let (status, answer) = http(&gateway, head, body);
         assert!(status == 200 || status == 303, "{head}: {status} {answer}");

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use dripline_store::prelude::*;
 use dripline_store::{Identity, SqliteStore};
-use dripline_tests::gateway::{SHOPIFY_SECRET, TALLY_SECRET, TRACK_KEY, TYPEFORM_SECRET, serve};
+use dripline_tests::gateway::{
+    SHOPIFY_SECRET, TALLY_SECRET, TRACK_KEY, TYPEFORM_SECRET, serve, signed_deliveries,
+};
 use dripline_tests::process::http;
 use dripline_tests::{SHIPPED_STEPS, component, dripline_binary, repo_root};
 use serde_json::Value;
@@ -96,59 +98,6 @@ fn spin_up(spin: &Path, dir: &Path) -> (Spin, String) {
     (spin, address)
 }
 
-/// A stored case's body.
-fn case(source: &str, name: &str) -> Vec<u8> {
-    let dir = repo_root().join("tests/cases/webhooks").join(source);
-    std::fs::read(dir.join(format!("{name}.json")))
-        .or_else(|_| std::fs::read(dir.join(format!("{name}.body"))))
-        .unwrap()
-}
-
-/// Signed deliveries from every source, as (request head, body).
-fn deliveries() -> Vec<(String, Vec<u8>)> {
-    let checkout = case("shopify", "checkouts-create");
-    let typeform = case("typeform", "form-response");
-    let tally = case("tally", "form-response");
-    vec![
-        (
-            format!(
-                "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
-                 X-Shopify-Topic: checkouts/create\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
-                 X-Shopify-Event-Id: 98880550-7158-44d4-b7cd-2c97c8a091b5\r\n\
-                 X-Shopify-Hmac-Sha256: {}",
-                webhook_auth::sign(SHOPIFY_SECRET.as_bytes(), &checkout)
-            ),
-            checkout,
-        ),
-        (
-            format!(
-                "POST /forms/typeform/wasm-report HTTP/1.1\r\nContent-Type: application/json\r\n\
-                 Typeform-Signature: sha256={}",
-                webhook_auth::sign(TYPEFORM_SECRET.as_bytes(), &typeform)
-            ),
-            typeform,
-        ),
-        (
-            format!(
-                "POST /forms/tally/webinar HTTP/1.1\r\nContent-Type: application/json\r\nTally-Signature: {}",
-                webhook_auth::sign(TALLY_SECRET.as_bytes(), &tally)
-            ),
-            tally,
-        ),
-        (
-            "POST /forms/whitepaper HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
-                .to_string(),
-            case("html", "whitepaper-urlencoded"),
-        ),
-        (
-            format!(
-                "POST /v1/track HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TRACK_KEY}"
-            ),
-            case("track", "track"),
-        ),
-    ]
-}
-
 /// The inbox's records without the time they were received, by id.
 fn inbox_records(store: &SqliteStore) -> Vec<Value> {
     let mut records: Vec<Value> = store
@@ -200,7 +149,7 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
     let (spin_up, spin_address) = spin_up(&spin, dir.path());
     let ours = serve();
     let ours_address = ours.addr.to_string();
-    for (head, body) in deliveries() {
+    for (head, body) in signed_deliveries() {
         let under_spin = http(&spin_address, &head, &body);
         let under_dripline = http(&ours_address, &head, &body);
         assert_eq!(under_spin, under_dripline, "{head}");

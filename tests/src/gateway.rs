@@ -79,3 +79,59 @@ pub fn serve_with(concurrency: usize) -> Served {
         _dir: dir,
     }
 }
+
+/// A stored case's body.
+pub fn case(source: &str, name: &str) -> Vec<u8> {
+    let dir = repo_root().join("tests/cases/webhooks").join(source);
+    std::fs::read(dir.join(format!("{name}.json")))
+        .or_else(|_| std::fs::read(dir.join(format!("{name}.body"))))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A signed delivery from every source the gateway serves (a Shopify
+/// checkout, a Typeform and a Tally response, an HTML form post, a track
+/// call), signed with the secrets above, as (request head, body) for
+/// [`crate::process::http`].
+pub fn signed_deliveries() -> Vec<(String, Vec<u8>)> {
+    let checkout = case("shopify", "checkouts-create");
+    let typeform = case("typeform", "form-response");
+    let tally = case("tally", "form-response");
+    vec![
+        (
+            format!(
+                "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
+                 X-Shopify-Topic: checkouts/create\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
+                 X-Shopify-Event-Id: 98880550-7158-44d4-b7cd-2c97c8a091b5\r\n\
+                 X-Shopify-Hmac-Sha256: {}",
+                webhook_auth::sign(SHOPIFY_SECRET.as_bytes(), &checkout)
+            ),
+            checkout,
+        ),
+        (
+            format!(
+                "POST /forms/typeform/wasm-report HTTP/1.1\r\nContent-Type: application/json\r\n\
+                 Typeform-Signature: sha256={}",
+                webhook_auth::sign(TYPEFORM_SECRET.as_bytes(), &typeform)
+            ),
+            typeform,
+        ),
+        (
+            format!(
+                "POST /forms/tally/webinar HTTP/1.1\r\nContent-Type: application/json\r\nTally-Signature: {}",
+                webhook_auth::sign(TALLY_SECRET.as_bytes(), &tally)
+            ),
+            tally,
+        ),
+        (
+            "POST /forms/whitepaper HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
+                .to_string(),
+            case("html", "whitepaper-urlencoded"),
+        ),
+        (
+            format!(
+                "POST /v1/track HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TRACK_KEY}"
+            ),
+            case("track", "track"),
+        ),
+    ]
+}
