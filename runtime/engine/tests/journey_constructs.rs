@@ -338,6 +338,28 @@ fn a_goal_event_whose_condition_fails_changes_nothing() {
 }
 
 #[test]
+fn a_goal_already_met_by_a_recent_event_keeps_the_contact_out_and_is_counted() {
+    let journey = journey(WAITS);
+    let mut contact = ContactView::new("c1");
+    // The order for checkout e1 came first; one for another checkout too.
+    contact.recent = vec![
+        event("o1", "order.paid", json!({"token": "tok-e1"}), T0 - MINUTE),
+        event(
+            "o2",
+            "order.paid",
+            json!({"token": "tok-other"}),
+            T0 - MINUTE,
+        ),
+    ];
+    let actions = dripline_engine::on_event(&journey, &contact, &checkout("e1", 1, T0), &[], T0);
+    assert_eq!(metrics(&actions), ["-:goal_already_met"]);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Enroll(_))));
+    // A checkout whose order has not come enrolls as ever.
+    let actions = dripline_engine::on_event(&journey, &contact, &checkout("e2", 1, T0), &[], T0);
+    assert!(actions.iter().any(|a| matches!(a, Action::Enroll(_))));
+}
+
+#[test]
 fn a_goal_naming_several_events_is_met_by_any_of_them() {
     let text = r#"
 name = "Goal of several"
