@@ -16,6 +16,7 @@ use dripline_store::SqliteStore;
 use dripline_store::prelude::*;
 use dripline_tests::gateway::{
     SHOPIFY_SECRET, Served, TALLY_SECRET, TRACK_KEY, TYPEFORM_SECRET, serve, serve_with,
+    stored_case as case,
 };
 use dripline_tests::{components_dir, repo_root, sandbox};
 use serde_json::Value;
@@ -167,32 +168,6 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         body = &body[(start + size + 2).min(body.len())..];
     }
     out
-}
-
-/// A sample payload and its headers from `tests/cases/webhooks/`.
-fn case(source: &str, name: &str) -> (Vec<u8>, Vec<(String, String)>) {
-    let dir = repo_root().join("tests/cases/webhooks").join(source);
-    let body = std::fs::read(dir.join(format!("{name}.json")))
-        .or_else(|_| std::fs::read(dir.join(format!("{name}.body"))))
-        .unwrap();
-    let spec: toml::Table =
-        toml::from_str(&std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap())
-            .unwrap();
-    let headers = spec
-        .get("headers")
-        .and_then(|h| h.as_table())
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_ascii_lowercase(),
-                        v.as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    (body, headers)
 }
 
 fn shopify_headers(

@@ -80,12 +80,32 @@ pub fn serve_with(concurrency: usize) -> Served {
     }
 }
 
-/// A stored case's body.
-pub fn case(source: &str, name: &str) -> Vec<u8> {
+/// A sample payload and its headers from `tests/cases/webhooks/`.
+pub fn stored_case(source: &str, name: &str) -> (Vec<u8>, Vec<(String, String)>) {
     let dir = repo_root().join("tests/cases/webhooks").join(source);
-    std::fs::read(dir.join(format!("{name}.json")))
+    let body = std::fs::read(dir.join(format!("{name}.json")))
         .or_else(|_| std::fs::read(dir.join(format!("{name}.body"))))
-        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let spec: toml::Table = toml::from_str(
+        &std::fs::read_to_string(dir.join(format!("{name}.toml")))
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let headers = spec
+        .get("headers")
+        .and_then(|h| h.as_table())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_ascii_lowercase(),
+                        v.as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (body, headers)
 }
 
 /// A signed delivery from every source the gateway serves (a Shopify
@@ -93,9 +113,9 @@ pub fn case(source: &str, name: &str) -> Vec<u8> {
 /// call), signed with the secrets above, as (request head, body) for
 /// [`crate::process::http`].
 pub fn signed_deliveries() -> Vec<(String, Vec<u8>)> {
-    let checkout = case("shopify", "checkouts-create");
-    let typeform = case("typeform", "form-response");
-    let tally = case("tally", "form-response");
+    let checkout = stored_case("shopify", "checkouts-create").0;
+    let typeform = stored_case("typeform", "form-response").0;
+    let tally = stored_case("tally", "form-response").0;
     vec![
         (
             format!(
@@ -125,13 +145,13 @@ pub fn signed_deliveries() -> Vec<(String, Vec<u8>)> {
         (
             "POST /forms/whitepaper HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded"
                 .to_string(),
-            case("html", "whitepaper-urlencoded"),
+            stored_case("html", "whitepaper-urlencoded").0,
         ),
         (
             format!(
                 "POST /v1/track HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TRACK_KEY}"
             ),
-            case("track", "track"),
+            stored_case("track", "track").0,
         ),
     ]
 }

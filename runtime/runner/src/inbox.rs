@@ -69,8 +69,8 @@ impl Runner {
             .retries
             .failed(self.store.as_ref(), name, problem, now)?;
         match &verdict {
-            Verdict::Later { at, writes } => {
-                tracing::warn!(inbox = %key, retry_at = at, "not processed, to be tried again: {problem}");
+            Verdict::Later { retry, writes } => {
+                tracing::warn!(inbox = %key, retry_at = retry.next_at, "not processed, to be tried again: {problem}");
                 self.store.apply(writes)?;
             }
             Verdict::GiveUp { attempts, writes } => {
@@ -86,7 +86,7 @@ impl Runner {
                 self.raise_dead_letter(name, problem, *attempts);
             }
         }
-        self.retries.committed(name, &verdict, problem);
+        self.retries.committed(name, &verdict);
         Ok(())
     }
 
@@ -171,11 +171,7 @@ impl Runner {
 /// restart and blocking everything behind it.
 pub(crate) fn caught(process: impl FnOnce() -> Result<(), InputError>) -> Result<(), InputError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(process)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|m| (*m).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_string());
+        let message = crate::worker::panic_message(panic.as_ref());
         Err(InputError::bad(format!("the runtime panicked: {message}")))
     })
 }

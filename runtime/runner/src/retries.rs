@@ -58,8 +58,8 @@ pub(crate) struct Retry {
 
 /// What to do with an input that just failed.
 pub(crate) enum Verdict {
-    /// Try it again at `at`; these writes record the attempt.
-    Later { at: Millis, writes: Vec<Write> },
+    /// Try it again at `retry.next_at`; these writes record the attempt.
+    Later { retry: Retry, writes: Vec<Write> },
     /// Set it aside after `attempts` attempts; these writes drop the retry
     /// record (the caller adds the dead letter's).
     GiveUp { attempts: u32, writes: Vec<Write> },
@@ -164,25 +164,17 @@ impl Retries {
             // A struct of a string and numbers always serializes.
             value: serde_json::to_vec(&retry).unwrap_or_default(),
         }];
-        Ok(Verdict::Later { at, writes })
+        Ok(Verdict::Later { retry, writes })
     }
 
     /// Mirrors a committed verdict of [`Retries::failed`] in memory.
-    pub(crate) fn committed(&mut self, name: &str, verdict: &Verdict, problem: &str) {
+    pub(crate) fn committed(&mut self, name: &str, verdict: &Verdict) {
         let Some(records) = &mut self.loaded else {
             return;
         };
         match verdict {
-            Verdict::Later { at, .. } => {
-                let attempts = records.get(name).map_or(0, |r| r.attempts) + 1;
-                records.insert(
-                    name.to_string(),
-                    Retry {
-                        attempts,
-                        next_at: *at,
-                        problem: problem.to_string(),
-                    },
-                );
+            Verdict::Later { retry, .. } => {
+                records.insert(name.to_string(), retry.clone());
             }
             Verdict::GiveUp { .. } => {
                 records.remove(name);
@@ -213,7 +205,7 @@ mod tests {
             Verdict::Later { writes, .. } | Verdict::GiveUp { writes, .. } => writes.clone(),
         };
         store.apply(&writes).unwrap();
-        retries.committed("e1", &verdict, "broken");
+        retries.committed("e1", &verdict);
         verdict
     }
 
@@ -226,7 +218,8 @@ mod tests {
         loop {
             let verdict = retries_failed(&store, &mut retries, now);
             match commit(&store, &mut retries, verdict) {
-                Verdict::Later { at, .. } => {
+                Verdict::Later { retry, .. } => {
+                    let at = retry.next_at;
                     assert!(retries.backing_off(&store, "e1", at - 1).unwrap());
                     assert!(!retries.backing_off(&store, "e1", at).unwrap());
                     waits.push(at - now);
@@ -256,10 +249,10 @@ mod tests {
         commit(&store, &mut retries, verdict);
         let mut after_restart = Retries::new(RetryPolicy::default());
         assert!(after_restart.backing_off(&store, "e1", 10).unwrap());
-        let Verdict::Later { at, .. } = retries_failed(&store, &mut after_restart, 1_000) else {
+        let Verdict::Later { retry, .. } = retries_failed(&store, &mut after_restart, 1_000) else {
             panic!("the second failure is not the last");
         };
-        assert_eq!(at, 5_000);
+        assert_eq!((retry.attempts, retry.next_at), (2, 5_000));
     }
 
     fn retries_failed(store: &MemoryStore, retries: &mut Retries, now: Millis) -> Verdict {

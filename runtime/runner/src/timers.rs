@@ -105,13 +105,14 @@ impl Runner {
                 .retries
                 .failed(self.store.as_ref(), &name, problem, now)?;
             match &verdict {
-                Verdict::Later { at, writes } => {
+                Verdict::Later { retry, writes } => {
+                    let at = retry.next_at;
                     tracing::warn!(timer = %stored.key, retry_at = at, "timer not processed, to be tried again: {problem}");
                     unit.writes.extend(writes.iter().cloned());
                     // Set again for later, which also drops this claim.
                     unit.writes.push(Write::TimerSet {
                         key: stored.key.clone(),
-                        due_at_ms: *at,
+                        due_at_ms: at,
                         payload: stored.payload.clone(),
                     });
                 }
@@ -133,7 +134,7 @@ impl Runner {
             }
         }
         for (name, verdict, problem) in &verdicts {
-            self.retries.committed(name, verdict, problem);
+            self.retries.committed(name, verdict);
             if let Verdict::GiveUp { attempts, .. } = verdict {
                 self.raise_dead_letter(name, problem, *attempts);
             }

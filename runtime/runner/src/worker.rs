@@ -76,11 +76,7 @@ pub fn supervise(stop: &AtomicBool, restarts: &AtomicU64, mut worker: impl FnMut
         }
         let why = match &outcome {
             Ok(()) => "it returned".to_string(),
-            Err(panic) => panic
-                .downcast_ref::<&str>()
-                .map(|m| (*m).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_string()),
+            Err(panic) => panic_message(panic.as_ref()),
         };
         let count = restarts.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::error!(
@@ -89,6 +85,15 @@ pub fn supervise(stop: &AtomicBool, restarts: &AtomicU64, mut worker: impl FnMut
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// What a caught panic said, as far as it said anything.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|m| (*m).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
 }
 
 fn print_outbox(store: &dyn Outbox, after: Option<i64>) -> Option<i64> {
