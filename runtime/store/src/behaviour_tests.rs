@@ -69,6 +69,10 @@ behaviour_suite!(
     a_failing_write_undoes_every_earlier_write_of_its_batch,
     a_batch_returns_one_result_per_write_in_order,
     an_empty_batch_does_nothing,
+    a_contact_changed_since_it_was_read_fails_the_batch_that_expected_it_unchanged,
+    a_released_claim_fires_at_once_but_a_claim_taken_since_is_kept,
+    a_claimed_message_is_not_due_until_its_claim_ends_and_is_claimed_once,
+    a_key_with_characters_of_every_kind_is_stored_and_scanned_as_given,
 );
 
 fn contact(id: &str, identities: Vec<Identity>) -> Contact {
@@ -827,6 +831,129 @@ fn a_batch_returns_one_result_per_write_in_order(s: &dyn Store) -> TestResult {
 
 fn an_empty_batch_does_nothing(s: &dyn Store) -> TestResult {
     assert!(s.apply(&[])?.is_empty());
+    Ok(())
+}
+
+fn a_contact_changed_since_it_was_read_fails_the_batch_that_expected_it_unchanged(
+    s: &dyn Store,
+) -> TestResult {
+    let guard = |as_read: Option<Contact>| Write::ContactUnchanged {
+        id: "c1".into(),
+        as_read,
+    };
+    // Absent, as expected: the guarded put goes through.
+    let first = contact("c1", vec![Identity::Email("a@x.io".into())]);
+    s.apply(&[guard(None), Write::ContactPut(first.clone())])?;
+    let read = s.contact_get("c1")?;
+    assert_eq!(read.as_ref(), Some(&first));
+    // Another worker writes it meanwhile.
+    let mut theirs = first.clone();
+    theirs.profile = json!({ "first_name": "theirs" });
+    s.contact_put(theirs.clone())?;
+    let mut ours = first.clone();
+    ours.profile = json!({ "first_name": "ours" });
+    let refused = s.apply(&[
+        Write::MetricAdd {
+            name: "m".into(),
+            delta: 1,
+        },
+        guard(read),
+        Write::ContactPut(ours),
+    ]);
+    assert!(matches!(refused, Err(StoreError::ContactChanged { ref id }) if id == "c1"));
+    assert_eq!(s.contact_get("c1")?, Some(theirs.clone()));
+    assert_eq!(s.metric_get("m")?, 0);
+    assert!(matches!(
+        s.apply(&[guard(None)]),
+        Err(StoreError::ContactChanged { .. })
+    ));
+    s.apply(&[guard(Some(theirs))])?;
+    Ok(())
+}
+
+fn a_released_claim_fires_at_once_but_a_claim_taken_since_is_kept(s: &dyn Store) -> TestResult {
+    s.timer_set("a", 10, b"")?;
+    s.timer_set("b", 10, b"")?;
+    let claimed = s.claim_due_timers(10, 10, 100)?;
+    assert_eq!(keys(&claimed), vec!["a", "b"]);
+    let release = |key: &str, until| Write::TimerRelease {
+        key: key.into(),
+        claimed_until_ms: until,
+    };
+    assert_eq!(
+        s.apply(&[release("a", 110)])?,
+        vec![WriteResult::Flag(true)]
+    );
+    assert_eq!(keys(&s.claim_due_timers(20, 10, 100)?), vec!["a"]);
+    // b's lease lapsed and another worker claimed it: the first worker's
+    // release must not hand back the second's claim.
+    assert_eq!(keys(&s.claim_due_timers(110, 10, 100)?), vec!["b"]);
+    assert_eq!(
+        s.apply(&[release("b", 110)])?,
+        vec![WriteResult::Flag(false)]
+    );
+    assert!(s.claim_due_timers(150, 10, 100)?.iter().all(|t| t.key != "b"));
+    assert_eq!(s.timer_get("b")?.and_then(|t| t.claimed_until_ms), Some(210));
+    Ok(())
+}
+
+fn a_claimed_message_is_not_due_until_its_claim_ends_and_is_claimed_once(
+    s: &dyn Store,
+) -> TestResult {
+    let (id, _) = s.outbox_insert(message("a", "c1", 0))?;
+    let claim = |now_ms, until_ms| Write::OutboxClaim {
+        id,
+        now_ms,
+        until_ms,
+    };
+    assert_eq!(s.apply(&[claim(5, 100)])?, vec![WriteResult::Flag(true)]);
+    // A second dispatcher, a moment later, finds it taken.
+    assert_eq!(s.apply(&[claim(6, 106)])?, vec![WriteResult::Flag(false)]);
+    assert!(s.outbox_due(99, 10)?.is_empty());
+    assert_eq!(s.outbox_due(100, 10)?.len(), 1);
+    assert!(s.outbox_due_on("email", 99, 10)?.is_empty());
+    // Sent: never claimed again, even once due.
+    s.apply(&[Write::OutboxRecordAttempt {
+        id,
+        status: OutboxStatus::Sent,
+        deliver_at_ms: 100,
+        attempts: 1,
+        last_error: None,
+        at_ms: 50,
+    }])?;
+    assert_eq!(s.apply(&[claim(200, 300)])?, vec![WriteResult::Flag(false)]);
+    assert_eq!(
+        s.apply(&[Write::OutboxClaim {
+            id: id + 1_000,
+            now_ms: 0,
+            until_ms: 1
+        }])?,
+        vec![WriteResult::Flag(false)]
+    );
+    Ok(())
+}
+
+fn a_key_with_characters_of_every_kind_is_stored_and_scanned_as_given(
+    s: &dyn Store,
+) -> TestResult {
+    // Keys come from webhooks: pattern characters, spaces and non-ASCII must
+    // be neither special nor lost in any backend.
+    let keys = ["inbox/a*b", "inbox/[x]?", "inbox/ü ñ", "inbox/\\z"];
+    for key in keys {
+        s.kv_set(DEFAULT_KV_STORE, key, key.as_bytes())?;
+        s.kv_set("other", key, b"elsewhere")?;
+    }
+    let scanned = s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/", None, 10)?;
+    let mut expected: Vec<&str> = keys.to_vec();
+    expected.sort_unstable();
+    assert_eq!(
+        scanned.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(scanned.iter().all(|(k, v)| k.as_bytes() == v.as_slice()));
+    assert!(s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/*", None, 10)?.is_empty());
+    assert_eq!(s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/[", None, 10)?.len(), 1);
+    assert_eq!(s.kv_keys("other")?.len(), keys.len());
     Ok(())
 }
 

@@ -175,6 +175,14 @@ pub enum StoreError {
         /// The key.
         key: String,
     },
+    /// [`Write::ContactUnchanged`] found the contact changed since it was read:
+    /// another worker wrote it meanwhile. The batch did nothing; re-read and
+    /// decide again.
+    #[error("contact {id} changed since it was read")]
+    ContactChanged {
+        /// The contact.
+        id: String,
+    },
     /// The file was written by a newer version of Dripline than this one.
     #[error("the store's schema version {found} is newer than this build supports ({supported})")]
     SchemaTooNew {
@@ -189,6 +197,9 @@ pub enum StoreError {
     /// SQLite failed (I/O, a lock held too long, a full disk).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Redis failed (the connection, a timeout, a server error).
+    #[error("redis: {0}")]
+    Redis(String),
     /// A thread panicked while holding the store's lock.
     #[error("the store's lock was poisoned by a panic")]
     Poisoned,
@@ -389,6 +400,18 @@ pub enum Write {
     /// ones. Fails the batch with [`StoreError::IdentityTaken`] if one belongs to
     /// another contact. Result: [`WriteResult::Done`].
     ContactPut(Contact),
+    /// Fails the batch with [`StoreError::ContactChanged`] unless the contact
+    /// is exactly as `as_read` (None: it must not exist). Put before a
+    /// [`Write::ContactPut`] of a contact changed from what was read, it makes
+    /// the put safe when several workers share the store: two of them
+    /// updating one contact at once cannot lose either's change. Result:
+    /// [`WriteResult::Done`].
+    ContactUnchanged {
+        /// The contact's id.
+        id: String,
+        /// The contact as it was read.
+        as_read: Option<Contact>,
+    },
     /// Creates or replaces an enrollment and increments its version.
     /// Result: [`WriteResult::Version`], the new version.
     EnrollmentPut {
@@ -431,6 +454,17 @@ pub enum Write {
     /// before a crash fires now instead of after the lease. Result:
     /// [`WriteResult::Count`], the claims released.
     TimerReleaseClaims,
+    /// Hands back one claim, if it is still the one that was taken (claimed
+    /// until `claimed_until_ms`): a worker that stops with a timer claimed and
+    /// not fired lets another fire it now rather than after the lease, without
+    /// touching a claim another worker took since the lease lapsed. Result:
+    /// [`WriteResult::Flag`], whether the claim was handed back.
+    TimerRelease {
+        /// The timer's key.
+        key: String,
+        /// The claim's end, as [`Timers::claim_due_timers`] returned it.
+        claimed_until_ms: Millis,
+    },
     /// Inserts a message unless one with its idempotency key exists.
     /// Result: [`WriteResult::Outbox`].
     OutboxInsert(NewOutboxMessage),
@@ -465,6 +499,20 @@ pub enum Write {
         last_error: Option<String>,
         /// When the attempt was made.
         at_ms: Millis,
+    },
+    /// Claims a pending message for delivery: if it is due by `now_ms`, its
+    /// delivery time moves to `until_ms`, so that no other dispatcher sharing
+    /// the store takes it meanwhile; a dispatcher that dies holding it leaves
+    /// it due again at `until_ms`. Result: [`WriteResult::Flag`], whether
+    /// this write claimed it (false: not pending, or not due, which is what
+    /// another dispatcher's claim looks like).
+    OutboxClaim {
+        /// The message's id.
+        id: i64,
+        /// The current time.
+        now_ms: Millis,
+        /// Until when the claim holds.
+        until_ms: Millis,
     },
     /// Adds to a counter (absent counters are 0). Result: [`WriteResult::Counter`],
     /// the new value.

@@ -234,6 +234,12 @@ impl State {
                 log.push(Undo::Contact(id, old));
                 WriteResult::Done
             }
+            Write::ContactUnchanged { id, as_read } => {
+                if self.contacts.get(id) != as_read.as_ref() {
+                    return Err(StoreError::ContactChanged { id: id.clone() });
+                }
+                WriteResult::Done
+            }
             Write::EnrollmentPut {
                 enrollment,
                 if_version,
@@ -318,6 +324,22 @@ impl State {
                 }
                 WriteResult::Count(claimed.len() as u64)
             }
+            Write::TimerRelease {
+                key,
+                claimed_until_ms,
+            } => {
+                let held = self
+                    .timers
+                    .get(key)
+                    .filter(|t| t.claimed_until_ms == Some(*claimed_until_ms))
+                    .cloned();
+                if let Some(mut row) = held.clone() {
+                    row.claimed_until_ms = None;
+                    let old = self.set_timer(key, Some(row));
+                    log.push(Undo::Timer(key.clone(), old));
+                }
+                WriteResult::Flag(held.is_some())
+            }
             Write::TimerCancel { key } => {
                 let old = self.set_timer(key, None);
                 let existed = old.is_some();
@@ -368,6 +390,22 @@ impl State {
                         attempts: *attempts,
                         last_error: last_error.clone(),
                         updated_at_ms: *at_ms,
+                        ..m.clone()
+                    };
+                    let old = self.set_outbox(*id, Some(new));
+                    log.push(Undo::Outbox(*id, old));
+                    WriteResult::Flag(true)
+                }
+                _ => WriteResult::Flag(false),
+            },
+            Write::OutboxClaim {
+                id,
+                now_ms,
+                until_ms,
+            } => match self.outbox.get(id) {
+                Some(m) if m.status == OutboxStatus::Pending && m.deliver_at_ms <= *now_ms => {
+                    let new = OutboxMessage {
+                        deliver_at_ms: *until_ms,
                         ..m.clone()
                     };
                     let old = self.set_outbox(*id, Some(new));

@@ -428,6 +428,16 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
             contact_put(tx, contact)?;
             WriteResult::Done
         }
+        Write::ContactUnchanged { id, as_read } => {
+            let stored = tx
+                .prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"))?
+                .query_row(params![id], contact_from_row)
+                .optional()?;
+            if stored.as_ref() != as_read.as_ref() {
+                return Err(StoreError::ContactChanged { id: id.clone() });
+            }
+            WriteResult::Done
+        }
         Write::EnrollmentPut {
             enrollment,
             if_version,
@@ -466,6 +476,28 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
         Write::TimerCancel { key } => WriteResult::Flag(timer_delete(tx, key)?),
         Write::TimerReleaseClaims => {
             WriteResult::Count(tx.prepare_cached("DELETE FROM timer_claims")?.execute([])? as u64)
+        }
+        Write::TimerRelease {
+            key,
+            claimed_until_ms,
+        } => {
+            let n = tx
+                .prepare_cached("DELETE FROM timer_claims WHERE key = ?1 AND claimed_until = ?2")?
+                .execute(params![key, claimed_until_ms])?;
+            WriteResult::Flag(n > 0)
+        }
+        Write::OutboxClaim {
+            id,
+            now_ms,
+            until_ms,
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE outbox SET deliver_at = ?3
+                     WHERE id = ?1 AND status = ?4 AND deliver_at <= ?2",
+                )?
+                .execute(params![id, now_ms, until_ms, OutboxStatus::Pending.as_str()])?;
+            WriteResult::Flag(n > 0)
         }
         Write::OutboxInsert(m) => {
             let inserted: Option<i64> = tx
