@@ -1,5 +1,6 @@
-//! The behaviour every [`Store`] must have, run against both implementations so
-//! that unit tests on the memory store say something about the SQLite one.
+//! The behaviour every [`Store`] must have, run against every implementation
+//! (memory, SQLite and Redis, each test on a `redis-server` of its own) so
+//! that unit tests on the memory store say something about the others.
 
 use serde_json::json;
 
@@ -10,8 +11,8 @@ use crate::{
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Runs each named test function against a fresh memory store and a fresh SQLite
-/// store in a temporary directory.
+/// Runs each named test function against a fresh memory store, a fresh SQLite
+/// store in a temporary directory and a fresh Redis.
 macro_rules! behaviour_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -28,6 +29,17 @@ macro_rules! behaviour_suite {
                 fn $name() -> super::TestResult {
                     let dir = tempfile::tempdir()?;
                     let store = crate::SqliteStore::open(dir.path().join("dripline.db"))?;
+                    super::$name(&store)
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[test]
+                fn $name() -> super::TestResult {
+                    let dir = tempfile::tempdir()?;
+                    let server = crate::redis::RedisServer::start(dir.path())?;
+                    let store = crate::RedisStore::open(&server.url(0))?;
                     super::$name(&store)
                 }
             )*

@@ -25,6 +25,7 @@
 //! directly on an async executor's worker.
 
 mod memory;
+pub mod redis;
 mod sqlite;
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub mod prelude {
         Apply, Contacts, Dedupe, Enrollments, Inbox, KeyValue, Metrics, Outbox, Store, Timers,
     };
 }
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// Milliseconds since the Unix epoch.
