@@ -49,6 +49,10 @@ pub struct ContactRecord {
     pub contact: Contact,
     /// The decoded profile.
     pub profile: Profile,
+    /// The contact as it was read from the store (None: a new contact), so
+    /// that saving it fails, rather than overwrites, when another worker
+    /// changed it meanwhile.
+    pub as_read: Option<Contact>,
 }
 
 impl ContactRecord {
@@ -56,7 +60,11 @@ impl ContactRecord {
     /// rather than stopping every journey of the contact.
     pub fn from_stored(contact: Contact) -> Self {
         let profile = serde_json::from_value(contact.profile.clone()).unwrap_or_default();
-        Self { contact, profile }
+        Self {
+            as_read: Some(contact.clone()),
+            contact,
+            profile,
+        }
     }
 
     /// The stored form, with the profile encoded.
@@ -305,6 +313,7 @@ pub fn new_for(identities: &Identities) -> ContactRecord {
             profile: Value::Null,
         },
         profile: Profile::default(),
+        as_read: None,
     }
 }
 

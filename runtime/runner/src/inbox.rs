@@ -13,6 +13,11 @@ use crate::retries::Verdict;
 use crate::unit::Unit;
 use crate::{Runner, RunnerError};
 
+/// How many times in a row one input is processed again after losing a race
+/// with another worker, before the pass gives up on it (it stays in the
+/// inbox, or its timer claimed, for a later pass).
+pub(crate) const MAX_CONFLICTS: u32 = 8;
+
 impl Runner {
     /// Processes up to `limit` inbox events, oldest first, one transaction each:
     /// the event's consequences and its removal from the inbox commit together.
@@ -36,25 +41,36 @@ impl Runner {
                 continue;
             }
             processed += 1;
-            let mut unit = Unit::new(self.store.as_ref(), now);
-            unit.writes.push(Write::inbox_consume(key.clone()));
-            let outcome = caught(|| match serde_json::from_slice::<Event>(bytes) {
-                Ok(event) => self.on_inbox_event(&mut unit, &event),
-                Err(e) => Err(InputError::bad(format!("not a canonical event: {e}"))),
-            });
-            match outcome {
-                Ok(()) => {
-                    let retried = self.retries.succeeded(self.store.as_ref(), name)?;
-                    unit.writes.extend(retried);
-                    match unit.commit() {
-                        // Another worker consumed it first: its result stands.
-                        Err(StoreError::Gone { .. }) => {}
-                        other => other?,
+            let mut conflicts = 0;
+            loop {
+                let mut unit = Unit::new(self.store.as_ref(), now);
+                unit.writes.push(Write::inbox_consume(key.clone()));
+                let outcome = caught(|| match serde_json::from_slice::<Event>(bytes) {
+                    Ok(event) => self.on_inbox_event(&mut unit, &event),
+                    Err(e) => Err(InputError::bad(format!("not a canonical event: {e}"))),
+                });
+                match outcome {
+                    Ok(()) => {
+                        let retried = self.retries.succeeded(self.store.as_ref(), name)?;
+                        unit.writes.extend(retried);
+                        match unit.commit() {
+                            // Another worker consumed it first: its result stands.
+                            Err(StoreError::Gone { .. }) => {}
+                            // Another worker changed the contact or an
+                            // enrollment meanwhile: the event is processed
+                            // again on what is stored now.
+                            Err(e) if e.is_conflict() && conflicts < MAX_CONFLICTS => {
+                                conflicts += 1;
+                                continue;
+                            }
+                            other => other?,
+                        }
+                        self.retries.forget(name);
                     }
-                    self.retries.forget(name);
+                    Err(InputError::Store(e)) => return Err(e.into()),
+                    Err(InputError::Bad(problem)) => self.failed_event(key, bytes, &problem)?,
                 }
-                Err(InputError::Store(e)) => return Err(e.into()),
-                Err(InputError::Bad(problem)) => self.failed_event(key, bytes, &problem)?,
+                break;
             }
         }
         Ok(processed)

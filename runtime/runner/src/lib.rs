@@ -71,6 +71,8 @@ pub struct Runner {
     heartbeat: Arc<AtomicI64>,
     /// Failed attempts of inputs that wait for another try.
     retries: retries::Retries,
+    /// How long a claimed timer stays this runner's ([`timers::TIMER_LEASE_MS`]).
+    timer_lease_ms: i64,
 }
 
 /// What one pass did.
@@ -105,7 +107,16 @@ impl Runner {
             stop: Arc::new(AtomicBool::new(false)),
             heartbeat: Arc::new(AtomicI64::new(0)),
             retries: retries::Retries::new(RetryPolicy::default()),
+            timer_lease_ms: timers::TIMER_LEASE_MS,
         }
+    }
+
+    /// Claims timers for `lease_ms` instead of a minute: how long the timers
+    /// of a worker that dies wait before another worker fires them. It must
+    /// outlast the longest batch, or a slow batch's timers fire twice.
+    pub fn with_timer_lease(mut self, lease_ms: i64) -> Self {
+        self.timer_lease_ms = lease_ms.max(1);
+        self
     }
 
     /// Tries an input that cannot be processed by `policy` before setting it

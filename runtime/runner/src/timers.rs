@@ -6,16 +6,17 @@
 //! attempt set aside as a dead letter ([`crate::retries`]).
 
 use dripline_engine::{Timer, on_timer};
-use dripline_store::Write;
+use dripline_store::{Timer as StoredTimer, Write};
 
 use crate::error::InputError;
-use crate::inbox::caught;
+use crate::inbox::{MAX_CONFLICTS, caught};
 use crate::retries::Verdict;
 use crate::unit::Unit;
 use crate::{Runner, RunnerError};
 
-/// How long a claimed timer stays ours before another worker may take it.
-const TIMER_LEASE_MS: i64 = 60_000;
+/// How long a claimed timer stays ours before another worker may take it,
+/// unless the runner is given another ([`Runner::with_timer_lease`]).
+pub const TIMER_LEASE_MS: i64 = 60_000;
 
 impl Runner {
     /// Fires up to `limit` due timers, in one transaction.
@@ -32,10 +33,29 @@ impl Runner {
         fired: &mut dyn FnMut(i64),
     ) -> Result<usize, RunnerError> {
         let now = self.clock.now_ms();
-        let claimed = self.store.claim_due_timers(now, limit, TIMER_LEASE_MS)?;
+        let claimed = self.store.claim_due_timers(now, limit, self.timer_lease_ms)?;
         if claimed.is_empty() {
             return Ok(0);
         }
+        let mut conflicts = 0;
+        loop {
+            match self.fire_claimed(&claimed, now) {
+                // Another worker changed an enrollment or a contact of the
+                // batch meanwhile: the claims are still ours, so the batch is
+                // done again at once on what is stored now.
+                Err(RunnerError::Store(e)) if e.is_conflict() && conflicts < MAX_CONFLICTS => {
+                    conflicts += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(()) => break,
+            }
+        }
+        claimed.iter().for_each(|timer| fired(timer.due_at_ms));
+        Ok(claimed.len())
+    }
+
+    /// One attempt at a batch of claimed timers, committed in one transaction.
+    fn fire_claimed(&mut self, claimed: &[StoredTimer], now: i64) -> Result<(), RunnerError> {
         let timers: Vec<Result<Timer, String>> = claimed
             .iter()
             .map(|stored| {
@@ -139,8 +159,7 @@ impl Runner {
                 self.raise_dead_letter(name, problem, *attempts);
             }
         }
-        claimed.iter().for_each(|timer| fired(timer.due_at_ms));
-        Ok(claimed.len())
+        Ok(())
     }
 
     fn on_timer(&self, unit: &mut Unit<'_>, timer: &Timer) -> Result<(), InputError> {

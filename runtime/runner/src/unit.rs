@@ -37,6 +37,10 @@ pub(crate) struct Unit<'a> {
     pub(crate) now: i64,
     contacts: HashMap<String, ContactRecord>,
     enrollments: HashMap<String, Enrollment>,
+    /// The stored version of each enrollment read, which its write expects:
+    /// a worker that changed it meanwhile fails this unit's commit instead of
+    /// having its change overwritten.
+    versions: HashMap<String, u64>,
     dirty_contacts: BTreeSet<String>,
     dirty_enrollments: BTreeSet<String>,
     metrics: HashMap<String, i64>,
@@ -52,6 +56,7 @@ impl<'a> Unit<'a> {
             now,
             contacts: HashMap::new(),
             enrollments: HashMap::new(),
+            versions: HashMap::new(),
             dirty_contacts: BTreeSet::new(),
             dirty_enrollments: BTreeSet::new(),
             metrics: HashMap::new(),
@@ -103,6 +108,7 @@ impl<'a> Unit<'a> {
             return Ok(None);
         };
         let enrollment = decode_enrollment(&stored)?;
+        self.versions.insert(id.to_string(), stored.version);
         self.enrollments.insert(id.to_string(), enrollment.clone());
         Ok(Some(enrollment))
     }
@@ -118,6 +124,7 @@ impl<'a> Unit<'a> {
         let found = self.store.enrollments_get(&wanted)?;
         for stored in found.into_iter().flatten() {
             let enrollment = decode_enrollment(&stored)?;
+            self.versions.insert(stored.id.clone(), stored.version);
             self.enrollments.insert(stored.id, enrollment);
         }
         let contact_ids: BTreeSet<&str> = enrollment_ids
@@ -186,6 +193,10 @@ impl<'a> Unit<'a> {
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
         for id in &self.dirty_contacts {
             if let Some(contact) = self.contacts.get(id) {
+                self.writes.push(Write::ContactUnchanged {
+                    id: id.clone(),
+                    as_read: contact.as_read.clone(),
+                });
                 self.writes.push(Write::ContactPut(contact.to_stored()));
             }
         }
@@ -202,7 +213,7 @@ impl<'a> Unit<'a> {
                         state: serde_json::to_string(enrollment)
                             .map_err(|e| StoreError::Corrupt(format!("enrollment {id}: {e}")))?,
                     },
-                    if_version: None,
+                    if_version: self.versions.get(id).copied(),
                 });
             }
         }

@@ -210,6 +210,22 @@ pub enum StoreError {
     Internal(&'static str),
 }
 
+impl StoreError {
+    /// Whether the batch lost a race with another worker sharing the store
+    /// (it read a record that the other changed before this batch
+    /// committed): nothing was written, and doing the work again from fresh
+    /// reads is the remedy.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::VersionConflict { .. }
+                | StoreError::ContactChanged { .. }
+                | StoreError::IdentityTaken { .. }
+                | StoreError::ActiveKeyTaken { .. }
+        )
+    }
+}
+
 /// One way to recognize a contact. Values are stored as given: the gateway
 /// normalizes them (emails to lower case, phones to E.164) before they get here.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -39,6 +39,9 @@ use crate::{
     Timers, Write, WriteResult, dedup_identities,
 };
 
+/// A value as Redis returns it.
+type Bytes = Vec<u8>;
+
 /// The prefix of every key the runtime keeps for itself.
 const INTERNAL: &str = "dl:";
 
@@ -137,7 +140,7 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut con = self.connection()?;
-        let (msgs, states): (Vec<Option<Vec<u8>>>, Vec<Option<Vec<u8>>>) = redis::pipe()
+        let (msgs, states): (Vec<Option<Bytes>>, Vec<Option<Bytes>>) = redis::pipe()
             .cmd("HMGET")
             .arg("dl:ob:msg")
             .arg(ids)
