@@ -175,7 +175,9 @@ impl Deployment {
             journeys: journeys.to_path_buf(),
             templates: templates.to_path_buf(),
             delivery: repo_root().join("delivery.toml"),
-            database: dir.path().join("dripline.db"),
+            store: dripline::StoreUrl::Sqlite(dir.path().join("dripline.db")),
+            shared: false,
+            lease_ms: dripline_runner::TIMER_LEASE_MS,
             channels: channels_file,
         };
         let clock = Arc::new(dripline_clock::ManualClock::new(now_ms));

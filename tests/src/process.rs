@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::dripline_binary;
 
-/// A running `dripline up`, killed when dropped.
+/// A running `dripline up` (or `dripline worker`), killed when dropped.
 pub struct Up {
     /// The child process.
     pub child: Child,
@@ -20,14 +20,23 @@ impl Up {
     /// Starts `dripline up` in `dir` on free ports (`--listen` and
     /// `--gateway-listen` on port 0), with `args` and `env` besides.
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let listeners = [
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--gateway-listen",
+            "127.0.0.1:0",
+        ];
+        Self::spawn(dir, &[&listeners[..], args].concat(), env)
+    }
+
+    /// Starts `dripline worker` in `dir` with `args` and `env`.
+    pub fn worker(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, &[&["worker"][..], args].concat(), env)
+    }
+
+    fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(dripline_binary())
-            .args([
-                "up",
-                "--listen",
-                "127.0.0.1:0",
-                "--gateway-listen",
-                "127.0.0.1:0",
-            ])
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "info")

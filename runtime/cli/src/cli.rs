@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use dripline::StoreUrl;
 
 /// `dripline`: customer journeys as WebAssembly components.
 #[derive(Parser)]
@@ -31,6 +32,11 @@ pub struct DeploymentArgs {
     /// Directory for the database and the compiled-component cache.
     #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
     pub data: PathBuf,
+    /// The store: `sqlite:<path>` (default: `sqlite:<data>/dripline.db`) or
+    /// `redis://host:port[/db]`, the store a gateway under Spin and any number
+    /// of `dripline worker`s share.
+    #[arg(long, env = "DRIPLINE_STORE")]
+    pub store: Option<StoreUrl>,
     /// The deployment's root: `journeys/`, `templates/`, `delivery.toml` and
     /// `channels.toml` are read from it.
     #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
@@ -42,6 +48,10 @@ pub struct DeploymentArgs {
 pub enum Command {
     /// Load the components and serve: webhooks in, journeys run, messages out.
     Up(UpArgs),
+    /// Run journeys and deliver messages, without the webhook gateway: one of
+    /// any number of workers on one shared store (Redis, or one SQLite file),
+    /// beside a gateway under Spin or `dripline up`.
+    Worker(WorkerArgs),
     /// Process the inbox and the due timers until nothing is left, then exit.
     Process {
         #[command(flatten)]
@@ -67,6 +77,9 @@ pub enum Command {
         /// Directory of the database.
         #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
         data: PathBuf,
+        /// The store, if not the database in `--data` (see `up --store`).
+        #[arg(long, env = "DRIPLINE_STORE")]
+        store: Option<StoreUrl>,
         /// What to do.
         #[command(subcommand)]
         action: DeadLetterAction,
@@ -122,4 +135,26 @@ pub struct UpArgs {
     /// demonstrations (3600: an hour a second). Deployments leave it at 1.
     #[arg(long, default_value_t = 1.0)]
     pub clock_speed: f64,
+}
+
+/// `dripline worker`.
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub deployment: DeploymentArgs,
+    /// Serve `/health/live` and `/health/ready` on this address (for a
+    /// supervisor's probes); none by default.
+    #[arg(long, env = "DRIPLINE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// How long a claimed timer or message stays this worker's, in
+    /// milliseconds: when a worker dies, what it held is taken by another
+    /// after this long. It must outlast a batch and a delivery's timeout.
+    #[arg(long, default_value_t = 60_000)]
+    pub lease_ms: i64,
+    /// Most wall-clock time one plugin call may take, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub deadline_ms: u64,
+    /// Most memory one plugin instance may use, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub memory_mib: usize,
 }

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use dripline_clock::Clock;
 use dripline_delivery::channels::{Channels, ChannelsConfig};
 use dripline_delivery::names::PREFERRED;
@@ -17,7 +16,9 @@ use dripline_delivery::{DeliveryPolicy, Dispatcher, Lane};
 use dripline_engine::StepKind;
 use dripline_runner::{Journeys, Runner, Templates};
 use dripline_sandbox::{Plugins, Sandbox};
-use dripline_store::{Apply as _, SqliteStore, Store, Write};
+use dripline_store::{Store, Write};
+
+use crate::store_url::{OpenStore, StoreUrl};
 
 /// Where a deployment's parts are.
 #[derive(Debug, Clone)]
@@ -30,22 +31,33 @@ pub struct Deployment {
     pub templates: PathBuf,
     /// The delivery rules (`delivery.toml`); the defaults if the file is absent.
     pub delivery: PathBuf,
-    /// The database file.
-    pub database: PathBuf,
+    /// The store.
+    pub store: StoreUrl,
+    /// Whether other workers share the store: then timer claims are left to
+    /// lapse rather than released at start, and each delivery is claimed
+    /// first, so that no two workers fire one timer or deliver one message.
+    pub shared: bool,
+    /// How long a claimed timer (and, when shared, a claimed message) stays
+    /// this process's before another may take it.
+    pub lease_ms: i64,
     /// The channels file (`channels.toml`); absent means the embedded default,
     /// where every message stays in the outbox.
     pub channels: PathBuf,
 }
 
 impl Deployment {
-    /// The default layout of a deployment rooted at `root`.
-    pub fn at(root: &Path, components: PathBuf, data: &Path) -> Self {
+    /// The default layout of a deployment rooted at `root`, on the store
+    /// `store` (default: the SQLite file `<data>/dripline.db`), which it does
+    /// not share with other workers.
+    pub fn at(root: &Path, components: PathBuf, data: &Path, store: Option<StoreUrl>) -> Self {
         Self {
             components,
             journeys: root.join("journeys"),
             templates: root.join("templates"),
             delivery: root.join(DELIVERY_FILE),
-            database: data.join("dripline.db"),
+            store: store.unwrap_or_else(|| StoreUrl::Sqlite(data.join("dripline.db"))),
+            shared: false,
+            lease_ms: dripline_runner::TIMER_LEASE_MS,
             channels: root.join("channels.toml"),
         }
     }
@@ -55,8 +67,8 @@ impl Deployment {
 pub struct Parts {
     /// The deployment's paths (the runner re-reads its journey files).
     pub deployment: Deployment,
-    /// The one store, on the database file.
-    pub store: Arc<SqliteStore>,
+    /// The one store.
+    pub store: OpenStore,
     /// The step and trigger components, compiled once.
     pub plugins: Arc<Plugins>,
     /// `delivery.toml`.
@@ -72,17 +84,15 @@ impl Parts {
     /// reads the configuration files; any problem stops the start, naming the
     /// file.
     pub fn open(deployment: &Deployment, sandbox: &Arc<Sandbox>) -> anyhow::Result<Self> {
-        if let Some(dir) = deployment.database.parent() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let open = OpenStore::open(&deployment.store)?;
+        let store = open.store();
+        if !deployment.shared {
+            // A deployment with one scheduler: claims left by a predecessor
+            // that crashed are released, so its timers fire now, not a lease
+            // later. Workers that share a store never do this: the claims
+            // may be another worker's, in flight.
+            store.apply(&[Write::TimerReleaseClaims])?;
         }
-        let store = Arc::new(
-            SqliteStore::open(&deployment.database)
-                .with_context(|| format!("opening {}", deployment.database.display()))?,
-        );
-        // The embedded deployment has one scheduler: claims left by a
-        // predecessor that crashed are released, so its timers fire now, not a
-        // lease later.
-        store.apply(&[Write::TimerReleaseClaims])?;
         let plugins = Arc::new(Plugins::load_dir(sandbox, &deployment.components)?);
         let policy = DeliveryPolicy::load(&deployment.delivery)?;
         let tracker = match &policy.tracking.base_url {
@@ -92,22 +102,23 @@ impl Parts {
         let channels = ChannelsConfig::load(&deployment.channels)?;
         Ok(Self {
             deployment: deployment.clone(),
-            store,
             plugins,
             policy: Arc::new(policy),
             channels,
             tracker,
+            store: open,
         })
     }
 
     /// The store as the runner, the dispatcher and the admin API hold it.
     pub fn store(&self) -> Arc<dyn Store> {
-        self.store.clone()
+        self.store.store()
     }
 
     /// The runner of the deployment's journeys, on `clock`.
     pub fn runner(&self, clock: Arc<dyn Clock>) -> anyhow::Result<Runner> {
-        let (journeys, problems) = Journeys::load(&self.deployment.journeys, self.store.as_ref())?;
+        let (journeys, problems) =
+            Journeys::load(&self.deployment.journeys, self.store().as_ref())?;
         for problem in problems {
             tracing::error!("journey not loaded: {problem}");
         }
@@ -131,7 +142,8 @@ impl Parts {
             self.policy.clone(),
         )
         .with_allowed_hosts(allowed_hosts)
-        .with_alerts(alerts);
+        .with_alerts(alerts)
+        .with_timer_lease(self.deployment.lease_ms);
         Ok(match &self.tracker {
             Some(tracker) => runner.with_tracker(tracker.clone()),
             None => runner,
@@ -163,7 +175,15 @@ impl Parts {
                 );
             }
         }
-        Ok(Dispatcher::new(self.store(), channels, clock))
+        Ok(self.claiming(Dispatcher::new(self.store(), channels, clock)))
+    }
+
+    /// The dispatcher, claiming what it delivers when the store is shared.
+    fn claiming(&self, dispatcher: Dispatcher) -> Dispatcher {
+        match self.deployment.shared {
+            true => dispatcher.with_claims(self.deployment.lease_ms),
+            false => dispatcher,
+        }
     }
 }
 
@@ -172,7 +192,8 @@ impl Parts {
     /// `dripline up` runs one per lane, each on its own thread. The checks and
     /// the log lines of [`Parts::dispatcher`] are not repeated.
     pub fn lane_dispatcher(&self, clock: Arc<dyn Clock>, lane: Lane) -> anyhow::Result<Dispatcher> {
-        Ok(Dispatcher::new(self.store(), self.channels()?, clock).on_lane(lane))
+        let dispatcher = Dispatcher::new(self.store(), self.channels()?, clock).on_lane(lane);
+        Ok(self.claiming(dispatcher))
     }
 
     /// The channels `channels.toml` describes, or the embedded outbox.

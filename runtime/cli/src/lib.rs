@@ -5,5 +5,7 @@
 
 pub mod deployment;
 pub mod owner;
+pub mod store_url;
 
 pub use deployment::{Deployment, Parts};
+pub use store_url::{OpenStore, StoreUrl};

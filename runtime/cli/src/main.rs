@@ -18,6 +18,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Up(args) => commands::up::run(args),
+        Command::Worker(args) => commands::worker::run(args),
         Command::Process {
             deployment,
             now_ms,
@@ -33,6 +34,10 @@ fn main() -> anyhow::Result<()> {
             println!("{}", dripline_engine::json_schema());
             Ok(())
         }
-        Command::Deadletters { data, action } => commands::deadletters::run(&data, action),
+        Command::Deadletters {
+            data,
+            store,
+            action,
+        } => commands::deadletters::run(&data, store, action),
     }
 }

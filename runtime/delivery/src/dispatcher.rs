@@ -72,6 +72,9 @@ pub struct Dispatcher {
     /// Set when the process is stopping: a pass ends after the message in
     /// hand, recorded, rather than working through the whole queue.
     stop: Arc<AtomicBool>,
+    /// When other dispatchers share the store: how long a claim on a message
+    /// holds (see [`Dispatcher::with_claims`]).
+    claim_ms: Option<i64>,
 }
 
 impl Dispatcher {
@@ -85,7 +88,18 @@ impl Dispatcher {
             alerts: Mutex::new(alerts),
             lane: Lane::All,
             stop: Arc::new(AtomicBool::new(false)),
+            claim_ms: None,
         }
+    }
+
+    /// Claims each message for `claim_ms` before delivering it
+    /// ([`Write::OutboxClaim`]), for dispatchers in several processes on one
+    /// store: each message is then taken by one of them. One that dies with
+    /// a message claimed leaves it due again when the claim ends, so the
+    /// claim must outlast a delivery's timeout.
+    pub fn with_claims(mut self, claim_ms: i64) -> Self {
+        self.claim_ms = Some(claim_ms.max(1));
+        self
     }
 
     /// Ends each pass early once `stop` is set; what is left stays pending
@@ -147,6 +161,10 @@ impl Dispatcher {
                 due
             }
         };
+        let due = match self.claim_ms {
+            Some(claim_ms) => self.claim(due, now, claim_ms)?,
+            None => due,
+        };
         // A channel's messages go out `concurrency` at a time, each message
         // taken by one delivering thread only; a slow provider then holds up
         // the channel by a factor, not by the length of its queue.
@@ -173,28 +191,74 @@ impl Dispatcher {
             }
             Ok(report)
         };
-        if threads == 1 {
-            return deliver();
-        }
-        let reports: Vec<Result<DispatchReport, StoreError>> = std::thread::scope(|scope| {
-            let running: Vec<_> = (0..threads).map(|_| scope.spawn(deliver)).collect();
-            running
-                .into_iter()
-                .map(|thread| {
-                    thread.join().unwrap_or_else(|_| {
-                        Err(StoreError::Internal("a delivering thread panicked"))
+        let report = if threads == 1 {
+            deliver()?
+        } else {
+            let reports: Vec<Result<DispatchReport, StoreError>> = std::thread::scope(|scope| {
+                let running: Vec<_> = (0..threads).map(|_| scope.spawn(deliver)).collect();
+                running
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|_| {
+                            Err(StoreError::Internal("a delivering thread panicked"))
+                        })
                     })
+                    .collect()
+            });
+            let mut report = DispatchReport::default();
+            for pass in reports {
+                let pass = pass?;
+                report.sent += pass.sent;
+                report.retried += pass.retried;
+                report.failed += pass.failed;
+            }
+            report
+        };
+        // Stopped half-way: what was claimed and not delivered is handed
+        // back, due as it was, for another dispatcher to take at once.
+        if let Some(claim_ms) = self.claim_ms {
+            let rest = &due[next.load(Ordering::Relaxed).min(due.len())..];
+            let release: Vec<Write> = rest
+                .iter()
+                .map(|m| Write::OutboxClaim {
+                    id: m.id,
+                    now_ms: now.saturating_add(claim_ms),
+                    until_ms: m.deliver_at_ms,
                 })
-                .collect()
-        });
-        let mut report = DispatchReport::default();
-        for pass in reports {
-            let pass = pass?;
-            report.sent += pass.sent;
-            report.retried += pass.retried;
-            report.failed += pass.failed;
+                .collect();
+            if !release.is_empty() {
+                self.store.apply(&release)?;
+            }
         }
         Ok(report)
+    }
+
+    /// The messages of `due` this dispatcher claimed; the others are another
+    /// dispatcher's. The claims are one batch, one round trip for the pass.
+    fn claim(
+        &self,
+        due: Vec<OutboxMessage>,
+        now: i64,
+        claim_ms: i64,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        if due.is_empty() {
+            return Ok(due);
+        }
+        let claims: Vec<Write> = due
+            .iter()
+            .map(|m| Write::OutboxClaim {
+                id: m.id,
+                now_ms: now,
+                until_ms: now.saturating_add(claim_ms),
+            })
+            .collect();
+        let won = self.store.apply(&claims)?;
+        Ok(due
+            .into_iter()
+            .zip(won)
+            .filter(|(_, won)| *won == WriteResult::Flag(true))
+            .map(|(m, _)| m)
+            .collect())
     }
 
     fn dispatch_one(&self, message: &OutboxMessage) -> Result<Outcome, StoreError> {

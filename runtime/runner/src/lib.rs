@@ -46,6 +46,7 @@ pub use catalog::Journeys;
 pub use error::RunnerError;
 pub use retries::RetryPolicy;
 pub use templates::Templates;
+pub use timers::{TIMER_LEASE_MS, TIMERS_FIRED};
 
 use error::InputError;
 

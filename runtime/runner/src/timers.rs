@@ -18,6 +18,9 @@ use crate::{Runner, RunnerError};
 /// unless the runner is given another ([`Runner::with_timer_lease`]).
 pub const TIMER_LEASE_MS: i64 = 60_000;
 
+/// The counter of timers fired (each counted in the transaction that fired it).
+pub const TIMERS_FIRED: &str = "runtime.timers_fired";
+
 impl Runner {
     /// Fires up to `limit` due timers, in one transaction.
     pub fn fire_due_timers(&mut self, limit: usize) -> Result<usize, RunnerError> {
@@ -33,7 +36,9 @@ impl Runner {
         fired: &mut dyn FnMut(i64),
     ) -> Result<usize, RunnerError> {
         let now = self.clock.now_ms();
-        let claimed = self.store.claim_due_timers(now, limit, self.timer_lease_ms)?;
+        let claimed = self
+            .store
+            .claim_due_timers(now, limit, self.timer_lease_ms)?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -117,6 +122,13 @@ impl Runner {
                 None => break unit,
             }
         };
+        // Counted with the batch's commit, so that a timer fired twice (two
+        // workers, a lease that lapsed mid-batch) shows as two.
+        let fired = claimed.len() - failed.len();
+        unit.metric_by(
+            TIMERS_FIRED.into(),
+            i64::try_from(fired).unwrap_or(i64::MAX),
+        );
         let mut verdicts = Vec::new();
         for (i, problem) in &failed {
             let stored = &claimed[*i];

@@ -187,7 +187,11 @@ impl<'a> Unit<'a> {
     }
 
     pub(crate) fn metric(&mut self, name: String) {
-        *self.metrics.entry(name).or_default() += 1;
+        self.metric_by(name, 1);
+    }
+
+    pub(crate) fn metric_by(&mut self, name: String, delta: i64) {
+        *self.metrics.entry(name).or_default() += delta;
     }
 
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {

@@ -904,8 +904,15 @@ fn a_released_claim_fires_at_once_but_a_claim_taken_since_is_kept(s: &dyn Store)
         s.apply(&[release("b", 110)])?,
         vec![WriteResult::Flag(false)]
     );
-    assert!(s.claim_due_timers(150, 10, 100)?.iter().all(|t| t.key != "b"));
-    assert_eq!(s.timer_get("b")?.and_then(|t| t.claimed_until_ms), Some(210));
+    assert!(
+        s.claim_due_timers(150, 10, 100)?
+            .iter()
+            .all(|t| t.key != "b")
+    );
+    assert_eq!(
+        s.timer_get("b")?.and_then(|t| t.claimed_until_ms),
+        Some(210)
+    );
     Ok(())
 }
 
@@ -945,9 +952,7 @@ fn a_claimed_message_is_not_due_until_its_claim_ends_and_is_claimed_once(
     Ok(())
 }
 
-fn a_key_with_characters_of_every_kind_is_stored_and_scanned_as_given(
-    s: &dyn Store,
-) -> TestResult {
+fn a_key_with_characters_of_every_kind_is_stored_and_scanned_as_given(s: &dyn Store) -> TestResult {
     // Keys come from webhooks: pattern characters, spaces and non-ASCII must
     // be neither special nor lost in any backend.
     let keys = ["inbox/a*b", "inbox/[x]?", "inbox/ü ñ", "inbox/\\z"];
@@ -963,8 +968,15 @@ fn a_key_with_characters_of_every_kind_is_stored_and_scanned_as_given(
         expected
     );
     assert!(scanned.iter().all(|(k, v)| k.as_bytes() == v.as_slice()));
-    assert!(s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/*", None, 10)?.is_empty());
-    assert_eq!(s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/[", None, 10)?.len(), 1);
+    assert!(
+        s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/*", None, 10)?
+            .is_empty()
+    );
+    assert_eq!(
+        s.kv_scan_prefix(DEFAULT_KV_STORE, "inbox/[", None, 10)?
+            .len(),
+        1
+    );
     assert_eq!(s.kv_keys("other")?.len(), keys.len());
     Ok(())
 }

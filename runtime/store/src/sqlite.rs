@@ -430,7 +430,9 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
         }
         Write::ContactUnchanged { id, as_read } => {
             let stored = tx
-                .prepare_cached(&format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"))?
+                .prepare_cached(&format!(
+                    "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"
+                ))?
                 .query_row(params![id], contact_from_row)
                 .optional()?;
             if stored.as_ref() != as_read.as_ref() {
@@ -496,7 +498,12 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                     "UPDATE outbox SET deliver_at = ?3
                      WHERE id = ?1 AND status = ?4 AND deliver_at <= ?2",
                 )?
-                .execute(params![id, now_ms, until_ms, OutboxStatus::Pending.as_str()])?;
+                .execute(params![
+                    id,
+                    now_ms,
+                    until_ms,
+                    OutboxStatus::Pending.as_str()
+                ])?;
             WriteResult::Flag(n > 0)
         }
         Write::OutboxInsert(m) => {

@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod crew;
 pub mod deadletters;
 pub mod process;
 pub mod up;
 pub mod validate;
+pub mod worker;

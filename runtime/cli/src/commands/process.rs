@@ -29,7 +29,8 @@ pub fn run(
     };
     let _owner = DataLock::acquire(&args.data)?;
     let sandbox = Arc::new(Sandbox::new(config)?);
-    let deployment = Deployment::at(&args.root, args.components, &args.data);
+    let mut deployment = Deployment::at(&args.root, args.components, &args.data, args.store);
+    deployment.shared = matches!(deployment.store, dripline::StoreUrl::Redis(_));
     let parts = Parts::open(&deployment, &sandbox)?;
     let mut runner = parts.runner(clock.clone())?;
     let progress = runner.run_until_idle()?;

@@ -101,7 +101,10 @@ impl RedisStore {
             .get()
             .map_err(|e| StoreError::Redis(format!("{}: {e}", self.url)))?;
         if !con.is_open() {
-            return Err(StoreError::Redis(format!("{}: connection closed", self.url)));
+            return Err(StoreError::Redis(format!(
+                "{}: connection closed",
+                self.url
+            )));
         }
         con.set_read_timeout(Some(COMMAND_TIMEOUT))
             .map_err(redis_error)?;
@@ -185,7 +188,9 @@ impl RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("url", &self.url).finish()
+        f.debug_struct("RedisStore")
+            .field("url", &self.url)
+            .finish()
     }
 }
 
@@ -318,7 +323,12 @@ fn encode(batch: &[Write]) -> Result<Vec<Vec<u8>>> {
                 key,
                 now_ms,
                 expires_at_ms,
-            } => push(vec![s("dedupe_mark"), s(key), n(*now_ms), n(*expires_at_ms)]),
+            } => push(vec![
+                s("dedupe_mark"),
+                s(key),
+                n(*now_ms),
+                n(*expires_at_ms),
+            ]),
             Write::DedupePurge { now_ms } => push(vec![s("dedupe_purge"), n(*now_ms)]),
             Write::ContactPut(contact) => {
                 let mut contact = contact.clone();
@@ -534,8 +544,7 @@ impl KeyValue for RedisStore {
             }
             return con.get(key).map_err(redis_error);
         }
-        con.hget(format!("dl:kv:{store}"), key)
-            .map_err(redis_error)
+        con.hget(format!("dl:kv:{store}"), key).map_err(redis_error)
     }
 
     fn kv_exists(&self, store: &str, key: &str) -> Result<bool> {
@@ -751,9 +760,7 @@ impl Timers for RedisStore {
     }
 
     fn timers_pending_count(&self) -> Result<u64> {
-        self.connection()?
-            .hlen("dl:timer:due")
-            .map_err(redis_error)
+        self.connection()?.hlen("dl:timer:due").map_err(redis_error)
     }
 }
 
@@ -842,9 +849,7 @@ impl Metrics for RedisStore {
     }
 
     fn metrics_all(&self) -> Result<BTreeMap<String, i64>> {
-        self.connection()?
-            .hgetall("dl:metric")
-            .map_err(redis_error)
+        self.connection()?.hgetall("dl:metric").map_err(redis_error)
     }
 }
 

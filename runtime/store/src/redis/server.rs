@@ -40,7 +40,9 @@ impl RedisServer {
                 return Err(std::io::Error::other(format!("{binary} exited: {status}")));
             }
             if Instant::now() > deadline {
-                return Err(std::io::Error::other(format!("{binary} did not answer in 10 s")));
+                return Err(std::io::Error::other(format!(
+                    "{binary} did not answer in 10 s"
+                )));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
