@@ -21,6 +21,8 @@ fn a_process_killed_at_random_points_loses_nothing_misses_nothing_and_repeats_no
             contacts: 60,
             kills: 10,
             seed,
+            redis: None,
+            workers: 1,
         })
         .unwrap();
         assert!(report.kills > 0, "no kill landed mid-run: {report:?}");
@@ -38,4 +40,27 @@ fn a_process_killed_at_random_points_loses_nothing_misses_nothing_and_repeats_no
         );
     }
     assert!(during_delivery > 0, "no kill landed during a delivery");
+}
+
+#[test]
+fn four_workers_on_one_redis_killed_at_random_lose_nothing_miss_nothing_and_repeat_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let redis = dripline_store::redis::RedisServer::start(work.path()).unwrap();
+    let report = run(&Drill {
+        binary: dripline_binary(),
+        components: components_dir().to_path_buf(),
+        work_dir: work.path().to_path_buf(),
+        contacts: 60,
+        kills: 12,
+        seed: 5,
+        redis: Some(redis.url(0)),
+        workers: 4,
+    })
+    .unwrap();
+    assert!(report.kills > 0, "no kill landed mid-run: {report:?}");
+    assert_eq!(
+        (report.lost, report.duplicated, report.missed),
+        (0, 0, 0),
+        "{report:?}"
+    );
 }

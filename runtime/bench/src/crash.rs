@@ -13,6 +13,13 @@
 //! kill between the provider's answer and its recording) is what the
 //! provider drops; a message delivered under a second key, or never, is not. `tests/crash.rs` runs a short drill in CI;
 //! `./dev bench crash --kills 100` runs it at length.
+//!
+//! With `--store redis --workers 4` the drilled deployment is on Redis and
+//! each round runs four `dripline process` children at once on it, as four
+//! workers; the kills pick one of them at random and start another in its
+//! place. What a killed worker had claimed (timers, messages) comes back
+//! when its lease ends, so each round is completed once the lease is over.
+//! The reference stays one unkilled process on SQLite.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +29,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use dripline_store::prelude::*;
-use dripline_store::{Identity, SqliteStore, Write};
+use dripline::{OpenStore, StoreUrl};
+use dripline_store::{Identity, Store, Write};
 use serde_json::json;
 
 const JOURNEY: &str = r#"
@@ -97,7 +104,15 @@ pub struct Drill {
     pub kills: usize,
     /// Seed of the kill moments, so a failing drill can be replayed.
     pub seed: u64,
+    /// The drilled deployment's Redis (`redis://...`), or None for SQLite.
+    pub redis: Option<String>,
+    /// Workers run at once on the drilled deployment (1 on SQLite).
+    pub workers: usize,
 }
+
+/// How long a worker's claims hold in the drill's simulated time; a round
+/// is completed after them.
+const DRILL_LEASE_MS: i64 = 1_000;
 
 /// What a drill found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -147,7 +162,7 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
         let per_round = drill.kills.div_ceil(rounds.len());
         for (now, joining) in rounds {
             for dir in [&reference, &drilled] {
-                receive(dir, &joining, now)?;
+                receive(drill, dir, &joining, now)?;
             }
             let started = Instant::now();
             complete(drill, &reference, now)?;
@@ -157,22 +172,45 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
             // that finishes by itself has done it, and the next would find
             // nothing to interrupt.
             let mut landed = 0;
+            let mut children: Vec<Child> = Vec::new();
             while landed < per_round && report.kills < drill.kills {
-                let mut child = spawn(drill, &drilled, now)?;
-                report.runs += 1;
+                while children.len() < drill.workers.max(1) {
+                    children.push(spawn(drill, &drilled, now)?);
+                    report.runs += 1;
+                }
                 std::thread::sleep(Duration::from_micros(next_random(&mut rng) % span));
-                if child.try_wait()?.is_some() {
+                let mut working = Vec::new();
+                for mut child in children.drain(..) {
+                    match child.try_wait()? {
+                        Some(_) => {}
+                        None => working.push(child),
+                    }
+                }
+                children = working;
+                // Every worker finished by itself: the round's work is done.
+                if children.is_empty() {
                     break;
                 }
                 if provider.in_flight("drilled") > 0 {
                     report.kills_during_delivery += 1;
                 }
+                let victim = (next_random(&mut rng) as usize) % children.len();
+                let mut child = children.swap_remove(victim);
                 child.kill()?;
                 child.wait()?;
                 report.kills += 1;
                 landed += 1;
             }
-            complete(drill, &drilled, now)?;
+            for mut child in children {
+                child.wait()?;
+            }
+            // Shared workers leave a killed one's claims to lapse: the round
+            // is finished once they have.
+            let finish_at = match drill.redis {
+                Some(_) => now + DRILL_LEASE_MS,
+                None => now,
+            };
+            complete(drill, &drilled, finish_at)?;
             report.runs += 1;
         }
         cycle += 1;
@@ -184,6 +222,7 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
         }
     }
     compare(
+        drill,
         &reference,
         &drilled,
         cycle * drill.contacts,
@@ -236,8 +275,21 @@ fn prepare(dir: &Path, components: &Path, provider: &Provider) -> anyhow::Result
     Ok(())
 }
 
-fn receive(dir: &Path, joining: &[usize], now: i64) -> anyhow::Result<()> {
-    let store = SqliteStore::open(dir.join("data/dripline.db"))?;
+/// The store of the deployment in `dir`: the drilled one's Redis if there
+/// is one, else the SQLite file in its data directory.
+fn store_url(drill: &Drill, dir: &Path) -> StoreUrl {
+    match &drill.redis {
+        Some(url) if dir.ends_with("drilled") => StoreUrl::Redis(url.clone()),
+        _ => StoreUrl::Sqlite(dir.join("data/dripline.db")),
+    }
+}
+
+fn open(drill: &Drill, dir: &Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    Ok(OpenStore::open(&store_url(drill, dir))?.store())
+}
+
+fn receive(drill: &Drill, dir: &Path, joining: &[usize], now: i64) -> anyhow::Result<()> {
+    let store = open(drill, dir)?;
     let writes: Vec<Write> = joining
         .iter()
         .map(|i| {
@@ -261,6 +313,10 @@ fn email(i: usize) -> String {
 fn spawn(drill: &Drill, dir: &Path, now: i64) -> anyhow::Result<Child> {
     Command::new(&drill.binary)
         .arg("process")
+        .arg("--store")
+        .arg(store_url(drill, dir).to_url())
+        .arg("--lease-ms")
+        .arg(DRILL_LEASE_MS.to_string())
         .arg("--components")
         .arg(dir.join("components"))
         .arg("--data")
@@ -299,11 +355,12 @@ struct Observed {
 }
 
 fn observe(
+    drill: &Drill,
     dir: &Path,
     contacts: usize,
     received: &HashMap<String, usize>,
 ) -> anyhow::Result<(Vec<Option<Observed>>, u64, usize)> {
-    let store = SqliteStore::open(dir.join("data/dripline.db"))?;
+    let store = open(drill, dir)?;
     let mut observed = Vec::with_capacity(contacts);
     for i in 0..contacts {
         let Some(contact) = store.contact_find_by_identity(&Identity::Email(email(i)))? else {
@@ -341,6 +398,7 @@ fn observe(
 }
 
 fn compare(
+    drill: &Drill,
     reference: &Path,
     drilled: &Path,
     contacts: usize,
@@ -348,7 +406,7 @@ fn compare(
     report: &mut DrillReport,
 ) -> anyhow::Result<()> {
     let (expected, expected_timers, _) =
-        observe(reference, contacts, &provider.received("reference"))?;
+        observe(drill, reference, contacts, &provider.received("reference"))?;
     for (i, contact) in expected.iter().enumerate() {
         let ok = contact.as_ref().is_some_and(|c| {
             c.score == EXPECTED_SCORE && c.messages == 1 && c.finished == 1 && c.delivered == 1
@@ -364,7 +422,7 @@ fn compare(
     report.redelivered = received.values().map(|n| n.saturating_sub(1)).sum();
     // A key the provider saw that no message of the drilled deployment has
     // would be a delivery made under a second key.
-    let (actual, timers, inbox_left) = observe(drilled, contacts, &received)?;
+    let (actual, timers, inbox_left) = observe(drill, drilled, contacts, &received)?;
     report.lost += inbox_left;
     for (want, got) in expected.iter().zip(&actual) {
         match (want, got) {

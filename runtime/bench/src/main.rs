@@ -50,6 +50,13 @@ enum Bench {
         /// Seed of the kill moments.
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// The drilled deployment's store: `sqlite` (one process) or `redis`
+        /// (a redis-server of the drill's own, with `--workers` at once).
+        #[arg(long, default_value = "sqlite")]
+        store: StoreKind,
+        /// Workers at once on a Redis store.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
     },
     /// Timers: peak memory with many pending, fire rate, lateness, restart time.
     Timers {
@@ -108,6 +115,15 @@ enum Bench {
     },
 }
 
+/// Which store a benchmark runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum StoreKind {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A redis-server of the benchmark's own, on a free loopback port.
+    Redis,
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -125,6 +141,8 @@ fn main() -> anyhow::Result<()> {
             kills,
             contacts,
             seed,
+            store,
+            workers,
         } => {
             let binary = match dripline {
                 Some(binary) => binary,
@@ -136,6 +154,10 @@ fn main() -> anyhow::Result<()> {
                 binary.display()
             );
             let work_dir = tempfile::tempdir()?;
+            let redis = match store {
+                StoreKind::Redis => Some(dripline_store::redis::RedisServer::start(work_dir.path())?),
+                StoreKind::Sqlite => None,
+            };
             let drill = dripline_bench::crash::Drill {
                 binary,
                 components,
@@ -143,7 +165,10 @@ fn main() -> anyhow::Result<()> {
                 contacts,
                 kills,
                 seed,
+                redis: redis.as_ref().map(|r| r.url(0)),
+                workers: if redis.is_some() { workers } else { 1 },
             };
+            println!("store: {store:?}, workers: {}", drill.workers);
             let started = std::time::Instant::now();
             let report = dripline_bench::crash::run(&drill)?;
             println!("kills: {} (of {} child runs)", report.kills, report.runs);

@@ -62,6 +62,10 @@ pub enum Command {
         /// Directory of compiled components; default: `<data>/cache`.
         #[arg(long)]
         cache: Option<PathBuf>,
+        /// How long a claimed timer or message stays this process's, in
+        /// milliseconds (see `worker --lease-ms`).
+        #[arg(long, default_value_t = 60_000)]
+        lease_ms: i64,
     },
     /// Check journey files; every error is printed with its file, line and field.
     Validate {

@@ -23,7 +23,8 @@ fn main() -> anyhow::Result<()> {
             deployment,
             now_ms,
             cache,
-        } => commands::process::run(deployment, now_ms, cache),
+            lease_ms,
+        } => commands::process::run(deployment, now_ms, cache, lease_ms),
         Command::Validate { files } => {
             if !commands::validate::run(&files)? {
                 std::process::exit(1);

@@ -44,6 +44,17 @@ impl std::str::FromStr for StoreUrl {
     }
 }
 
+impl StoreUrl {
+    /// The URL itself, password included: for handing to a child process,
+    /// never for a log.
+    pub fn to_url(&self) -> String {
+        match self {
+            StoreUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+            StoreUrl::Redis(url) => url.clone(),
+        }
+    }
+}
+
 /// Shown with any password masked: the URL appears in logs and errors.
 impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -18,6 +18,7 @@ pub fn run(
     args: DeploymentArgs,
     now_ms: Option<i64>,
     cache: Option<PathBuf>,
+    lease_ms: i64,
 ) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = match now_ms {
         Some(now) => Arc::new(ManualClock::new(now)),
@@ -27,10 +28,16 @@ pub fn run(
         cache_dir: Some(cache.unwrap_or_else(|| args.data.join("cache"))),
         ..SandboxConfig::default()
     };
-    let _owner = DataLock::acquire(&args.data)?;
-    let sandbox = Arc::new(Sandbox::new(config)?);
     let mut deployment = Deployment::at(&args.root, args.components, &args.data, args.store);
+    // On Redis any number of processes may work at once, each claiming what
+    // it takes; on SQLite one at a time.
     deployment.shared = matches!(deployment.store, dripline::StoreUrl::Redis(_));
+    deployment.lease_ms = lease_ms;
+    let _owner = match deployment.shared {
+        true => None,
+        false => Some(DataLock::acquire(&args.data)?),
+    };
+    let sandbox = Arc::new(Sandbox::new(config)?);
     let parts = Parts::open(&deployment, &sandbox)?;
     let mut runner = parts.runner(clock.clone())?;
     let progress = runner.run_until_idle()?;
