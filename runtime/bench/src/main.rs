@@ -63,6 +63,24 @@ enum Bench {
         /// How many timers to have pending.
         #[arg(long, default_value_t = 1_000_000)]
         pending: usize,
+        /// The store: `sqlite` (one runner) or `redis` (a redis-server of the
+        /// benchmark's own, shared by `--workers` runners).
+        #[arg(long, default_value = "sqlite")]
+        store: StoreKind,
+        /// Runners sharing the Redis store; its capacity is measured with one
+        /// and with this many.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// On Redis: timers coming due per second in the lateness run.
+        #[arg(long, default_value_t = 10_000)]
+        due_rate: usize,
+        /// On Redis: seconds of due timers the lateness run fires.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// On Redis: a server of your own (databases 1 to 3 are flushed)
+        /// instead of one the benchmark starts.
+        #[arg(long)]
+        redis_url: Option<String>,
         /// Accepted for symmetry with the other benchmarks; timers need none.
         #[arg(
             long,
@@ -216,8 +234,24 @@ fn main() -> anyhow::Result<()> {
         }
         Bench::Timers {
             pending,
+            store,
+            workers,
+            due_rate,
+            seconds,
+            redis_url,
             components: _,
-        } => dripline_bench::timers::run(pending),
+        } => match (store, redis_url) {
+            (StoreKind::Sqlite, _) => dripline_bench::timers::run(pending),
+            (StoreKind::Redis, Some(url)) => {
+                dripline_bench::timers::run_shared(&url, pending, workers, due_rate, seconds)
+            }
+            (StoreKind::Redis, None) => {
+                let dir = tempfile::tempdir()?;
+                let redis = dripline_store::redis::RedisServer::start(dir.path())?;
+                let url = format!("redis://127.0.0.1:{}", redis.port());
+                dripline_bench::timers::run_shared(&url, pending, workers, due_rate, seconds)
+            }
+        },
         Bench::Ingest {
             components,
             spin,

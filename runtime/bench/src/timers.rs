@@ -14,12 +14,14 @@
 //! timer is then measured against the due time it really has in the store.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use dripline_engine::{AfterTimer, Enrollment, EnrollmentStatus, Event, Pending, Timer, TimerKind};
 use dripline_store::prelude::*;
-use dripline_store::{Contact, Identity, SqliteStore, Write};
+use dripline_store::{Contact, Identity, RedisStore, SqliteStore, Write};
 
 use dripline_clock::{Clock, SystemClock};
 use dripline_delivery::DeliveryPolicy;
@@ -271,4 +273,168 @@ fn peak_rss_mib() -> f64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Timers in each capacity run of the shared-store benchmark: a backlog, all
+/// due at once, drained by one worker and then by `workers`.
+const BACKLOG: usize = 200_000;
+
+/// `./dev bench timers --store redis --workers N`: the scheduler on a shared
+/// store. Two measurements, each on a fresh Redis database:
+///
+/// - capacity: a backlog of [`BACKLOG`] timers, all due, drained by one
+///   worker and then by `workers` (each a runner with its own connections,
+///   as separate `dripline worker` processes have): the fire rate of each
+///   and the ratio;
+/// - lateness at `pending` timers pending, due at `due_rate` a second:
+///   `workers` fire the first `seconds` of them in real time while the rest
+///   stay pending, and the lateness of each fire is printed at p50 and p99.
+pub fn run_shared(
+    redis: &str,
+    pending: usize,
+    workers: usize,
+    due_rate: usize,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let journeys_dir = dir.path().join("journeys");
+    std::fs::create_dir_all(&journeys_dir)?;
+    std::fs::write(journeys_dir.join("timer-bench.toml"), JOURNEY)?;
+    let url = |db: u8| format!("{}/{db}", redis.trim_end_matches('/'));
+
+    let mut rates = Vec::new();
+    for (db, n) in [(1u8, 1usize), (2, workers)] {
+        let store = RedisStore::open(&url(db))?;
+        store.flush_database()?;
+        let (_journeys, problems) = Journeys::load(&journeys_dir, &store)?;
+        anyhow::ensure!(problems.is_empty(), "bench journey: {problems:?}");
+        fill(&store, BACKLOG, FIRST_DUE, 1)?;
+        // Every timer due, a minute ago.
+        let clock = Arc::new(OffsetClock {
+            offset_ms: FIRST_DUE + 60_000 - SystemClock.now_ms(),
+        });
+        let started = Instant::now();
+        let (redis_before, cpu_before) = (redis_cpu_seconds(&store)?, cpu_seconds());
+        let (fired, _) = fire_with(&url(db), &journeys_dir, &clock, n, BACKLOG)?;
+        let rate = fired as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let redis_us = (redis_cpu_seconds(&store)? - redis_before) * 1e6 / fired.max(1) as f64;
+        let worker_us = match (cpu_before, cpu_seconds()) {
+            (Some(before), Some(after)) => (after - before) * 1e6 / fired.max(1) as f64,
+            _ => 0.0,
+        };
+        println!(
+            "capacity_workers_{n}: {rate:.0} fires/s ({fired} timers due at once; CPU per fire: redis {redis_us:.1} us, workers {worker_us:.1} us)"
+        );
+        rates.push(rate);
+    }
+    println!(
+        "capacity_ratio: {:.2}x ({} workers against 1)",
+        rates[1] / rates[0].max(1e-9),
+        workers
+    );
+
+    let store = RedisStore::open(&url(3))?;
+    store.flush_database()?;
+    let (_journeys, problems) = Journeys::load(&journeys_dir, &store)?;
+    anyhow::ensure!(problems.is_empty(), "bench journey: {problems:?}");
+    let window_ms = (pending * 1000 / due_rate.max(1)).max(1) as i64;
+    let fill_started = Instant::now();
+    fill(&store, pending, FIRST_DUE, window_ms)?;
+    println!(
+        "pending: {} timers (filled in {:.1} s), due at {due_rate}/s",
+        store.timers_pending_count()?,
+        fill_started.elapsed().as_secs_f64()
+    );
+    let clock = Arc::new(OffsetClock {
+        offset_ms: FIRST_DUE - LEAD_MS - SystemClock.now_ms(),
+    });
+    let to_fire = (due_rate * seconds as usize).min(pending);
+    let started = Instant::now();
+    let (fired, mut lateness) = fire_with(&url(3), &journeys_dir, &clock, workers, to_fire)?;
+    let elapsed = started.elapsed().as_secs_f64() - LEAD_MS as f64 / 1000.0;
+    lateness.sort_unstable();
+    let percentile = |p: f64| {
+        lateness
+            .get(((lateness.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    println!(
+        "fired_in_real_time: {fired} timers in {elapsed:.1} s by {workers} workers, {} still pending",
+        store.timers_pending_count()?
+    );
+    println!("lateness_p50: {} ms", percentile(0.50));
+    println!("lateness_p99: {} ms", percentile(0.99));
+    println!("peak_rss: {:.0} MiB (this process; Redis apart)", peak_rss_mib());
+    Ok(())
+}
+
+/// The CPU time the Redis server has used, in seconds (`INFO cpu`).
+fn redis_cpu_seconds(store: &RedisStore) -> anyhow::Result<f64> {
+    let info = store.info("cpu")?;
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    Ok(field("used_cpu_user:") + field("used_cpu_sys:"))
+}
+
+/// Fires `total` timers with `workers` runners on the Redis at `url`, each
+/// on a thread with a store of its own; the timers fired and the lateness of
+/// each.
+fn fire_with(
+    url: &str,
+    journeys_dir: &Path,
+    clock: &Arc<OffsetClock>,
+    workers: usize,
+    total: usize,
+) -> anyhow::Result<(usize, Vec<i64>)> {
+    let fired = AtomicUsize::new(0);
+    let results: Vec<anyhow::Result<Vec<i64>>> = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..workers.max(1))
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<i64>> {
+                    let store: Arc<dyn Store> = Arc::new(RedisStore::open(url)?);
+                    let (journeys, _) = Journeys::load(journeys_dir, store.as_ref())?;
+                    let plugins = Arc::new(Plugins {
+                        steps: BTreeMap::new(),
+                        triggers: BTreeMap::new(),
+                    });
+                    let mut runner = Runner::new(
+                        store,
+                        plugins,
+                        journeys,
+                        Templates::default(),
+                        clock.clone(),
+                        Arc::new(DeliveryPolicy::default()),
+                    );
+                    let mut lateness = Vec::new();
+                    while fired.load(Ordering::Relaxed) < total {
+                        let n = runner.fire_due_timers_observed(1024, &mut |due| {
+                            lateness.push(clock.now_ms() - due);
+                        })?;
+                        if n == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                        }
+                        fired.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Ok(lateness)
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker panicked")))
+            })
+            .collect()
+    });
+    let mut lateness = Vec::new();
+    for result in results {
+        lateness.extend(result?);
+    }
+    Ok((fired.into_inner(), lateness))
 }

@@ -195,18 +195,19 @@ impl<'a> Unit<'a> {
     }
 
     pub(crate) fn commit(mut self) -> Result<(), StoreError> {
+        let mut batch = std::mem::take(&mut self.writes);
         for id in &self.dirty_contacts {
             if let Some(contact) = self.contacts.get(id) {
-                self.writes.push(Write::ContactUnchanged {
+                batch.push(Write::ContactUnchanged {
                     id: id.clone(),
                     as_read: contact.as_read.clone(),
                 });
-                self.writes.push(Write::ContactPut(contact.to_stored()));
+                batch.push(Write::ContactPut(contact.to_stored()));
             }
         }
         for id in &self.dirty_enrollments {
             if let Some(enrollment) = self.enrollments.get(id) {
-                self.writes.push(Write::EnrollmentPut {
+                batch.push(Write::EnrollmentPut {
                     enrollment: dripline_store::Enrollment {
                         id: enrollment.id.clone(),
                         journey: enrollment.journey.clone(),
@@ -222,9 +223,9 @@ impl<'a> Unit<'a> {
             }
         }
         for (name, delta) in self.metrics.drain() {
-            self.writes.push(Write::MetricAdd { name, delta });
+            batch.push(Write::MetricAdd { name, delta });
         }
-        self.store.apply(&self.writes)?;
+        self.store.apply(&batch)?;
         Ok(())
     }
 }

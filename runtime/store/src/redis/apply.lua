@@ -1,12 +1,12 @@
 -- Dripline's batch of writes on Redis: every `Write` of one `Apply::apply`,
 -- in one script, which Redis runs atomically (no other command runs while it
--- does). A script has no rollback of its own, so every change goes through a
--- helper that first logs the old value; a write that fails (an identity that
--- is taken, a stale version) puts back everything the batch changed, and the
--- batch did nothing, as in SQLite's transaction.
+-- does). A script has no rollback of its own, so the writes change tables in
+-- the script first (below), and Redis only once all of them succeeded: a
+-- write that fails (an identity that is taken, a stale version) leaves the
+-- batch undone, as SQLite's transaction does.
 --
--- ARGV is the batch, flat: each write is its op name and a fixed number of
--- arguments (see `redis.rs`, `encode`). The reply is {"ok", result...} or
+-- ARGV is the fields to read ahead, then the batch, flat: each write is its
+-- op name and a fixed number of arguments (see `mod.rs`, `encode`). The reply is {"ok", result...} or
 -- {"err", kind, detail...}; a result is "D" (done), "F1"/"F0" (a flag),
 -- "C<n>" (a count), "V<n>" (a version), "O<id>:<1|0>" (an outbox insert) or
 -- "N<n>" (a counter's value).
@@ -19,63 +19,123 @@
 -- the Redis keys themselves, as Spin's Redis key-value backend writes them;
 -- everything else is under `dl:`.
 
-local undo = {}
+-- Every change is kept in these tables, and reads look at them first, so a
+-- write sees what the earlier writes of its batch did; nothing reaches Redis
+-- until the whole batch has succeeded, and then each key's changes go in one
+-- command. A write that fails leaves nothing to undo.
+local hashes = {}  -- hash -> field -> value, or false once deleted
+local keys = {}    -- key -> value, or false once deleted
+local zsets = {}   -- sorted set -> member -> score, or false once removed
+
+local read = {}    -- hash -> field -> value as Redis had it, once asked
 
 local function h_get(h, f)
-  return redis.call('HGET', h, f)
+  local t = hashes[h]
+  if t then
+    local v = t[f]
+    if v ~= nil then return v end
+  end
+  local r = read[h]
+  if not r then r = {}; read[h] = r end
+  local v = r[f]
+  if v == nil then
+    v = redis.call('HGET', h, f)
+    r[f] = v
+  end
+  return v
 end
 
 local function h_set(h, f, v)
-  table.insert(undo, { 'h', h, f, redis.call('HGET', h, f) })
-  redis.call('HSET', h, f, v)
+  local t = hashes[h]
+  if not t then t = {}; hashes[h] = t end
+  t[f] = v
 end
 
+-- Deletes a field; whether it was there.
 local function h_del(h, f)
-  local old = redis.call('HGET', h, f)
-  if old then
-    table.insert(undo, { 'h', h, f, old })
-    redis.call('HDEL', h, f)
+  local was = h_get(h, f) ~= false
+  if was then h_set(h, f, false) end
+  return was
+end
+
+-- Every field and value of a hash, this batch's changes included.
+local function h_getall(h)
+  local all, found = {}, redis.call('HGETALL', h)
+  for j = 1, #found, 2 do all[found[j]] = found[j + 1] end
+  for f, v in pairs(hashes[h] or {}) do
+    if v == false then all[f] = nil else all[f] = v end
   end
-  return old
+  return all
+end
+
+local function k_get(k)
+  local v = keys[k]
+  if v ~= nil then return v end
+  return redis.call('GET', k)
 end
 
 local function k_set(k, v)
-  table.insert(undo, { 'k', k, redis.call('GET', k) })
-  redis.call('SET', k, v)
+  keys[k] = v
 end
 
+-- Deletes a key; whether it was there.
 local function k_del(k)
-  local old = redis.call('GET', k)
-  if old then
-    table.insert(undo, { 'k', k, old })
-    redis.call('DEL', k)
-  end
-  return old
+  local was = k_get(k) ~= false
+  if was then keys[k] = false end
+  return was
 end
 
 local function z_add(z, score, m)
-  table.insert(undo, { 'z', z, m, redis.call('ZSCORE', z, m) })
-  redis.call('ZADD', z, score, m)
+  local t = zsets[z]
+  if not t then t = {}; zsets[z] = t end
+  t[m] = score
 end
 
 local function z_rem(z, m)
-  local old = redis.call('ZSCORE', z, m)
-  if old then
-    table.insert(undo, { 'z', z, m, old })
-    redis.call('ZREM', z, m)
+  local t = zsets[z]
+  if not t then t = {}; zsets[z] = t end
+  t[m] = false
+end
+
+-- Sends a command whose arguments after `head` may be many, in chunks that
+-- stay within what one Lua call can take.
+local function chunked(command, key, items, width)
+  local per = 4000 - 4000 % width
+  for from = 1, #items, per do
+    redis.call(command, key, unpack(items, from, math.min(from + per - 1, #items)))
   end
 end
 
-local function rollback()
-  for n = #undo, 1, -1 do
-    local u = undo[n]
-    if u[1] == 'h' then
-      if u[4] then redis.call('HSET', u[2], u[3], u[4]) else redis.call('HDEL', u[2], u[3]) end
-    elseif u[1] == 'k' then
-      if u[3] then redis.call('SET', u[2], u[3]) else redis.call('DEL', u[2]) end
-    else
-      if u[4] then redis.call('ZADD', u[2], u[4], u[3]) else redis.call('ZREM', u[2], u[3]) end
+-- Writes the batch's changes: one HSET, HDEL, ZADD or ZREM per key.
+local function flush()
+  for h, fields in pairs(hashes) do
+    local sets, dels = {}, {}
+    for f, v in pairs(fields) do
+      if v == false then
+        table.insert(dels, f)
+      else
+        table.insert(sets, f)
+        table.insert(sets, v)
+      end
     end
+    if #dels > 0 then chunked('HDEL', h, dels, 1) end
+    if #sets > 0 then chunked('HSET', h, sets, 2) end
+  end
+  for k, v in pairs(keys) do
+    if v == false then redis.call('DEL', k) else redis.call('SET', k, v) end
+  end
+  for z, members in pairs(zsets) do
+    local adds, rems = {}, {}
+    for m, score in pairs(members) do
+      if score == false then
+        table.insert(rems, m)
+      else
+        table.insert(adds, score)
+        table.insert(adds, m)
+      end
+    end
+    if #rems > 0 then chunked('ZREM', z, rems, 1) end
+    if #adds > 0 then chunked('ZADD', z, adds, 2) end
   end
 end
 
@@ -113,7 +173,7 @@ end
 -- ---- key-value --------------------------------------------------------------
 
 local function kv_get(store, key)
-  if store == 'default' then return redis.call('GET', key) end
+  if store == 'default' then return k_get(key) end
   return h_get('dl:kv:' .. store, key)
 end
 
@@ -140,12 +200,16 @@ local function enr_meta(id)
            has_key = p[5] == '1', key = p[6] }
 end
 
+-- The active-key slot an enrollment holds, or nil.
+local function enr_slot(active, has_key, journey, key)
+  if active and has_key then return join(journey, key) end
+  return nil
+end
+
 local function enr_unindex(id, old)
   z_rem('dl:enr:contact', join(old.contact, id))
-  if old.active and old.has_key then
-    local slot = join(old.journey, old.key)
-    if h_get('dl:enr:active', slot) == id then h_del('dl:enr:active', slot) end
-  end
+  local slot = enr_slot(old.active, old.has_key, old.journey, old.key)
+  if slot and h_get('dl:enr:active', slot) == id then h_del('dl:enr:active', slot) end
 end
 
 local function enr_put(id, journey, contact, active, has_key, key, check, expected, state)
@@ -154,14 +218,31 @@ local function enr_put(id, journey, contact, active, has_key, key, check, expect
   if check == '1' and tonumber(expected) ~= current then
     fail('version', id, expected, num(current))
   end
-  if active == '1' and has_key == '1' then
-    local holder = h_get('dl:enr:active', join(journey, key))
+  -- An enrollment that keeps its slot holds it already (the index is kept
+  -- so); only taking a new one asks who holds it.
+  local slot = enr_slot(active == '1', has_key == '1', journey, key)
+  local old_slot = old and enr_slot(old.active, old.has_key, old.journey, old.key)
+  if slot and slot ~= old_slot then
+    local holder = h_get('dl:enr:active', slot)
     if holder and holder ~= id then fail('active_key', journey, key, holder) end
   end
-  if old then enr_unindex(id, old) end
+  -- An enrollment moving on keeps its contact and usually its slot: its
+  -- indexes are rewritten only where they change.
+  if old then
+    if old.contact ~= contact then
+      z_rem('dl:enr:contact', join(old.contact, id))
+      z_add('dl:enr:contact', 0, join(contact, id))
+    end
+    if old_slot ~= slot then
+      -- The old slot is this enrollment's: no other could take it meanwhile.
+      if old_slot then h_set('dl:enr:active', old_slot, false) end
+      if slot then h_set('dl:enr:active', slot, id) end
+    end
+  else
+    z_add('dl:enr:contact', 0, join(contact, id))
+    if slot then h_set('dl:enr:active', slot, id) end
+  end
   local version = current + 1
-  z_add('dl:enr:contact', 0, join(contact, id))
-  if active == '1' and has_key == '1' then h_set('dl:enr:active', join(journey, key), id) end
   h_set('dl:enr', id, join(num(version), active, journey, contact, has_key, key))
   h_set('dl:enr:state', id, state)
   return 'V' .. num(version)
@@ -189,22 +270,36 @@ local function contact_put(id, json, names)
 end
 
 -- ---- timers -----------------------------------------------------------------
--- dl:timer:due, dl:timer:payload, dl:timer:claim   key -> due / payload / claimed until
+-- dl:timer        key -> due \0 claimed until (empty: not claimed) \0 payload
 -- dl:timer:ready  key scored by when it can be claimed: its due time, or the
 --                 end of its claim while claimed
 
-local function timer_delete(key)
-  if not h_get('dl:timer:due', key) then return false end
-  h_del('dl:timer:due', key)
-  h_del('dl:timer:payload', key)
-  h_del('dl:timer:claim', key)
+local function timer_read(key)
+  local t = h_get('dl:timer', key)
+  if not t then return nil end
+  local p = split(t, 3)
+  return { due = p[1], claim = p[2], payload = p[3] }
+end
+
+local function timer_put(key, due, claim, payload, ready)
+  h_set('dl:timer', key, join(due, claim, payload))
+  z_add('dl:timer:ready', ready, key)
+end
+
+-- Deletes a timer that is known to exist.
+local function timer_forget(key)
+  h_set('dl:timer', key, false)
   z_rem('dl:timer:ready', key)
+end
+
+local function timer_delete(key)
+  if not h_get('dl:timer', key) then return false end
+  timer_forget(key)
   return true
 end
 
-local function timer_unclaim(key)
-  h_del('dl:timer:claim', key)
-  z_add('dl:timer:ready', h_get('dl:timer:due', key), key)
+local function timer_unclaim(key, t)
+  timer_put(key, t.due, '', t.payload, t.due)
 end
 
 -- ---- outbox -----------------------------------------------------------------
@@ -245,7 +340,24 @@ end
 
 -- ---- the batch --------------------------------------------------------------
 
+-- First, the fields the batch will read, by hash (see `encode`): read in
+-- one HMGET each rather than one HGET per write.
 local i = 1
+local groups = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, groups do
+  local h, count = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local r = read[h]
+  if not r then r = {}; read[h] = r end
+  for from = i, i + count - 1, 2000 do
+    local to = math.min(from + 1999, i + count - 1)
+    local values = redis.call('HMGET', h, unpack(ARGV, from, to))
+    for j = from, to do r[ARGV[j]] = values[j - from + 1] end
+  end
+  i = i + count
+end
+
 local function arg()
   local v = ARGV[i]
   i = i + 1
@@ -253,6 +365,22 @@ local function arg()
 end
 
 local results = {}
+local metrics = {}  -- {result index, name, delta} of each counter added
+
+-- Adds the batch's counters, in order, each result its counter's new value.
+local function add_metrics()
+  for _, m in ipairs(metrics) do
+    local index, name, delta = m[1], m[2], m[3]
+    if not pcall(redis.call, 'HINCRBY', 'dl:metric', name, delta) then
+      -- Past the 64 bits: saturate, as the other stores do.
+      local limit = string.sub(delta, 1, 1) == '-' and '-9223372036854775808'
+        or '9223372036854775807'
+      redis.call('HSET', 'dl:metric', name, limit)
+    end
+    -- Read back as text: HINCRBY's integer would reach Lua as a double.
+    results[index] = 'N' .. redis.call('HGET', 'dl:metric', name)
+  end
+end
 
 local function run()
   while i <= #ARGV do
@@ -280,11 +408,10 @@ local function run()
       end
     elseif op == 'dedupe_purge' then
       local now = tonumber(arg())
-      local all = redis.call('HGETALL', 'dl:dedupe')
       local n = 0
-      for j = 1, #all, 2 do
-        if tonumber(all[j + 1]) <= now then
-          h_del('dl:dedupe', all[j])
+      for key, expires in pairs(h_getall('dl:dedupe')) do
+        if tonumber(expires) <= now then
+          h_del('dl:dedupe', key)
           n = n + 1
         end
       end
@@ -315,15 +442,13 @@ local function run()
       r = old and 'F1' or 'F0'
     elseif op == 'timer_set' then
       local key, due, payload = arg(), arg(), arg()
-      h_del('dl:timer:claim', key)
-      h_set('dl:timer:due', key, due)
-      h_set('dl:timer:payload', key, payload)
-      z_add('dl:timer:ready', due, key)
+      timer_put(key, due, '', payload, due)
       r = 'D'
     elseif op == 'timer_ack' then
       local key = arg()
-      if h_get('dl:timer:claim', key) then
-        timer_delete(key)
+      local t = timer_read(key)
+      if t and t.claim ~= '' then
+        timer_forget(key)
         r = 'F1'
       else
         r = 'F0'
@@ -331,14 +456,22 @@ local function run()
     elseif op == 'timer_cancel' then
       r = timer_delete(arg()) and 'F1' or 'F0'
     elseif op == 'timer_release_claims' then
-      local claims = redis.call('HKEYS', 'dl:timer:claim')
-      for _, key in ipairs(claims) do timer_unclaim(key) end
-      r = 'C' .. #claims
+      -- Reads every timer: for a deployment with one scheduler, at its start,
+      -- never for workers sharing the store.
+      local n = 0
+      for key, _ in pairs(h_getall('dl:timer')) do
+        local t = timer_read(key)
+        if t.claim ~= '' then
+          timer_unclaim(key, t)
+          n = n + 1
+        end
+      end
+      r = 'C' .. n
     elseif op == 'timer_release' then
       local key, until_ms = arg(), tonumber(arg())
-      local claim = h_get('dl:timer:claim', key)
-      if claim and tonumber(claim) == until_ms then
-        timer_unclaim(key)
+      local t = timer_read(key)
+      if t and t.claim ~= '' and tonumber(t.claim) == until_ms then
+        timer_unclaim(key, t)
         r = 'F1'
       else
         r = 'F0'
@@ -350,7 +483,7 @@ local function run()
       if existing then
         r = 'O' .. existing .. ':0'
       else
-        local id = (tonumber(redis.call('GET', 'dl:ob:seq')) or 0) + 1
+        local id = (tonumber(k_get('dl:ob:seq')) or 0) + 1
         k_set('dl:ob:seq', num(id))
         id = num(id)
         h_set('dl:ob:key', key, id)
@@ -392,17 +525,10 @@ local function run()
         r = 'F0'
       end
     elseif op == 'metric_add' then
-      local name, delta = arg(), arg()
-      local old = h_get('dl:metric', name)
-      table.insert(undo, { 'h', 'dl:metric', name, old })
-      if not pcall(redis.call, 'HINCRBY', 'dl:metric', name, delta) then
-        -- Past the 64 bits: saturate, as the other stores do.
-        local limit = string.sub(delta, 1, 1) == '-' and '-9223372036854775808'
-          or '9223372036854775807'
-        redis.call('HSET', 'dl:metric', name, limit)
-      end
-      -- Read back as text: HINCRBY's integer would reach Lua as a double.
-      r = 'N' .. redis.call('HGET', 'dl:metric', name)
+      -- Added when the batch is written, since only HINCRBY is exact over
+      -- 64 bits; the result is filled in then.
+      table.insert(metrics, { #results + 1, arg(), arg() })
+      r = 'N'
     else
       fail('internal', 'unknown op ' .. tostring(op))
     end
@@ -412,10 +538,11 @@ end
 
 local ok, e = pcall(run)
 if ok then
+  flush()
+  add_metrics()
   table.insert(results, 1, 'ok')
   return results
 end
-rollback()
 if type(e) == 'table' and e.dripline then
   local reply = { 'err' }
   for _, part in ipairs(e.dripline) do table.insert(reply, part) end

@@ -90,6 +90,22 @@ impl RedisStore {
         Ok(store)
     }
 
+    /// A section of the server's `INFO` (`cpu`, `memory`, ...), as text.
+    pub fn info(&self, section: &str) -> Result<String> {
+        redis::cmd("INFO")
+            .arg(section)
+            .query(&mut *self.connection()?)
+            .map_err(redis_error)
+    }
+
+    /// Deletes every key of the database (FLUSHDB): for benchmarks and tests
+    /// that reuse one.
+    pub fn flush_database(&self) -> Result<()> {
+        redis::cmd("FLUSHDB")
+            .query::<()>(&mut *self.connection()?)
+            .map_err(redis_error)
+    }
+
     /// The server's URL with any password masked, for logs.
     pub fn url(&self) -> &str {
         &self.url
@@ -299,9 +315,29 @@ fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
 }
 
-/// The batch as `apply.lua` reads it: each write its op name and arguments.
+/// The batch as `apply.lua` reads it: the fields it reads that are known in
+/// advance (a fired timer's claim, an enrollment's record), by hash, so that
+/// the script reads each hash once; then each write, its op name and
+/// arguments.
 fn encode(batch: &[Write]) -> Result<Vec<Vec<u8>>> {
-    let mut args: Vec<Vec<u8>> = Vec::new();
+    let mut claims: Vec<&str> = Vec::new();
+    let mut enrollments: Vec<&str> = Vec::new();
+    for write in batch {
+        match write {
+            Write::TimerAck { key } => claims.push(key),
+            Write::EnrollmentPut { enrollment, .. } => enrollments.push(&enrollment.id),
+            Write::EnrollmentDelete { id } => enrollments.push(id),
+            _ => {}
+        }
+    }
+    let groups = [("dl:timer", claims), ("dl:enr", enrollments)];
+    let groups: Vec<_> = groups.iter().filter(|(_, f)| !f.is_empty()).collect();
+    let mut args: Vec<Vec<u8>> = vec![groups.len().to_string().into_bytes()];
+    for (hash, fields) in groups {
+        args.push(hash.as_bytes().to_vec());
+        args.push(fields.len().to_string().into_bytes());
+        args.extend(fields.iter().map(|f| f.as_bytes().to_vec()));
+    }
     let mut push = |parts: Vec<Vec<u8>>| args.extend(parts);
     let s = |v: &str| v.as_bytes().to_vec();
     let n = |v: i64| v.to_string().into_bytes();
@@ -731,22 +767,28 @@ impl Timers for RedisStore {
     }
 
     fn timer_get(&self, key: &str) -> Result<Option<Timer>> {
-        let (due, payload, claim): (Option<Millis>, Option<Vec<u8>>, Option<Millis>) =
-            redis::pipe()
-                .hget("dl:timer:due", key)
-                .hget("dl:timer:payload", key)
-                .hget("dl:timer:claim", key)
-                .query(&mut *self.connection()?)
-                .map_err(redis_error)?;
-        Ok(match (due, payload) {
-            (Some(due_at_ms), Some(payload)) => Some(Timer {
-                key: key.to_owned(),
-                due_at_ms,
-                payload,
-                claimed_until_ms: claim,
-            }),
-            _ => None,
-        })
+        let found: Option<Bytes> = self
+            .connection()?
+            .hget("dl:timer", key)
+            .map_err(redis_error)?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        // due \0 claimed until (empty when not claimed) \0 payload
+        let mut parts = found.splitn(3, |b| *b == 0);
+        let (Some(due), Some(claim), Some(payload)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(corrupt(format!("timer {key}: a short record")));
+        };
+        Ok(Some(Timer {
+            key: key.to_owned(),
+            due_at_ms: number(text(due)?, "a due time")?,
+            payload: payload.to_vec(),
+            claimed_until_ms: match claim {
+                [] => None,
+                claim => Some(number(text(claim)?, "a claim's end")?),
+            },
+        }))
     }
 
     fn next_due_at(&self) -> Result<Option<Millis>> {
@@ -760,7 +802,7 @@ impl Timers for RedisStore {
     }
 
     fn timers_pending_count(&self) -> Result<u64> {
-        self.connection()?.hlen("dl:timer:due").map_err(redis_error)
+        self.connection()?.hlen("dl:timer").map_err(redis_error)
     }
 }
 
