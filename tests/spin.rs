@@ -18,11 +18,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dripline_store::prelude::*;
-use dripline_store::{Identity, SqliteStore};
+use dripline_store::redis::RedisServer;
+use dripline_store::{Identity, RedisStore, SqliteStore, Store};
 use dripline_tests::gateway::{
     SHOPIFY_SECRET, TALLY_SECRET, TRACK_KEY, TYPEFORM_SECRET, serve, signed_deliveries,
 };
-use dripline_tests::process::http;
+use dripline_tests::process::{Up, http};
 use dripline_tests::{SHIPPED_STEPS, component, dripline_binary, repo_root};
 use serde_json::Value;
 
@@ -39,21 +40,12 @@ impl Drop for Spin {
     }
 }
 
-/// `spin up` of the repository's `spin.toml` on a free loopback port, its
-/// `default` key-value store in `data/dripline.db`; returns it and its
-/// address once it serves.
-fn spin_up(spin: &Path, dir: &Path) -> (Spin, String) {
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
+/// `spin up` of the repository's `spin.toml` on a free loopback port, with
+/// the runtime config `runtime_config` (where its `default` key-value store
+/// is); returns it and its address once it serves.
+fn spin_up(spin: &Path, dir: &Path, runtime_config: &str) -> (Spin, String) {
     let config = dir.join("runtime-config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[key_value_store.default]\ntype = \"spin\"\npath = \"{}\"\n",
-            data.join("dripline.db").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, runtime_config).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -99,7 +91,7 @@ fn spin_up(spin: &Path, dir: &Path) -> (Spin, String) {
 }
 
 /// The inbox's records without the time they were received, by id.
-fn inbox_records(store: &SqliteStore) -> Vec<Value> {
+fn inbox_records(store: &dyn Store) -> Vec<Value> {
     let mut records: Vec<Value> = store
         .inbox_peek(1_000)
         .unwrap()
@@ -126,16 +118,11 @@ fn inbox_records(store: &SqliteStore) -> Vec<Value> {
     records
 }
 
-#[test]
-fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it() {
-    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
-        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
-        return;
-    };
-    // `spin build` runs each component's build command; after `./dev build`
-    // (whose components/target is the shared build) it finds nothing to do.
+/// `spin build` runs each component's build command; after `./dev build`
+/// (whose components/target is the shared build) it finds nothing to do.
+fn spin_build(spin: &Path) {
     let started = Instant::now();
-    let built = Command::new(&spin)
+    let built = Command::new(spin)
         .args(["build", "-f"])
         .arg(repo_root().join("spin.toml"))
         .env_remove("CARGO_TARGET_DIR")
@@ -144,9 +131,35 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
         .unwrap_or_else(|e| panic!("running {}: {e}", spin.display()));
     assert!(built.success(), "spin build failed: {built:?}");
     eprintln!("spin build: {:?}", started.elapsed());
+}
+
+/// The shipped step components, copied into `dir/components`.
+fn step_components(dir: &Path) -> PathBuf {
+    let components = dir.join("components");
+    std::fs::create_dir_all(&components).unwrap();
+    for name in SHIPPED_STEPS {
+        let file = component(name);
+        std::fs::copy(&file, components.join(file.file_name().unwrap())).unwrap();
+    }
+    components
+}
+
+#[test]
+fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it() {
+    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
+        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+        return;
+    };
+    spin_build(&spin);
 
     let dir = tempfile::tempdir().unwrap();
-    let (spin_up, spin_address) = spin_up(&spin, dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let config = format!(
+        "[key_value_store.default]\ntype = \"spin\"\npath = \"{}\"\n",
+        data.join("dripline.db").display()
+    );
+    let (spin_up, spin_address) = spin_up(&spin, dir.path(), &config);
     let ours = serve();
     let ours_address = ours.addr.to_string();
     for (head, body) in signed_deliveries() {
@@ -157,20 +170,14 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
     }
     drop(spin_up);
 
-    let data = dir.path().join("data");
     let spin_store = SqliteStore::open(data.join("dripline.db")).unwrap();
     let stored = inbox_records(&spin_store);
     assert_eq!(stored.len(), 5, "{stored:#?}");
-    assert_eq!(stored, inbox_records(&ours.store));
+    assert_eq!(stored, inbox_records(ours.store.as_ref()));
     drop(spin_store);
 
     // The runtime beside Spin turns its inbox into enrollments.
-    let components = dir.path().join("components");
-    std::fs::create_dir_all(&components).unwrap();
-    for name in SHIPPED_STEPS {
-        let file = component(name);
-        std::fs::copy(&file, components.join(file.file_name().unwrap())).unwrap();
-    }
+    let components = step_components(dir.path());
     let processed = Command::new(dripline_binary())
         .arg("process")
         .arg("--data")
@@ -206,5 +213,89 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
     assert!(
         journeys.iter().any(|j| j == "abandoned-checkout"),
         "{journeys:?}"
+    );
+}
+
+#[test]
+fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
+    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
+        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+        return;
+    };
+    spin_build(&spin);
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let url = redis.url(0);
+    // Spin's own Redis key-value backend: what a SpinKube deployment's
+    // runtime config names.
+    let config = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n");
+    let components = step_components(dir.path());
+    let root = repo_root().to_str().unwrap();
+    let workers: Vec<Up> = (0..2)
+        .map(|i| {
+            let data = dir.path().join(format!("worker-{i}"));
+            Up::worker(
+                dir.path(),
+                &[
+                    "--store",
+                    &url,
+                    "--components",
+                    components.to_str().unwrap(),
+                    "--root",
+                    root,
+                    "--data",
+                    data.to_str().unwrap(),
+                ],
+                &[],
+            )
+        })
+        .collect();
+    for worker in &workers {
+        worker.address_after("the worker is up");
+    }
+    let (spin_up, spin_address) = spin_up(&spin, dir.path(), &config);
+    let ours = serve();
+    for (head, body) in signed_deliveries() {
+        let under_spin = http(&spin_address, &head, &body);
+        let under_dripline = http(&ours.addr.to_string(), &head, &body);
+        assert_eq!(under_spin, under_dripline, "{head}");
+    }
+    drop(spin_up);
+
+    // The workers take the events from Spin's keys, and the shopper is enrolled.
+    let store = RedisStore::open(&url).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let enrolled = loop {
+        let shopper = store
+            .contact_find_by_identity(&Identity::Email("li.wei@example.com".into()))
+            .unwrap();
+        let journeys: Vec<String> = match &shopper {
+            Some(shopper) => store
+                .enrollments_of_contact(&shopper.id)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.active)
+                .map(|e| e.journey)
+                .collect(),
+            None => Vec::new(),
+        };
+        if journeys.iter().any(|j| j == "abandoned-checkout") || Instant::now() > deadline {
+            break journeys;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(workers);
+    assert!(
+        enrolled.iter().any(|j| j == "abandoned-checkout"),
+        "{enrolled:?}"
+    );
+    assert!(
+        store.inbox_peek(10).unwrap().is_empty(),
+        "the inbox is consumed"
+    );
+    assert_eq!(
+        store.metric_get("events.checkout.created").unwrap(),
+        1,
+        "the checkout was processed once"
     );
 }

@@ -196,7 +196,8 @@ pub fn run(drill: &Drill) -> anyhow::Result<DrillReport> {
                 }
                 let victim = (next_random(&mut rng) as usize) % children.len();
                 let mut child = children.swap_remove(victim);
-                child.kill()?;
+                // A child that exited meanwhile cannot be killed; it is reaped all the same.
+                let _ = child.kill();
                 child.wait()?;
                 report.kills += 1;
                 landed += 1;

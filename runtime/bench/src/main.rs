@@ -173,7 +173,9 @@ fn main() -> anyhow::Result<()> {
             );
             let work_dir = tempfile::tempdir()?;
             let redis = match store {
-                StoreKind::Redis => Some(dripline_store::redis::RedisServer::start(work_dir.path())?),
+                StoreKind::Redis => {
+                    Some(dripline_store::redis::RedisServer::start(work_dir.path())?)
+                }
                 StoreKind::Sqlite => None,
             };
             let drill = dripline_bench::crash::Drill {

@@ -365,7 +365,10 @@ pub fn run_shared(
     );
     println!("lateness_p50: {} ms", percentile(0.50));
     println!("lateness_p99: {} ms", percentile(0.99));
-    println!("peak_rss: {:.0} MiB (this process; Redis apart)", peak_rss_mib());
+    println!(
+        "peak_rss: {:.0} MiB (this process; Redis apart)",
+        peak_rss_mib()
+    );
     Ok(())
 }
 
