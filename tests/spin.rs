@@ -44,6 +44,16 @@ impl Drop for Spin {
 /// the runtime config `runtime_config` (where its `default` key-value store
 /// is); returns it and its address once it serves.
 fn spin_up(spin: &Path, dir: &Path, runtime_config: &str) -> (Spin, String) {
+    spin_up_with(spin, dir, runtime_config, &[])
+}
+
+/// [`spin_up`] with more Spin variables (`SPIN_VARIABLE_*`) in `env`.
+fn spin_up_with(
+    spin: &Path,
+    dir: &Path,
+    runtime_config: &str,
+    env: &[(&str, &str)],
+) -> (Spin, String) {
     let config = dir.join("runtime-config.toml");
     std::fs::write(&config, runtime_config).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -68,6 +78,7 @@ fn spin_up(spin: &Path, dir: &Path, runtime_config: &str) -> (Spin, String) {
             ("SPIN_VARIABLE_TALLY_SECRET", TALLY_SECRET),
             ("SPIN_VARIABLE_FORM_REDIRECT_HOSTS", "example.com"),
         ])
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .process_group(0)
         .spawn()
@@ -216,29 +227,45 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
     );
 }
 
-#[test]
-fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
-    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
-        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
-        return;
-    };
-    spin_build(&spin);
-    let dir = tempfile::tempdir().unwrap();
-    let redis = RedisServer::start(dir.path()).unwrap();
-    let url = redis.url(0);
-    // Spin's own Redis key-value backend: what a SpinKube deployment's
-    // runtime config names.
-    let config = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n");
-    let components = step_components(dir.path());
+/// The shopper's active journeys once the inbox is consumed and the shopper
+/// is in the abandoned-checkout journey, or after a minute, whichever first.
+fn enrolled_once_consumed(store: &RedisStore) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let shopper = store
+            .contact_find_by_identity(&Identity::Email("li.wei@example.com".into()))
+            .unwrap();
+        let journeys: Vec<String> = match &shopper {
+            Some(shopper) => store
+                .enrollments_of_contact(&shopper.id)
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.active)
+                .map(|e| e.journey)
+                .collect(),
+            None => Vec::new(),
+        };
+        let consumed = store.inbox_peek(10).unwrap().is_empty();
+        let done = consumed && journeys.iter().any(|j| j == "abandoned-checkout");
+        if done || Instant::now() > deadline {
+            return journeys;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `dripline worker`s on the Redis at `url`, their data directories in `dir`.
+fn workers_on(url: &str, dir: &Path, count: usize) -> Vec<Up> {
+    let components = step_components(dir);
     let root = repo_root().to_str().unwrap();
-    let workers: Vec<Up> = (0..2)
+    let workers: Vec<Up> = (0..count)
         .map(|i| {
-            let data = dir.path().join(format!("worker-{i}"));
+            let data = dir.join(format!("worker-{i}"));
             Up::worker(
-                dir.path(),
+                dir,
                 &[
                     "--store",
-                    &url,
+                    url,
                     "--components",
                     components.to_str().unwrap(),
                     "--root",
@@ -253,6 +280,23 @@ fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
     for worker in &workers {
         worker.address_after("the worker is up");
     }
+    workers
+}
+
+#[test]
+fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
+    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
+        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+        return;
+    };
+    spin_build(&spin);
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let url = redis.url(0);
+    // Spin's own Redis key-value backend: what a SpinKube deployment's
+    // runtime config names.
+    let config = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n");
+    let workers = workers_on(&url, dir.path(), 2);
     let (spin_up, spin_address) = spin_up(&spin, dir.path(), &config);
     let ours = serve();
     for (head, body) in signed_deliveries() {
@@ -264,26 +308,7 @@ fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
 
     // The workers take the events from Spin's keys, and the shopper is enrolled.
     let store = RedisStore::open(&url).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let enrolled = loop {
-        let shopper = store
-            .contact_find_by_identity(&Identity::Email("li.wei@example.com".into()))
-            .unwrap();
-        let journeys: Vec<String> = match &shopper {
-            Some(shopper) => store
-                .enrollments_of_contact(&shopper.id)
-                .unwrap()
-                .into_iter()
-                .filter(|e| e.active)
-                .map(|e| e.journey)
-                .collect(),
-            None => Vec::new(),
-        };
-        if journeys.iter().any(|j| j == "abandoned-checkout") || Instant::now() > deadline {
-            break journeys;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let enrolled = enrolled_once_consumed(&store);
     drop(workers);
     assert!(
         enrolled.iter().any(|j| j == "abandoned-checkout"),
@@ -297,5 +322,62 @@ fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
         store.metric_get("events.checkout.created").unwrap(),
         1,
         "the checkout was processed once"
+    );
+}
+
+#[test]
+fn genuine_spin_at_the_edge_writes_its_inbox_to_the_workers_redis_through_outbound_redis() {
+    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
+        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+        return;
+    };
+    spin_build(&spin);
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let url = redis.url(0);
+    let host = format!("redis://127.0.0.1:{}", redis.port());
+    // The platform's own key-value store, which nothing outside can read.
+    let platform = dir.path().join("platform-kv.db");
+    let config = format!(
+        "[key_value_store.default]\ntype = \"spin\"\npath = \"{}\"\n",
+        platform.display()
+    );
+    let workers = workers_on(&url, dir.path(), 1);
+    let (spin_up, spin_address) = spin_up_with(
+        &spin,
+        dir.path(),
+        &config,
+        &[
+            ("SPIN_VARIABLE_INBOX_REDIS_URL", &url),
+            ("SPIN_VARIABLE_INBOX_REDIS_HOST", &host),
+        ],
+    );
+    let ours = serve();
+    for (head, body) in signed_deliveries() {
+        let under_spin = http(&spin_address, &head, &body);
+        let under_dripline = http(&ours.addr.to_string(), &head, &body);
+        assert_eq!(under_spin, under_dripline, "{head}");
+    }
+    // A delivery sent again is known by its mark, kept in the Redis too.
+    let (head, body) = signed_deliveries().remove(0);
+    assert_eq!(http(&spin_address, &head, &body).0, 200);
+    drop(spin_up);
+
+    let store = RedisStore::open(&url).unwrap();
+    let enrolled = enrolled_once_consumed(&store);
+    drop(workers);
+    assert!(
+        enrolled.iter().any(|j| j == "abandoned-checkout"),
+        "{enrolled:?}"
+    );
+    assert!(
+        store.inbox_peek(10).unwrap().is_empty(),
+        "the inbox is consumed"
+    );
+    assert_eq!(store.metric_get("events.checkout.created").unwrap(), 1);
+    let platform = SqliteStore::open(&platform).unwrap();
+    assert!(
+        platform.kv_keys("default").unwrap().is_empty(),
+        "nothing went to the platform's key-value store"
     );
 }

@@ -100,22 +100,44 @@ fn serve(request: IncomingRequest) -> Reply {
         body,
         received_at,
     };
+    let unavailable = |what: &str, e: String| {
+        eprintln!("gateway: cannot open {what}: {e}");
+        Reply {
+            status: 503,
+            body: serde_json::json!({ "error": "the inbox is unavailable", "field": null }),
+            headers: Vec::new(),
+        }
+    };
+    let address = inbox_redis();
+    if !address.is_empty() {
+        // A gateway at the edge: the inbox goes to the workers' Redis.
+        let connection = match spin_sdk::redis::Connection::open(address) {
+            Ok(connection) => connection,
+            Err(e) => return unavailable("the inbox's Redis", e.to_string()),
+        };
+        let inbox = Inbox::Redis(connection);
+        return logged(
+            route,
+            crate::handle_body(&mut SpinBackend { inbox: &inbox }, route, inbound),
+        );
+    }
     let store = match STORE.take() {
         Some(store) => store,
         None => match Store::open(crate::STORE) {
             Ok(store) => store,
-            Err(e) => {
-                eprintln!("gateway: cannot open the `default` key-value store: {e}");
-                return Reply {
-                    status: 503,
-                    body: serde_json::json!({ "error": "the inbox is unavailable", "field": null }),
-                    headers: Vec::new(),
-                };
-            }
+            Err(e) => return unavailable("the `default` key-value store", e.to_string()),
         },
     };
-    let reply = crate::handle_body(&mut SpinBackend { store: &store }, route, inbound);
-    STORE.set(Some(store));
+    let inbox = Inbox::KeyValue(store);
+    let reply = crate::handle_body(&mut SpinBackend { inbox: &inbox }, route, inbound);
+    if let Inbox::KeyValue(store) = inbox {
+        STORE.set(Some(store));
+    }
+    logged(route, reply)
+}
+
+/// The reply, logged first if it is a failure of ours.
+fn logged(route: &Route, reply: Reply) -> Reply {
     if reply.status >= 500 {
         eprintln!(
             "gateway: {} answered {}: {}",
@@ -262,17 +284,45 @@ fn write_body(outgoing: &OutgoingBody, body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// Where the route keeps its inbox and dedupe marks: Spin's `default`
+/// key-value store, or a Redis through Spin's outbound Redis. The keys and
+/// values are the same either way (the Redis ones are what Spin's own Redis
+/// key-value backend would write), so the workers read both alike.
+enum Inbox {
+    KeyValue(Store),
+    Redis(spin_sdk::redis::Connection),
+}
+
+/// The `inbox_redis` variable: a Redis URL for the inbox, for platforms
+/// whose key-value store nothing outside them can read (no runtime config);
+/// empty (the default) for the `default` key-value store.
+fn inbox_redis() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        spin_sdk::variables::get("inbox_redis")
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    })
+}
+
 struct SpinBackend<'a> {
-    store: &'a Store,
+    inbox: &'a Inbox,
 }
 
 impl Backend for SpinBackend<'_> {
     fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, String> {
-        self.store.get(key).map_err(|e| e.to_string())
+        match self.inbox {
+            Inbox::KeyValue(store) => store.get(key).map_err(|e| e.to_string()),
+            Inbox::Redis(redis) => redis.get(key).map_err(|e| e.to_string()),
+        }
     }
 
     fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
-        self.store.set(key, value).map_err(|e| e.to_string())
+        match self.inbox {
+            Inbox::KeyValue(store) => store.set(key, value).map_err(|e| e.to_string()),
+            Inbox::Redis(redis) => redis.set(key, &value.to_vec()).map_err(|e| e.to_string()),
+        }
     }
 
     fn trigger(&mut self, request: Inbound) -> Result<Vec<Event>, TriggerError> {

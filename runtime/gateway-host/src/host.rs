@@ -29,6 +29,7 @@ pub mod bindings {
             world gateway-host {
                 import fermyon:spin/key-value@2.0.0;
                 import fermyon:spin/variables@2.0.0;
+                import fermyon:spin/redis@2.0.0;
                 import dripline:journey/trigger-handler@0.1.0;
             }
         ",
@@ -37,15 +38,19 @@ pub mod bindings {
         with: {
             "dripline:journey/types": dripline_sandbox::bindings::step::dripline::journey::types,
             "fermyon:spin/key-value.store": super::KvStore,
+            "fermyon:spin/redis.connection": super::RedisConnection,
         },
     });
 }
 
 use bindings::dripline::journey::trigger_handler as import;
-use bindings::fermyon::spin::{key_value, variables};
+use bindings::fermyon::spin::{key_value, redis, variables};
 
 /// Most stores one instance may hold open at once.
 const MAX_OPEN_STORES: usize = 16;
+
+/// A connection of Spin's outbound Redis; none is ever opened here.
+pub struct RedisConnection;
 
 /// An open key-value store: its label.
 pub struct KvStore {
@@ -289,6 +294,96 @@ impl key_value::HostStore for GatewayCall {
         self.open_stores = self.open_stores.saturating_sub(1);
         Ok(())
     }
+}
+
+impl redis::Host for GatewayCall {}
+
+/// `dripline up` writes a gateway's inbox to its own store; a route whose
+/// `inbox_redis` variable is set is refused with the reason, never half served.
+impl redis::HostConnection for GatewayCall {
+    fn open(&mut self, _address: String) -> Result<Resource<RedisConnection>, redis::Error> {
+        Err(redis::Error::Other(
+            "dripline up writes the inbox to its own store (--store); leave inbox_redis_url empty"
+                .into(),
+        ))
+    }
+
+    fn publish(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+        _: Vec<u8>,
+    ) -> Result<(), redis::Error> {
+        Err(no_redis())
+    }
+
+    fn get(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+    ) -> Result<Option<Vec<u8>>, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn set(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+        _: Vec<u8>,
+    ) -> Result<(), redis::Error> {
+        Err(no_redis())
+    }
+
+    fn incr(&mut self, _: Resource<RedisConnection>, _: String) -> Result<i64, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn del(&mut self, _: Resource<RedisConnection>, _: Vec<String>) -> Result<u32, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn sadd(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+        _: Vec<String>,
+    ) -> Result<u32, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn smembers(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+    ) -> Result<Vec<String>, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn srem(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+        _: Vec<String>,
+    ) -> Result<u32, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn execute(
+        &mut self,
+        _: Resource<RedisConnection>,
+        _: String,
+        _: Vec<redis::RedisParameter>,
+    ) -> Result<Vec<redis::RedisResult>, redis::Error> {
+        Err(no_redis())
+    }
+
+    fn drop(&mut self, _: Resource<RedisConnection>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+fn no_redis() -> redis::Error {
+    redis::Error::Other("no Redis connection is open under dripline up".into())
 }
 
 impl variables::Host for GatewayCall {
