@@ -227,6 +227,38 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
     );
 }
 
+/// Posts every signed delivery to Spin at `spin_address` and to `dripline
+/// up`'s gateway in this process: the answers must be the same.
+fn answers_as_dripline_up(spin_address: &str) {
+    let ours = serve();
+    for (head, body) in signed_deliveries() {
+        let under_spin = http(spin_address, &head, &body);
+        let under_dripline = http(&ours.addr.to_string(), &head, &body);
+        assert_eq!(under_spin, under_dripline, "{head}");
+    }
+}
+
+/// The workers on the Redis at `url` took every event and enrolled the
+/// shopper, processing the checkout once; then they are stopped.
+fn assert_enrolled_once(url: &str, workers: Vec<Up>) {
+    let store = RedisStore::open(url).unwrap();
+    let enrolled = enrolled_once_consumed(&store);
+    drop(workers);
+    assert!(
+        enrolled.iter().any(|j| j == "abandoned-checkout"),
+        "{enrolled:?}"
+    );
+    assert!(
+        store.inbox_peek(10).unwrap().is_empty(),
+        "the inbox is consumed"
+    );
+    assert_eq!(
+        store.metric_get("events.checkout.created").unwrap(),
+        1,
+        "the checkout was processed once"
+    );
+}
+
 /// The shopper's active journeys once the inbox is consumed and the shopper
 /// is in the abandoned-checkout journey, or after a minute, whichever first.
 fn enrolled_once_consumed(store: &RedisStore) -> Vec<String> {
@@ -298,31 +330,11 @@ fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
     let config = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{url}\"\n");
     let workers = workers_on(&url, dir.path(), 2);
     let (spin_up, spin_address) = spin_up(&spin, dir.path(), &config);
-    let ours = serve();
-    for (head, body) in signed_deliveries() {
-        let under_spin = http(&spin_address, &head, &body);
-        let under_dripline = http(&ours.addr.to_string(), &head, &body);
-        assert_eq!(under_spin, under_dripline, "{head}");
-    }
+    answers_as_dripline_up(&spin_address);
     drop(spin_up);
 
     // The workers take the events from Spin's keys, and the shopper is enrolled.
-    let store = RedisStore::open(&url).unwrap();
-    let enrolled = enrolled_once_consumed(&store);
-    drop(workers);
-    assert!(
-        enrolled.iter().any(|j| j == "abandoned-checkout"),
-        "{enrolled:?}"
-    );
-    assert!(
-        store.inbox_peek(10).unwrap().is_empty(),
-        "the inbox is consumed"
-    );
-    assert_eq!(
-        store.metric_get("events.checkout.created").unwrap(),
-        1,
-        "the checkout was processed once"
-    );
+    assert_enrolled_once(&url, workers);
 }
 
 #[test]
@@ -352,29 +364,13 @@ fn genuine_spin_at_the_edge_writes_its_inbox_to_the_workers_redis_through_outbou
             ("SPIN_VARIABLE_INBOX_REDIS_HOST", &host),
         ],
     );
-    let ours = serve();
-    for (head, body) in signed_deliveries() {
-        let under_spin = http(&spin_address, &head, &body);
-        let under_dripline = http(&ours.addr.to_string(), &head, &body);
-        assert_eq!(under_spin, under_dripline, "{head}");
-    }
+    answers_as_dripline_up(&spin_address);
     // A delivery sent again is known by its mark, kept in the Redis too.
     let (head, body) = signed_deliveries().remove(0);
     assert_eq!(http(&spin_address, &head, &body).0, 200);
     drop(spin_up);
 
-    let store = RedisStore::open(&url).unwrap();
-    let enrolled = enrolled_once_consumed(&store);
-    drop(workers);
-    assert!(
-        enrolled.iter().any(|j| j == "abandoned-checkout"),
-        "{enrolled:?}"
-    );
-    assert!(
-        store.inbox_peek(10).unwrap().is_empty(),
-        "the inbox is consumed"
-    );
-    assert_eq!(store.metric_get("events.checkout.created").unwrap(), 1);
+    assert_enrolled_once(&url, workers);
     let platform = SqliteStore::open(&platform).unwrap();
     assert!(
         platform.kv_keys("default").unwrap().is_empty(),
