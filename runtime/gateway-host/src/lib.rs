@@ -158,8 +158,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// Sweeps expired dedupe marks now and then every
-/// [`dedupe_sweep::SWEEP_EVERY`], at the clock's time.
-async fn sweep_forever(store: Arc<dyn GatewayStore>, clock: Arc<dyn Clock>) {
+/// [`dedupe_sweep::SWEEP_EVERY`], at the clock's time. `dripline up`'s
+/// gateway runs it; so does `dripline worker`, since a gateway under Spin
+/// writes marks into the shared store and never sweeps them.
+pub async fn sweep_forever(store: Arc<dyn GatewayStore>, clock: Arc<dyn Clock>) {
     let mut every = tokio::time::interval(dedupe_sweep::SWEEP_EVERY);
     loop {
         every.tick().await;

@@ -52,6 +52,14 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
     let crew = Crew::start(&parts, &clock)?;
     tracing::info!(store = %paths.store, lease_ms, "the worker is up");
     runtime.block_on(async move {
+        // Spin's gateway marks each delivery in the shared store and never
+        // removes the marks; the workers sweep the lapsed ones, or the store
+        // (and the scan that finds the inbox in Redis) grows by one key per
+        // webhook forever.
+        let sweep = tokio::spawn(dripline_gateway_host::sweep_forever(
+            parts.store.gateway(),
+            clock.clone(),
+        ));
         let (drained, drained_rx) = tokio::sync::watch::channel(false);
         let probes = match listen {
             Some(address) => {
@@ -83,6 +91,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         stopped(stopping).await;
         tracing::info!("stopping: finishing the work in hand");
         tokio::task::spawn_blocking(move || crew.finish(store.as_ref(), false)).await?;
+        sweep.abort();
         let _ = drained.send(true);
         if let Some(probes) = probes {
             probes.await??;

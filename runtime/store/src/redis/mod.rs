@@ -23,6 +23,7 @@
 //! Runs against one Redis (or its primary); Redis Cluster is not supported,
 //! since a script may touch keys in every slot.
 
+mod inbox_index;
 mod server;
 
 pub use server::RedisServer;
@@ -60,9 +61,14 @@ const SCAN_COUNT: usize = 1_000;
 /// A [`Store`](crate::Store) on a Redis server; see the module documentation.
 pub struct RedisStore {
     pool: r2d2::Pool<redis::Client>,
+    /// For the inbox notifications' own connection.
+    client: redis::Client,
+    /// The database number, whose keyspace events the inbox index hears.
+    db: i64,
     apply: Script,
     claim: Script,
     url: String,
+    inbox: inbox_index::InboxIndex,
 }
 
 impl RedisStore {
@@ -71,14 +77,18 @@ impl RedisStore {
     /// not answer.
     pub fn open(url: &str) -> Result<Self> {
         let client = redis::Client::open(url).map_err(redis_error)?;
+        let db = client.get_connection_info().redis_settings().db();
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(COMMAND_TIMEOUT)
-            .build(client)
+            .build(client.clone())
             .map_err(|e| StoreError::Redis(format!("connecting to {}: {e}", redacted(url))))?;
         let store = Self {
             pool,
+            client,
+            db,
+            inbox: inbox_index::InboxIndex::default(),
             apply: Script::new(include_str!("apply.lua")),
             claim: Script::new(include_str!("claim.lua")),
             url: redacted(url),
@@ -564,7 +574,22 @@ impl Apply for RedisStore {
         }
         let reply: Vec<String> = invocation.invoke(&mut *con).map_err(redis_error)?;
         match reply.first().map(String::as_str) {
-            Some("ok") => reply[1..].iter().map(|r| write_result(r)).collect(),
+            Some("ok") => {
+                for write in batch {
+                    match write {
+                        Write::KvSet { store, key, .. } if store == DEFAULT_KV_STORE => {
+                            self.inbox.written(key, true)
+                        }
+                        Write::KvDelete { store, key } | Write::KvConsume { store, key }
+                            if store == DEFAULT_KV_STORE =>
+                        {
+                            self.inbox.written(key, false)
+                        }
+                        _ => {}
+                    }
+                }
+                reply[1..].iter().map(|r| write_result(r)).collect()
+            }
             Some("err") => Err(batch_error(&reply, batch)),
             _ => Err(StoreError::Internal("the batch script answered nothing")),
         }
@@ -614,6 +639,9 @@ impl KeyValue for RedisStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Vec<u8>)>> {
+        if store == DEFAULT_KV_STORE && prefix.starts_with(crate::INBOX_PREFIX) {
+            return self.inbox_scan(prefix, after, limit);
+        }
         let mut keys = if store == DEFAULT_KV_STORE {
             self.scan_default(prefix)?
         } else {
@@ -629,14 +657,15 @@ impl KeyValue for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut con = self.connection()?;
         let values: Vec<Option<Vec<u8>>> = if store == DEFAULT_KV_STORE {
-            redis::cmd("MGET").arg(&keys).query(&mut *con)
+            redis::cmd("MGET")
+                .arg(&keys)
+                .query(&mut *self.connection()?)
         } else {
             redis::cmd("HMGET")
                 .arg(format!("dl:kv:{store}"))
                 .arg(&keys)
-                .query(&mut *con)
+                .query(&mut *self.connection()?)
         }
         .map_err(redis_error)?;
         // A key deleted between the scan and the read is simply not there.
@@ -645,6 +674,39 @@ impl KeyValue for RedisStore {
             .zip(values)
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect())
+    }
+}
+
+impl RedisStore {
+    /// [`KeyValue::kv_scan_prefix`] of the inbox, from the inbox index
+    /// (`inbox_index.rs`) rather than a scan of the whole keyspace.
+    fn inbox_scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        if self.inbox.stale(&self.client, self.db) {
+            self.inbox.rebuilt(self.scan_default(crate::INBOX_PREFIX)?);
+        }
+        let keys = self.inbox.page(prefix, after, limit);
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query(&mut *self.connection()?)
+            .map_err(redis_error)?;
+        let mut found = Vec::with_capacity(keys.len());
+        let mut gone = Vec::new();
+        for (key, value) in keys.into_iter().zip(values) {
+            match value {
+                Some(value) => found.push((key, value)),
+                None => gone.push(key),
+            }
+        }
+        self.inbox.gone(&gone);
+        Ok(found)
     }
 }
 
@@ -933,6 +995,47 @@ mod tests {
         store.apply(&[Write::inbox_consume(key.clone())])?;
         assert!(!con.exists::<_, bool>(&key)?);
         assert!(store.kv_exists(DEFAULT_KV_STORE, "dedupe/shopify/d1")?);
+        Ok(())
+    }
+
+    #[test]
+    fn inbox_keys_another_client_writes_arrive_by_notification_not_by_rescanning() -> TestResult {
+        use crate::Inbox as _;
+        let (_dir, server) = server()?;
+        let store = RedisStore::open(&server.url(0))?;
+        let mut con = redis::Client::open(server.url(0))?.get_connection()?;
+        // A keyspace of dedupe marks, as 72 hours of webhooks leave.
+        let marks: Vec<(String, String)> = (0..5_000)
+            .map(|i| (format!("dedupe/shopify/{i}"), "1".to_string()))
+            .collect();
+        let () = redis::cmd("MSET").arg(&marks).query(&mut con)?;
+        assert!(store.inbox_peek(10)?.is_empty());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !store.inbox.listening() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no notifications within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The look after subscribing rescans once; from then on, only events.
+        store.inbox_peek(10)?;
+        let key = crate::inbox_key(7, "evt-7");
+        let () = con.set(&key, b"{}")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if store.inbox_peek(10)? == vec![(key.clone(), b"{}".to_vec())] {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the record never arrived"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Another worker consumes it: the next look finds it gone.
+        let () = con.del(&key)?;
+        assert!(store.inbox_peek(10)?.is_empty());
         Ok(())
     }
 
