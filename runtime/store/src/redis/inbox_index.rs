@@ -65,6 +65,7 @@ impl InboxIndex {
     }
 
     /// Whether keyspace notifications are flowing.
+    #[cfg(test)]
     pub(super) fn listening(&self) -> bool {
         self.lock().listening
     }
