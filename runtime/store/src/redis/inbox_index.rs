@@ -126,7 +126,10 @@ fn listen(client: redis::Client, db: i64, index: Weak<Mutex<State>>) {
         .spawn(move || {
             let mut backoff = Duration::from_millis(100);
             while index.strong_count() > 0 {
-                if let Err(e) = subscribe(&client, db, &index) {
+                // Once the store is dropped, an error only means its Redis went too.
+                if let Err(e) = subscribe(&client, db, &index)
+                    && index.strong_count() > 0
+                {
                     tracing::warn!(
                         "inbox notifications from Redis stopped ({e}); the inbox is scanned every {RESCAN_BLIND:?} meanwhile"
                     );
