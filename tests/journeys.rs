@@ -569,3 +569,47 @@ fn a_send_to_preferred_that_no_channel_can_reach_is_kept_with_the_reason_and_the
     let tags = deployment.contact_by_email("li@example.com").profile.tags;
     assert!(tags.contains("gifted"), "the journey went on: {tags:?}");
 }
+
+#[test]
+fn a_worker_sharing_the_store_leaves_records_another_claimed_until_the_claim_lapses() {
+    let deployment = Deployment::new(T0);
+    for i in 0..6 {
+        let email = format!("reader{i}@example.com");
+        deployment.receive(event(
+            &format!("e{i}"),
+            "page.viewed",
+            &email,
+            json!({}),
+            T0,
+        ));
+    }
+    // Another worker claimed the three oldest and died holding them.
+    let inbox = deployment.store.inbox_peek(10).unwrap();
+    for (key, _) in &inbox[..3] {
+        assert!(
+            deployment
+                .store
+                .dedupe_mark(&format!("inbox-claim/{key}"), T0, T0 + MINUTE)
+                .unwrap()
+        );
+    }
+    let mut worker = deployment.another_runner().with_inbox_claims(MINUTE);
+    assert_eq!(worker.process_inbox(10).unwrap(), 3);
+    let left: Vec<String> = deployment
+        .store
+        .inbox_peek(10)
+        .unwrap()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    let claimed: Vec<String> = inbox[..3].iter().map(|(key, _)| key.clone()).collect();
+    assert_eq!(left, claimed, "the other worker's records stay");
+    // Once their lease is over, they are anyone's.
+    deployment.clock.set(T0 + MINUTE);
+    assert_eq!(worker.process_inbox(10).unwrap(), 3);
+    assert!(deployment.store.inbox_peek(10).unwrap().is_empty());
+    assert_eq!(
+        deployment.store.metric_get("events.page.viewed").unwrap(),
+        6
+    );
+}

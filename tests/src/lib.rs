@@ -202,6 +202,11 @@ impl Deployment {
         self.dispatcher = dispatcher;
     }
 
+    /// Another runner on the same files, store and clock: a second worker.
+    pub fn another_runner(&self) -> dripline_runner::Runner {
+        open(&self.paths, &self.clock).0
+    }
+
     /// Puts a canonical event (JSON) in the inbox, as the gateway does.
     pub fn receive(&self, event: serde_json::Value) {
         let id = event["id"].as_str().unwrap_or_default().to_string();

@@ -144,6 +144,10 @@ impl Parts {
         .with_allowed_hosts(allowed_hosts)
         .with_alerts(alerts)
         .with_timer_lease(self.deployment.lease_ms);
+        let runner = match self.deployment.shared {
+            true => runner.with_inbox_claims(self.deployment.lease_ms),
+            false => runner,
+        };
         Ok(match &self.tracker {
             Some(tracker) => runner.with_tracker(tracker.clone()),
             None => runner,

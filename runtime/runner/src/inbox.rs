@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use dripline_engine::{Enrollment, Event, Journey, on_enrollment_event, on_event};
-use dripline_store::{OutboxStatus, StoreError, Write};
+use dripline_store::{OutboxStatus, Store, StoreError, Write};
 
 use crate::contacts;
 use crate::error::InputError;
@@ -29,7 +29,13 @@ impl Runner {
         // Events waiting out a backoff sit at the head of the inbox; reading
         // past them keeps the pass's share of the others.
         let waiting = self.retries.waiting(self.store.as_ref())?.min(10_000);
-        let records = self.store.inbox_peek(limit + waiting)?;
+        // Sharing the store, the head of the inbox may be other workers':
+        // reading further finds records of this one's own.
+        let window = match self.inbox_claims {
+            Some(_) => limit * 4,
+            None => limit,
+        };
+        let records = self.store.inbox_peek(window + waiting)?;
         let mut processed = 0;
         for (key, bytes) in &records {
             if self.stopping() || processed == limit {
@@ -38,6 +44,11 @@ impl Runner {
             let now = self.clock.now_ms();
             let name = crate::dead_letters::inbox_name(key);
             if self.retries.backing_off(self.store.as_ref(), name, now)? {
+                continue;
+            }
+            if let Some(claims) = &mut self.inbox_claims
+                && !claims.take(self.store.as_ref(), key, now)?
+            {
                 continue;
             }
             processed += 1;
@@ -66,12 +77,18 @@ impl Runner {
                             other => other?,
                         }
                         self.retries.forget(name);
+                        if let Some(claims) = &mut self.inbox_claims {
+                            claims.done(key);
+                        }
                     }
                     Err(InputError::Store(e)) => return Err(e.into()),
                     Err(InputError::Bad(problem)) => self.failed_event(key, bytes, &problem)?,
                 }
                 break;
             }
+        }
+        if let Some(claims) = &mut self.inbox_claims {
+            claims.tidy(self.store.as_ref(), self.clock.now_ms())?;
         }
         Ok(processed)
     }
@@ -178,6 +195,59 @@ impl Runner {
                 .into_inner()
                 .raise_dead_letter(name, problem, attempts),
         }
+    }
+}
+
+/// The inbox records a worker that shares its store has claimed. A claim is
+/// a mark in the store's dedupe table (`inbox-claim/<key>`, lapsing after the
+/// lease), which only one worker can make while it holds; the worker keeps
+/// its own claims in memory, so that taking a record again (a retry after a
+/// backoff) does not need a new claim while the old one holds.
+pub(crate) struct Claims {
+    lease_ms: i64,
+    held: std::collections::HashMap<String, i64>,
+    purged_at: i64,
+}
+
+/// How often a worker deletes the lapsed claim marks of all workers.
+const PURGE_EVERY_MS: i64 = 60_000;
+
+impl Claims {
+    pub(crate) fn new(lease_ms: i64) -> Self {
+        Self {
+            lease_ms: lease_ms.max(1),
+            held: std::collections::HashMap::new(),
+            purged_at: 0,
+        }
+    }
+
+    /// Whether this worker holds inbox record `key` (now, or by claiming it).
+    fn take(&mut self, store: &dyn Store, key: &str, now: i64) -> Result<bool, StoreError> {
+        if self.held.get(key).is_some_and(|until| *until > now) {
+            return Ok(true);
+        }
+        let until = now.saturating_add(self.lease_ms);
+        let won = store.dedupe_mark(&format!("inbox-claim/{key}"), now, until)?;
+        if won {
+            self.held.insert(key.to_owned(), until);
+        }
+        Ok(won)
+    }
+
+    /// Forgets a record that is consumed.
+    fn done(&mut self, key: &str) {
+        self.held.remove(key);
+    }
+
+    /// Forgets lapsed claims, and now and then deletes every worker's lapsed
+    /// claim marks, so that the dedupe table holds one lease's worth.
+    fn tidy(&mut self, store: &dyn Store, now: i64) -> Result<(), StoreError> {
+        self.held.retain(|_, until| *until > now);
+        if now.saturating_sub(self.purged_at) >= PURGE_EVERY_MS {
+            store.dedupe_purge(now)?;
+            self.purged_at = now;
+        }
+        Ok(())
     }
 }
 

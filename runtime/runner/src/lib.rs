@@ -74,6 +74,9 @@ pub struct Runner {
     retries: retries::Retries,
     /// How long a claimed timer stays this runner's ([`timers::TIMER_LEASE_MS`]).
     timer_lease_ms: i64,
+    /// When other workers share the store: the inbox records this runner
+    /// claimed, until when ([`Runner::with_inbox_claims`]).
+    inbox_claims: Option<inbox::Claims>,
 }
 
 /// What one pass did.
@@ -109,7 +112,18 @@ impl Runner {
             heartbeat: Arc::new(AtomicI64::new(0)),
             retries: retries::Retries::new(RetryPolicy::default()),
             timer_lease_ms: timers::TIMER_LEASE_MS,
+            inbox_claims: None,
         }
+    }
+
+    /// Claims each inbox record for `lease_ms` before processing it, for
+    /// workers that share a store: they then split the inbox between them
+    /// instead of all working on its head, the losers throwing their work
+    /// away at the commit. A worker that dies leaves its records to the
+    /// others once the lease ends.
+    pub fn with_inbox_claims(mut self, lease_ms: i64) -> Self {
+        self.inbox_claims = Some(inbox::Claims::new(lease_ms));
+        self
     }
 
     /// Claims timers for `lease_ms` instead of a minute: how long the timers
