@@ -129,6 +129,17 @@ fn inbox_records(store: &dyn Store) -> Vec<Value> {
     records
 }
 
+/// The genuine Spin `SPIN_BIN` names, after `spin build`; None (the test
+/// says it is skipped) without `SPIN_BIN`.
+fn genuine_spin() -> Option<PathBuf> {
+    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
+        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+        return None;
+    };
+    spin_build(&spin);
+    Some(spin)
+}
+
 /// `spin build` runs each component's build command; after `./dev build`
 /// (whose components/target is the shared build) it finds nothing to do.
 fn spin_build(spin: &Path) {
@@ -157,11 +168,9 @@ fn step_components(dir: &Path) -> PathBuf {
 
 #[test]
 fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it() {
-    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
-        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+    let Some(spin) = genuine_spin() else {
         return;
     };
-    spin_build(&spin);
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -317,11 +326,9 @@ fn workers_on(url: &str, dir: &Path, count: usize) -> Vec<Up> {
 
 #[test]
 fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
-    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
-        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+    let Some(spin) = genuine_spin() else {
         return;
     };
-    spin_build(&spin);
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path()).unwrap();
     let url = redis.url(0);
@@ -339,11 +346,9 @@ fn genuine_spin_on_redis_feeds_two_workers_that_share_that_redis() {
 
 #[test]
 fn genuine_spin_at_the_edge_writes_its_inbox_to_the_workers_redis_through_outbound_redis() {
-    let Some(spin) = std::env::var_os("SPIN_BIN").map(PathBuf::from) else {
-        eprintln!("SPIN_BIN is not set: the test under genuine Spin is skipped");
+    let Some(spin) = genuine_spin() else {
         return;
     };
-    spin_build(&spin);
     let dir = tempfile::tempdir().unwrap();
     let redis = RedisServer::start(dir.path()).unwrap();
     let url = redis.url(0);

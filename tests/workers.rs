@@ -146,3 +146,49 @@ fn four_workers_on_one_redis_fire_every_timer_once_and_deliver_every_post_once()
     assert_eq!(fired, i64::try_from(expected).unwrap(), "timers fired");
     assert_eq!(pending, 0, "timers left");
 }
+
+#[test]
+fn the_spinkube_manifests_name_only_flags_and_variables_that_exist() {
+    let deploy = repo_root().join("deploy/spinkube");
+    let worker = std::fs::read_to_string(deploy.join("worker.yaml")).unwrap();
+    let flags: Vec<&str> = worker
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- --"))
+        .map(|f| f.split('=').next().unwrap_or_default())
+        .collect();
+    assert!(flags.contains(&"store"), "{flags:?}");
+    let help = std::process::Command::new(dripline_tests::dripline_binary())
+        .args(["worker", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in &flags {
+        assert!(
+            help.contains(&format!("--{flag}")),
+            "`dripline worker` has no --{flag}"
+        );
+    }
+    assert!(
+        worker.contains("args:\n            - worker"),
+        "the worker runs `dripline worker`"
+    );
+
+    let app = std::fs::read_to_string(deploy.join("spinapp.yaml")).unwrap();
+    let spin = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
+    let variables: Vec<&str> = app
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .collect();
+    assert!(!variables.is_empty());
+    for variable in variables {
+        assert!(
+            spin.contains(&format!("\n{variable} = {{")),
+            "spin.toml declares no variable `{variable}`"
+        );
+    }
+    let config = std::fs::read_to_string(deploy.join("runtime-config.yaml")).unwrap();
+    assert!(
+        config.contains("[key_value_store.default]\n    type = \"redis\""),
+        "{config}"
+    );
+}
