@@ -47,16 +47,18 @@ pub struct Deployment {
 
 impl Deployment {
     /// The default layout of a deployment rooted at `root`, on the store
-    /// `store` (default: the SQLite file `<data>/dripline.db`), which it does
-    /// not share with other workers.
+    /// `store` (default: the SQLite file `<data>/dripline.db`). A Redis store
+    /// is taken to be shared with other workers; a SQLite file is not unless
+    /// the caller says so (`dripline worker`).
     pub fn at(root: &Path, components: PathBuf, data: &Path, store: Option<StoreUrl>) -> Self {
+        let store = store.unwrap_or_else(|| StoreUrl::Sqlite(data.join("dripline.db")));
         Self {
+            shared: matches!(store, StoreUrl::Redis(_)),
             components,
             journeys: root.join("journeys"),
             templates: root.join("templates"),
             delivery: root.join(DELIVERY_FILE),
-            store: store.unwrap_or_else(|| StoreUrl::Sqlite(data.join("dripline.db"))),
-            shared: false,
+            store,
             lease_ms: dripline_runner::TIMER_LEASE_MS,
             channels: root.join("channels.toml"),
         }

@@ -134,12 +134,25 @@ impl Crew {
     }
 }
 
+/// The process's async runtime, with the signal handlers in place before
+/// anything starts, so that a SIGTERM that comes early (a supervisor that
+/// changed its mind) still stops the process cleanly instead of killing it.
+pub fn runtime_stopped_by_signals()
+-> anyhow::Result<(tokio::runtime::Runtime, tokio::sync::watch::Receiver<bool>)> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stopping = {
+        let _entered = runtime.enter();
+        stop_on_signals()?
+    };
+    Ok((runtime, stopping))
+}
+
 /// Registers the handlers of SIGINT (Ctrl-C) and SIGTERM (what systemd,
 /// Docker and Kubernetes send to stop a service) at once, and returns a flag
 /// that turns true when either arrives: both stop the process the same way,
 /// the listeners first, then the worker after the input in hand. Call it
 /// inside the runtime.
-pub fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+fn stop_on_signals() -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;

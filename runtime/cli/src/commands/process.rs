@@ -31,7 +31,6 @@ pub fn run(
     let mut deployment = Deployment::at(&args.root, args.components, &args.data, args.store);
     // On Redis any number of processes may work at once, each claiming what
     // it takes; on SQLite one at a time.
-    deployment.shared = matches!(deployment.store, dripline::StoreUrl::Redis(_));
     deployment.lease_ms = lease_ms;
     let _owner = match deployment.shared {
         true => None,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use dripline::owner::DataLock;
-use dripline::{Deployment, Parts, StoreUrl};
+use dripline::{Deployment, Parts};
 use dripline_admin::{Readiness, ServerState, TrackingState};
 use dripline_clock::{Clock, ScaledClock, SystemClock};
 use dripline_gateway_host::{
@@ -18,7 +18,7 @@ use dripline_gateway_host::{
 use dripline_sandbox::{Sandbox, SandboxConfig};
 
 use crate::cli::UpArgs;
-use crate::commands::crew::{Crew, stop_on_signals, stopped};
+use crate::commands::crew::{Crew, runtime_stopped_by_signals, stopped};
 
 /// Runs `dripline up` until Ctrl-C or SIGTERM.
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -32,14 +32,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         variables_file,
         clock_speed,
     } = args;
-    // The signal handlers are in place before anything starts, so a SIGTERM
-    // that comes early (a supervisor that changed its mind) still stops the
-    // process cleanly instead of killing it.
-    let runtime = tokio::runtime::Runtime::new()?;
-    let stopping = {
-        let _entered = runtime.enter();
-        stop_on_signals()?
-    };
+    let (runtime, stopping) = runtime_stopped_by_signals()?;
     let config = SandboxConfig {
         deadline: Duration::from_millis(deadline_ms),
         memory_limit: memory_mib << 20,
@@ -64,14 +57,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         Arc::new(ScaledClock::new(clock_speed))
     };
     let components = deployment.components.clone();
-    let mut paths = Deployment::at(
+    let paths = Deployment::at(
         &deployment.root,
         deployment.components,
         &deployment.data,
         deployment.store,
     );
-    // On Redis, workers (`dripline worker`) may run beside this process.
-    paths.shared = matches!(paths.store, StoreUrl::Redis(_));
     let parts = Arc::new(Parts::open(&paths, &sandbox)?);
     let store = parts.store();
     // The journeys start before the gateway loads: a deployment that does not

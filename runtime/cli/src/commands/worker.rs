@@ -16,7 +16,7 @@ use dripline_clock::{Clock, SystemClock};
 use dripline_sandbox::{Sandbox, SandboxConfig};
 
 use crate::cli::WorkerArgs;
-use crate::commands::crew::{Crew, stop_on_signals, stopped};
+use crate::commands::crew::{Crew, runtime_stopped_by_signals, stopped};
 
 /// Runs `dripline worker` until SIGTERM or Ctrl-C.
 pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
@@ -27,11 +27,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
         deadline_ms,
         memory_mib,
     } = args;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let stopping = {
-        let _entered = runtime.enter();
-        stop_on_signals()?
-    };
+    let (runtime, stopping) = runtime_stopped_by_signals()?;
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         deadline: Duration::from_millis(deadline_ms),
         memory_limit: memory_mib << 20,

@@ -172,11 +172,6 @@ end
 
 -- ---- key-value --------------------------------------------------------------
 
-local function kv_get(store, key)
-  if store == 'default' then return k_get(key) end
-  return h_get('dl:kv:' .. store, key)
-end
-
 local function kv_set(store, key, value)
   if store == 'default' then k_set(key, value) else h_set('dl:kv:' .. store, key, value) end
 end

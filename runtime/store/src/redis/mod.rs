@@ -82,6 +82,7 @@ impl RedisStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(COMMAND_TIMEOUT)
+            .connection_customizer(Box::new(Timeouts))
             .build(client.clone())
             .map_err(|e| StoreError::Redis(format!("connecting to {}: {e}", redacted(url))))?;
         let store = Self {
@@ -132,8 +133,6 @@ impl RedisStore {
                 self.url
             )));
         }
-        con.set_read_timeout(Some(COMMAND_TIMEOUT))
-            .map_err(redis_error)?;
         Ok(con)
     }
 
@@ -209,6 +208,20 @@ impl RedisStore {
                 _ => Ok(None),
             })
             .collect()
+    }
+}
+
+/// Gives each pooled connection its command timeout once, when it is made.
+#[derive(Debug)]
+struct Timeouts;
+
+impl r2d2::CustomizeConnection<redis::Connection, redis::RedisError> for Timeouts {
+    fn on_acquire(
+        &self,
+        con: &mut redis::Connection,
+    ) -> std::result::Result<(), redis::RedisError> {
+        con.set_read_timeout(Some(COMMAND_TIMEOUT))?;
+        con.set_write_timeout(Some(COMMAND_TIMEOUT))
     }
 }
 
