@@ -94,6 +94,17 @@ fn outbox_of(deployment: &Deployment, email: &str) -> Vec<Sent> {
 }
 
 // ----- SCENARIOS.md 3: dormant member wake-up (journeys/dormant-wake-up.toml) -----
+// The shipped journey starts on entering the `dormant` segment (tests/audience.rs
+// shows it through the front door); its steps are walked here by its
+// event-triggered version 1, whose entry the tests set directly.
+
+fn dormant_by_event_dir() -> std::path::PathBuf {
+    repo_root().join("tests/cases/dormant-by-event")
+}
+
+fn dormant_by_event() -> Deployment {
+    Deployment::with_journeys(&dormant_by_event_dir(), T0)
+}
 
 fn dormant(id: &str, email: &str, orders_6m: i64, days_since_signup: i64) -> Value {
     member_event(
@@ -108,7 +119,7 @@ fn dormant(id: &str, email: &str, orders_6m: i64, days_since_signup: i64) -> Val
 #[test]
 fn a_dormant_high_value_member_gets_the_big_gift_then_best_sellers_then_an_agent_task_then_is_tagged_deep_dormant()
  {
-    let mut deployment = Deployment::new(T0);
+    let mut deployment = dormant_by_event();
     deployment.receive(dormant("d-1", "zhao@example.com", 4, 400));
     deployment.run_at(T0);
     let sent = outbox_of(&deployment, "zhao@example.com");
@@ -164,7 +175,7 @@ fn a_dormant_high_value_member_gets_the_big_gift_then_best_sellers_then_an_agent
 
 #[test]
 fn a_low_value_member_who_orders_after_the_best_sellers_is_won_back_and_gets_no_agent_task() {
-    let mut deployment = Deployment::new(T0);
+    let mut deployment = dormant_by_event();
     deployment.receive(dormant("d-2", "qian@example.com", 1, 300));
     deployment.run_at(T0);
     deployment.run_at(T0 + 3 * DAY);
@@ -189,7 +200,7 @@ fn a_low_value_member_who_orders_after_the_best_sellers_is_won_back_and_gets_no_
 
 #[test]
 fn a_deep_dormant_member_who_is_woken_again_and_orders_loses_the_deep_dormant_tag() {
-    let mut deployment = Deployment::new(T0);
+    let mut deployment = dormant_by_event();
     let mut earlier = dormant("d-4", "li4@example.com", 0, 500);
     earlier["properties"]["traits"] = json!({ "first_name": "Li" });
     deployment.receive(earlier);
@@ -230,7 +241,7 @@ fn a_deep_dormant_member_who_is_woken_again_and_orders_loses_the_deep_dormant_ta
 #[test]
 fn the_wake_up_rolls_out_to_test_members_first_then_to_everyone_with_the_next_version() {
     let shipped =
-        std::fs::read_to_string(repo_root().join("journeys/dormant-wake-up.toml")).unwrap();
+        std::fs::read_to_string(dormant_by_event_dir().join("dormant-wake-up.toml")).unwrap();
     let pilot = shipped.replace(
         "trigger.properties.days_since_order >= 90\"",
         "trigger.properties.days_since_order >= 90 && has(contact.attributes.test_member)\"",
@@ -272,7 +283,7 @@ fn the_wake_up_rolls_out_to_test_members_first_then_to_everyone_with_the_next_ve
 
 #[test]
 fn a_member_who_signed_up_less_than_180_days_ago_is_not_woken() {
-    let mut deployment = Deployment::new(T0);
+    let mut deployment = dormant_by_event();
     deployment.receive(dormant("d-3", "sun@example.com", 5, 100));
     deployment.run_at(T0 + 4 * DAY);
     assert!(outbox_of(&deployment, "sun@example.com").is_empty());

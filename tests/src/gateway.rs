@@ -42,6 +42,49 @@ pub fn serve_with(concurrency: usize) -> Served {
     let store = Arc::new(
         SqliteStore::open(dir.path().join("dripline.db")).unwrap_or_else(|e| panic!("{e}")),
     );
+    let gateway = load(store.clone(), concurrency);
+    let (runtime, listener) = crate::loopback(2);
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    runtime.spawn(gateway.serve(listener, std::future::pending()));
+    Served {
+        addr,
+        store,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}
+
+/// A gateway serving into a store it does not own ([`serve_into`]).
+pub struct FrontDoor {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// The gateway writing into `store`, stamping deliveries with `clock`: what a
+/// test deployment's front door is ([`crate::Deployment::serve_gateway`]).
+pub fn serve_into(
+    store: Arc<dyn dripline_gateway_host::GatewayStore>,
+    clock: Arc<dyn dripline_clock::Clock>,
+) -> FrontDoor {
+    let gateway = Arc::new(
+        Arc::into_inner(load(
+            store,
+            dripline_gateway_host::DEFAULT_ROUTE_CONCURRENCY,
+        ))
+        .unwrap_or_else(|| unreachable!("the gateway is not shared yet"))
+        .with_clock(clock),
+    );
+    let (runtime, listener) = crate::loopback(2);
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    runtime.spawn(gateway.serve(listener, std::future::pending()));
+    FrontDoor {
+        addr,
+        _runtime: runtime,
+    }
+}
+
+fn load(store: Arc<dyn dripline_gateway_host::GatewayStore>, concurrency: usize) -> Arc<Gateway> {
     // Generous limits: two shared cores also build and test other crates.
     let sandbox = sandbox(Duration::from_secs(2), 64 << 20);
     let env: BTreeMap<String, String> = [
@@ -64,20 +107,11 @@ pub fn serve_with(concurrency: usize) -> Served {
         &variables,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let gateway = Arc::new(
-        Gateway::load(sandbox, &app, store.clone(), Duration::from_secs(10))
+    Arc::new(
+        Gateway::load(sandbox, &app, store, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("{e}"))
             .with_route_concurrency(concurrency),
-    );
-    let (runtime, listener) = crate::loopback(2);
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    runtime.spawn(gateway.serve(listener, std::future::pending()));
-    Served {
-        addr,
-        store,
-        _runtime: runtime,
-        _dir: dir,
-    }
+    )
 }
 
 /// A sample payload and its headers from `tests/cases/webhooks/`.

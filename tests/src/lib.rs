@@ -124,6 +124,8 @@ pub struct Deployment {
     pub dispatcher: dripline_delivery::Dispatcher,
     /// Where its parts are, to open them again on a restart.
     paths: dripline::Deployment,
+    /// The store as the webhook gateway writes it.
+    gateway_store: Arc<dyn dripline_gateway_host::GatewayStore>,
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
@@ -181,7 +183,7 @@ impl Deployment {
             channels: channels_file,
         };
         let clock = Arc::new(dripline_clock::ManualClock::new(now_ms));
-        let (runner, store, dispatcher) = open(&deployment, &clock);
+        let (runner, store, dispatcher, gateway_store) = open(&deployment, &clock);
         Self {
             dir,
             runner,
@@ -189,14 +191,22 @@ impl Deployment {
             clock,
             dispatcher,
             paths: deployment,
+            gateway_store,
         }
+    }
+
+    /// The repository's `spin.toml` served over loopback HTTP into this
+    /// deployment's inbox, on its manual clock, with the test secrets of
+    /// [`gateway`]: the front door of a deployment whose time the test moves.
+    pub fn serve_gateway(&self) -> gateway::FrontDoor {
+        gateway::serve_into(self.gateway_store.clone(), self.clock.clone())
     }
 
     /// Stops the runner and starts a new one on the same files, as a restart
     /// of `dripline up` does: a new store handle, plugins and journey catalog,
     /// with only what the SQLite file and the journey files hold.
     pub fn restart(&mut self) {
-        let (runner, store, dispatcher) = open(&self.paths, &self.clock);
+        let (runner, store, dispatcher, _) = open(&self.paths, &self.clock);
         self.runner = runner;
         self.store = store;
         self.dispatcher = dispatcher;
@@ -271,6 +281,7 @@ fn open(
     dripline_runner::Runner,
     Arc<dyn dripline_store::Store>,
     dripline_delivery::Dispatcher,
+    Arc<dyn dripline_gateway_host::GatewayStore>,
 ) {
     let sandbox = sandbox(Duration::from_secs(1), 64 << 20);
     let parts = dripline::Parts::open(deployment, &sandbox)
@@ -281,5 +292,5 @@ fn open(
     let dispatcher = parts
         .dispatcher(clock.clone(), runner.journeys())
         .unwrap_or_else(|e| panic!("opening the dispatcher: {e:#}"));
-    (runner, parts.store(), dispatcher)
+    (runner, parts.store(), dispatcher, parts.store.gateway())
 }

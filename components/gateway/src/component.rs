@@ -197,7 +197,8 @@ thread_local! {
     static STORE: Cell<Option<Store>> = const { Cell::new(None) };
 }
 
-/// The route's variables: `source` (required), `secret`, `redirect_hosts`.
+/// The route's variables: `source` (required), `secret`, `redirect_hosts`,
+/// `consent_fields`.
 /// They are read once per instance: under Spin an instance serves one
 /// request, and `dripline up` resolves variables once, when it starts.
 fn route() -> Result<&'static Route, Reply> {
@@ -209,6 +210,7 @@ fn route() -> Result<&'static Route, Reply> {
                 &variable("source"),
                 variable("secret"),
                 &variable("redirect_hosts"),
+                &variable("consent_fields"),
             )
         })
         .as_ref()

@@ -439,6 +439,9 @@ pub struct Route {
     pub secret: String,
     /// Hosts an HTML form may redirect to besides this site's own paths.
     pub redirect_hosts: Vec<String>,
+    /// For form sources: which answer carries consent to which channel
+    /// (`newsletter=email`), from the `consent_fields` variable.
+    pub consent_fields: Vec<(String, String)>,
 }
 
 /// Everything after the body is read: signature, dedupe, trigger, inbox.
@@ -463,12 +466,17 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
         _ => None,
     };
 
-    let events = match backend.trigger(request) {
+    let mut events = match backend.trigger(request) {
         Ok(events) => events,
         Err(error) => {
             return trigger_failed(backend, source, delivery.as_deref(), received_at, error);
         }
     };
+    if !route.consent_fields.is_empty() {
+        for event in &mut events {
+            take_consent(event, &route.consent_fields);
+        }
+    }
 
     // Render every record before writing any, so that a bad event stores nothing.
     let mut records = Vec::with_capacity(events.len());
@@ -633,8 +641,14 @@ pub fn redirect_target(request: &Inbound, allowed_hosts: &[String]) -> Option<St
 }
 
 /// The route's settings from its variables: `source`, `secret`,
-/// `redirect_hosts` (comma-separated). `None` if `source` names no source.
-pub fn route_from(source: &str, secret: String, redirect_hosts: &str) -> Option<Route> {
+/// `redirect_hosts` (comma-separated) and `consent_fields` (comma-separated
+/// `field=channel` pairs). `None` if `source` names no source.
+pub fn route_from(
+    source: &str,
+    secret: String,
+    redirect_hosts: &str,
+    consent_fields: &str,
+) -> Option<Route> {
     Some(Route {
         source: Source::from_name(source)?,
         secret,
@@ -643,7 +657,58 @@ pub fn route_from(source: &str, secret: String, redirect_hosts: &str) -> Option<
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect(),
+        consent_fields: consent_fields
+            .split(',')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(field, channel)| (field.trim().to_owned(), channel.trim().to_ascii_lowercase()))
+            .filter(|(field, channel)| !field.is_empty() && !channel.is_empty())
+            .collect(),
     })
+}
+
+/// A form's consent answers as the event's `consent`: a ticked box (`on`,
+/// `yes`, `true`, `1`, or a checked Typeform/Tally boolean) grants the
+/// channel; an explicit no (`no`, `false`, `0`, `off`) denies it; a field
+/// that is absent (an unticked HTML checkbox is not sent) says nothing.
+/// The answer stays among the fields; `consent_source` names the form.
+fn take_consent(event: &mut Event, consent_fields: &[(String, String)]) {
+    // A trigger's properties that are not an object are refused further on.
+    let Ok(Value::Object(mut properties)) = serde_json::from_str::<Value>(&event.properties) else {
+        return;
+    };
+    let fields = properties.get("fields").and_then(Value::as_object);
+    let mut consent = serde_json::Map::new();
+    for (field, channel) in consent_fields {
+        let answer = fields.and_then(|f| f.get(field));
+        let state = match answer {
+            Some(Value::Bool(true)) => "granted",
+            Some(Value::Bool(false)) => "denied",
+            Some(Value::String(text)) => match text.trim().to_ascii_lowercase().as_str() {
+                "on" | "yes" | "true" | "1" | "y" | "checked" => "granted",
+                "no" | "false" | "0" | "off" | "n" => "denied",
+                _ => continue,
+            },
+            Some(Value::Array(choices)) if !choices.is_empty() => "granted",
+            _ => continue,
+        };
+        consent.insert(channel.clone(), json!(state));
+    }
+    if consent.is_empty() {
+        return;
+    }
+    let form = properties
+        .get("form")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let existing = properties
+        .entry("consent")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if let Some(existing) = existing.as_object_mut() {
+        existing.extend(consent);
+    }
+    properties.insert("consent_source".into(), json!(format!("form:{form}")));
+    event.properties = Value::Object(properties).to_string();
 }
 
 #[cfg(target_arch = "wasm32")]

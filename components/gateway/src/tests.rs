@@ -62,6 +62,7 @@ fn route(source: Source) -> Route {
         source,
         secret: SECRET.into(),
         redirect_hosts: vec!["example.com".into()],
+        consent_fields: Vec::new(),
     }
 }
 
@@ -364,4 +365,38 @@ fn an_html_form_with_a_thank_you_page_answers_303() {
     assert_eq!(reply.headers, vec![("location", "/thanks".to_string())]);
     assert!(backend.kv.contains_key("inbox/0000000000007/form-1"));
     assert!(backend.kv.contains_key("dedupe/form/form-1"));
+}
+
+#[test]
+fn a_ticked_consent_field_grants_its_channel_and_an_absent_one_says_nothing() {
+    let route = crate::route_from(
+        "form",
+        String::new(),
+        "",
+        "email_consent=email, sms_consent=sms",
+    )
+    .unwrap();
+    let mut event = checkout_event();
+    event.properties = serde_json::json!({
+        "form": "whitepaper",
+        "fields": { "email_consent": "on", "company": "Acme" }
+    })
+    .to_string();
+    crate::take_consent(&mut event, &route.consent_fields);
+    let properties: serde_json::Value = serde_json::from_str(&event.properties).unwrap();
+    assert_eq!(
+        properties["consent"],
+        serde_json::json!({ "email": "granted" })
+    );
+    assert_eq!(properties["consent_source"], "form:whitepaper");
+
+    let mut declined = checkout_event();
+    declined.properties =
+        serde_json::json!({ "form": "f", "fields": { "sms_consent": "no" } }).to_string();
+    crate::take_consent(&mut declined, &route.consent_fields);
+    let properties: serde_json::Value = serde_json::from_str(&declined.properties).unwrap();
+    assert_eq!(
+        properties["consent"],
+        serde_json::json!({ "sms": "denied" })
+    );
 }

@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::facts::Facts;
+
 // One definition of the canonical event, shared with the trigger components.
 pub use dripline_event::{Event, Identities, Timestamp};
 
@@ -58,6 +60,13 @@ pub struct ContactView {
     /// `contact` in conditions.
     #[serde(skip)]
     pub recent: Vec<Event>,
+    /// What the contact's events add up to, by event name: `contact.facts`
+    /// in conditions, built there from this (see [`crate::facts`]).
+    #[serde(skip)]
+    pub facts: Facts,
+    /// The segments the contact is in.
+    #[serde(default)]
+    pub segments: BTreeSet<String>,
 }
 
 impl ContactView {

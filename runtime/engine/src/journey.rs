@@ -33,6 +33,7 @@
 //! ```
 //!
 //! The other step kinds are `wait = "30m"`, `wait_until = "08:00"`,
+//! `wait_until_at = "<CEL timestamp>"`,
 //! `wait_for = { event, condition, timeout }` with `on_event` / `on_timeout`,
 //! `branch = [{ when, next }, ..., { next }]`,
 //! `split = [{ percent, next }, ..., { percent, holdout = true }]`,
@@ -110,15 +111,87 @@ impl JourneyDelivery {
     }
 }
 
-/// The event that enrolls a contact.
+/// What enrolls a contact: an event, entering or leaving a segment, or a date
+/// of the contact's; exactly one of `event`, `segment` and `date`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
     /// The event name, such as `checkout.created`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub event: String,
     /// A CEL condition on `trigger` (= `event`) and `contact`; absent matches all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<CelExpr>,
+    /// The segment (`segments/<id>.toml`) whose entry (or exit, with `on`)
+    /// enrolls the contact, the moment it happens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    /// With `segment`: `entry` (the default) or `exit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<SegmentEdge>,
+    /// A date of the contact's (see [`crate::dates`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<crate::dates::DateTrigger>,
+}
+
+/// Which move across a segment's edge a trigger starts on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SegmentEdge {
+    /// The contact came into the segment.
+    #[default]
+    Entry,
+    /// The contact left it.
+    Exit,
+}
+
+/// The event a contact entering a segment is shown to journeys as; its
+/// properties name the `segment`.
+pub const SEGMENT_ENTERED: &str = "segment.entered";
+
+/// The event a contact leaving a segment is shown to journeys as.
+pub const SEGMENT_EXITED: &str = "segment.exited";
+
+impl Trigger {
+    /// Whether `event` is what this trigger of `journey` starts on (its
+    /// filter aside).
+    pub fn starts_on(&self, journey: &str, event: &crate::event::Event) -> bool {
+        let property = |name: &str| {
+            event
+                .properties
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+        };
+        if let Some(segment) = &self.segment {
+            let name = match self.on.unwrap_or_default() {
+                SegmentEdge::Entry => SEGMENT_ENTERED,
+                SegmentEdge::Exit => SEGMENT_EXITED,
+            };
+            return event.name == name && property("segment") == Some(segment.as_str());
+        }
+        if self.date.is_some() {
+            return event.name == crate::dates::DATE_REACHED
+                && property("journey") == Some(journey);
+        }
+        self.event == event.name
+    }
+
+    /// What is wrong with the trigger's shape, if anything.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let kinds = [
+            !self.event.is_empty(),
+            self.segment.is_some(),
+            self.date.is_some(),
+        ];
+        match kinds.iter().filter(|k| **k).count() {
+            1 if self.on.is_some() && self.segment.is_none() => {
+                Some("`on` goes only with `segment`".into())
+            }
+            1 => None,
+            0 => Some("give the trigger one of `event`, `segment` or `date`".into()),
+            _ => Some("a trigger has one of `event`, `segment` or `date`, not several".into()),
+        }
+    }
 }
 
 /// Entry rules.
@@ -305,6 +378,15 @@ pub enum StepKind {
         /// The next step.
         next: Option<String>,
     },
+    /// Waits until a moment a CEL expression gives (a coupon's expiry minus
+    /// an hour); one already past goes on at once.
+    WaitUntilAt {
+        /// A CEL timestamp (or ms since the epoch) over `trigger`,
+        /// `contact`, `data` and `now`.
+        at: CelExpr,
+        /// The next step.
+        next: Option<String>,
+    },
     /// Waits for an event or a timeout.
     WaitFor {
         /// The event and the timeout.
@@ -398,6 +480,10 @@ pub struct StepFields {
     /// Waits until this time of day in the contact's zone: `08:00`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_until: Option<LocalTime>,
+    /// Waits until the moment this CEL expression gives:
+    /// `timestamp(trigger.properties.expires_at) - duration('1h')`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_until_at: Option<CelExpr>,
     /// Waits for an event, or gives up after a timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for: Option<WaitFor>,
@@ -432,6 +518,7 @@ impl TryFrom<StepFields> for Step {
             ("uses", fields.uses.is_some()),
             ("wait", fields.wait.is_some()),
             ("wait_until", fields.wait_until.is_some()),
+            ("wait_until_at", fields.wait_until_at.is_some()),
             ("wait_for", fields.wait_for.is_some()),
             ("branch", fields.branch.is_some()),
             ("split", fields.split.is_some()),
@@ -444,7 +531,7 @@ impl TryFrom<StepFields> for Step {
         let kind = match kinds.as_slice() {
             [] => {
                 return Err(format!(
-                    "step {:?} does nothing: give it one of uses, wait, wait_until, wait_for, branch, split, hand_off or exit",
+                    "step {:?} does nothing: give it one of uses, wait, wait_until, wait_until_at, wait_for, branch, split, hand_off or exit",
                     fields.id
                 ));
             }
@@ -487,7 +574,7 @@ impl TryFrom<StepFields> for Step {
         if matches!(kind, "branch" | "split" | "hand_off" | "exit") && fields.next.is_some() {
             return Err(misplaced(
                 "next",
-                &["uses", "wait", "wait_until", "wait_for"],
+                &["uses", "wait", "wait_until", "wait_until_at", "wait_for"],
             ));
         }
         let next = fields.next;
@@ -511,6 +598,10 @@ impl TryFrom<StepFields> for Step {
                 wait_until: Some(time),
                 ..
             } => StepKind::WaitUntil { time, next },
+            StepFields {
+                wait_until_at: Some(at),
+                ..
+            } => StepKind::WaitUntilAt { at, next },
             StepFields {
                 wait_for: Some(wait),
                 on_event,
@@ -569,6 +660,10 @@ impl From<Step> for StepFields {
                 fields.wait_until = Some(time);
                 fields.next = next;
             }
+            StepKind::WaitUntilAt { at, next } => {
+                fields.wait_until_at = Some(at);
+                fields.next = next;
+            }
             StepKind::WaitFor {
                 wait,
                 on_event,
@@ -604,7 +699,9 @@ impl StepKind {
                     push(&mut targets, format!("branches.{name}"), Some(target));
                 }
             }
-            StepKind::Wait { next, .. } | StepKind::WaitUntil { next, .. } => {
+            StepKind::Wait { next, .. }
+            | StepKind::WaitUntil { next, .. }
+            | StepKind::WaitUntilAt { next, .. } => {
                 push(&mut targets, "next".into(), next.as_ref());
             }
             StepKind::WaitFor {

@@ -65,13 +65,16 @@
 
 pub mod action;
 pub mod condition;
+pub mod dates;
 pub mod duration;
 pub mod enrollment;
 pub mod event;
+pub mod facts;
 pub mod journey;
 pub mod loader;
 pub mod local_time;
 pub mod machine;
+pub mod segment;
 pub mod split;
 
 pub use action::{Action, MetricName, StepOutcome, WaitRequest};
@@ -81,9 +84,14 @@ pub use enrollment::{
     AfterTimer, Enrollment, EnrollmentStatus, Pending, Timer, TimerKind, enrollment_id,
 };
 pub use event::{ConsentState, ContactView, Event, Identities, Timestamp};
-pub use journey::{EventNames, Journey, JourneyDelivery, Step, StepKind};
+pub use facts::{Fact, Facts};
+pub use journey::{
+    EventNames, Journey, JourneyDelivery, SEGMENT_ENTERED, SEGMENT_EXITED, SegmentEdge, Step,
+    StepKind, Trigger,
+};
 pub use loader::{JourneyError, json_schema, parse_journey};
 pub use machine::{
     EngineError, GOAL_REACHED, HOLDOUT, MAX_ATTEMPTS, RETRY_BASE_MS, backoff_ms,
     enroll_by_hand_off, on_enrollment_event, on_event, on_step_outcome, on_timer,
 };
+pub use segment::Segment;

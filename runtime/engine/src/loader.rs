@@ -446,6 +446,9 @@ fn check(
     if complete && journey.steps.is_empty() {
         problems.push(("steps".into(), "a journey needs at least one step".into()));
     }
+    if let Some(problem) = journey.trigger.as_ref().and_then(Trigger::problem) {
+        problems.push(("trigger".into(), problem));
+    }
 
     let mut first_seen: BTreeMap<&str, usize> = BTreeMap::new();
     for (step, index) in journey.steps.iter().zip(indices) {

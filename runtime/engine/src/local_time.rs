@@ -152,7 +152,7 @@ pub fn next_local_time(now: Timestamp, at: LocalTime, zone: Tz) -> Timestamp {
     now
 }
 
-fn resolve_local(local: NaiveDateTime, zone: Tz) -> Option<Timestamp> {
+pub(crate) fn resolve_local(local: NaiveDateTime, zone: Tz) -> Option<Timestamp> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(moment) | LocalResult::Ambiguous(moment, _) => {
             Some(moment.timestamp_millis())

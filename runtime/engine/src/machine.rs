@@ -351,7 +351,7 @@ fn enroll_on_trigger(
     let Some(trigger) = &journey.trigger else {
         return actions;
     };
-    if trigger.event != event.name {
+    if !trigger.starts_on(&journey.id, event) {
         return actions;
     }
     if let Some(filter) = &trigger.filter {
@@ -361,6 +361,7 @@ fn enroll_on_trigger(
             event,
             contact,
             data: &empty,
+            now,
         };
         match eval_bool(filter, bindings) {
             Ok(true) => {}
@@ -411,7 +412,15 @@ fn goal_already_met(
     for past in contact
         .recent
         .iter()
-        .filter(|e| e.id != trigger.id && goal.event.contains(&e.name))
+        // Only what happened after the trigger meets its goal: an order
+        // placed two seconds after the checkout but delivered before it
+        // does; a member's order from months before they went dormant
+        // does not.
+        .filter(|e| {
+            e.id != trigger.id
+                && goal.event.contains(&e.name)
+                && e.occurred_at >= trigger.occurred_at
+        })
     {
         let holds = match &goal.condition {
             None => Ok(true),
@@ -422,6 +431,7 @@ fn goal_already_met(
                     event: past,
                     contact,
                     data: &empty,
+                    now: trigger.received_at,
                 },
             ),
         };
@@ -486,6 +496,7 @@ fn admit<'a>(
                 event: trigger,
                 contact,
                 data: &empty,
+                now,
             };
             match eval_key(expr, bindings) {
                 Ok(key) => key,
@@ -596,6 +607,7 @@ impl<'a> Walker<'a> {
             event,
             contact: self.contact,
             data: &self.enrollment.data,
+            now: self.now,
         };
         match eval_bool(condition, bindings) {
             Ok(holds) => holds,
@@ -684,6 +696,33 @@ impl<'a> Walker<'a> {
                 } else {
                     self.wait_until(step_id, due_at, next.clone());
                     Flow::Stop
+                }
+            }
+            StepKind::WaitUntilAt { at, next } => {
+                let bindings = Bindings {
+                    trigger: &self.enrollment.trigger,
+                    event: &self.enrollment.trigger,
+                    contact: self.contact,
+                    data: &self.enrollment.data,
+                    now: self.now,
+                };
+                match at.eval_time(bindings) {
+                    Ok(due_at) if due_at > self.now => {
+                        self.wait_until(step_id, due_at, next.clone());
+                        Flow::Stop
+                    }
+                    Ok(_) => Flow::Next(next.clone()),
+                    Err(message) => {
+                        self.effects.push(Action::ConditionFailed {
+                            journey: journey.id.clone(),
+                            enrollment_id: Some(self.enrollment.id.clone()),
+                            field: format!("steps.{step_id}.wait_until_at"),
+                            message: message.clone(),
+                        });
+                        self.metric(Some(step_id), MetricName::StepFailed);
+                        self.exit(format!("step failed: {step_id:?}: {message}"));
+                        Flow::Stop
+                    }
                 }
             }
             StepKind::WaitFor {

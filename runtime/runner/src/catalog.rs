@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use dripline_engine::{Journey, parse_journey};
+use dripline_engine::{Journey, Segment, parse_journey};
 use dripline_store::{KeyValue, RUNTIME_KV_STORE, StoreError, Write};
 
 const VERSIONS_PREFIX: &str = "journey/";
@@ -25,6 +25,8 @@ pub struct Journeys {
     versions: HashMap<(String, u32), Arc<Journey>>,
     current: BTreeMap<String, u32>,
     seen: HashMap<PathBuf, SystemTime>,
+    /// The segments of `segments/` beside the journeys' directory, by id.
+    segments: BTreeMap<String, Arc<Segment>>,
 }
 
 impl Journeys {
@@ -36,6 +38,7 @@ impl Journeys {
             versions: HashMap::new(),
             current: BTreeMap::new(),
             seen: HashMap::new(),
+            segments: BTreeMap::new(),
         };
         for (key, source) in
             store.kv_scan_prefix(RUNTIME_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)?
@@ -61,7 +64,7 @@ impl Journeys {
 
     /// Re-reads files that changed since the last look.
     pub fn reload(&mut self, store: &dyn KeyValue) -> Result<Vec<String>, StoreError> {
-        let mut problems = Vec::new();
+        let mut problems = self.reload_segments();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(vec![format!(
                 "{}: cannot read the journeys directory",
@@ -135,6 +138,54 @@ impl Journeys {
         self.versions
             .insert((journey.id.clone(), journey.version), Arc::new(journey));
         Ok(Ok(()))
+    }
+
+    /// The segments directory: `segments/` beside `journeys/`.
+    pub fn segments_dir(&self) -> PathBuf {
+        self.dir.with_file_name("segments")
+    }
+
+    /// Re-reads the segment files that changed; a segment whose file is gone
+    /// is dropped (its members keep the name until they are next evaluated).
+    fn reload_segments(&mut self) -> Vec<String> {
+        let dir = self.segments_dir();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            // No segments directory: a deployment without segments.
+            self.segments.clear();
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        let mut present = Vec::new();
+        for path in files {
+            let name = path.display().to_string();
+            let parsed = std::fs::read_to_string(&path)
+                .map_err(|e| format!("{name}: {e}"))
+                .and_then(|text| Segment::parse(&name, &text));
+            match parsed {
+                Ok(segment) => {
+                    present.push(segment.id.clone());
+                    self.segments.insert(segment.id.clone(), Arc::new(segment));
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        self.segments.retain(|id, _| present.contains(id));
+        problems
+    }
+
+    /// The segments, by id.
+    pub fn segments(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        self.segments.values()
+    }
+
+    /// One segment.
+    pub fn segment(&self, id: &str) -> Option<&Arc<Segment>> {
+        self.segments.get(id)
     }
 
     /// The version new enrollments of each journey get.

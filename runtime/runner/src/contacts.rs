@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dripline_delivery::DeliveryPolicy;
 use dripline_delivery::names::{CHANNELS, PREFERRED_CHANNEL, PREFERS_TAG, UNSUBSCRIBED};
-use dripline_engine::{ConsentState, ContactView, Event, Identities};
+use dripline_engine::{ConsentState, ContactView, Event, Facts, Identities};
 use dripline_sandbox::{Effect, bindings};
 use dripline_store::{Contact, Contacts, Identity, StoreError};
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,13 @@ pub struct Profile {
     /// Consent per channel.
     #[serde(default)]
     pub consent: BTreeMap<String, ConsentState>,
+    /// Where each channel's consent came from, and when: the latest change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consent_source: BTreeMap<String, ConsentChange>,
+    /// The contact's consent changes, oldest first, at most
+    /// [`CONSENT_HISTORY`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consent_history: Vec<ConsentChange>,
     /// IANA time zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
@@ -36,7 +43,46 @@ pub struct Profile {
     /// first, at most [`RECENT_GOAL_EVENTS`] (see `ContactView::recent`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<Event>,
+    /// What the contact's events add up to, by name (`contact.facts`).
+    #[serde(default, skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
+    /// The segments the contact is in.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub segments: BTreeSet<String>,
+    /// The audience timers set for the contact, by what they are for (a
+    /// journey's date trigger, or `segments` for the next re-check), and
+    /// when they are due: so that one already set is not set again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scheduled: BTreeMap<String, i64>,
 }
+
+/// One change of a channel's consent: what, from where, when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsentChange {
+    /// The channel.
+    pub channel: String,
+    /// The new state.
+    pub state: ConsentState,
+    /// Who said so: the event's source and, for forms, which form
+    /// (`form:whitepaper`), or `dripline` for an unsubscribe through
+    /// Dripline's own links and replies.
+    pub source: String,
+    /// When (the event's time).
+    pub at: i64,
+}
+
+/// How many consent changes a contact keeps.
+pub const CONSENT_HISTORY: usize = 20;
+
+/// The source of the consent changes Dripline itself makes (an unsubscribe
+/// link, a STOP reply).
+pub const DRIPLINE: &str = "dripline";
+
+/// Sources whose grant is a person acting now (a form they filled in, a call
+/// from the site they are on, a list imported with its consent), which may
+/// undo an unsubscribe made through Dripline. A store's webhook repeats the
+/// state it recorded, possibly from before the unsubscribe, so it may not.
+pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "track", "import"];
 
 /// How many of a contact's goal events are kept for the "goal already met"
 /// check: orders for the checkouts a contact may still be in, not a history.
@@ -90,6 +136,8 @@ impl ContactRecord {
             time_zone: self.profile.time_zone.clone(),
             consent: self.profile.consent.clone(),
             recent: self.profile.recent.clone(),
+            facts: self.profile.facts.clone(),
+            segments: self.profile.segments.clone(),
         }
     }
 
@@ -130,10 +178,11 @@ impl ContactRecord {
         }
     }
 
-    /// Takes what an event says about its contact: new identities (unless another
-    /// contact holds them), consent (`properties.consent`), traits
-    /// (`properties.traits`) and time zone.
+    /// Takes what an event says about its contact: its facts, new identities
+    /// (unless another contact holds them), consent (`properties.consent`),
+    /// traits (`properties.traits`) and time zone.
     pub fn absorb(&mut self, event: &Event, store: &dyn Contacts) -> Result<(), StoreError> {
+        dripline_engine::facts::record(&mut self.profile.facts, event);
         for identity in event_identities(&event.identities) {
             if self.contact.identities.contains(&identity) {
                 continue;
@@ -146,7 +195,16 @@ impl ContactRecord {
             }
         }
         let properties = &event.properties;
-        if let Some(consent) = properties.get("consent").and_then(Value::as_object) {
+        let consent = properties
+            .get("consent")
+            .or_else(|| properties.pointer("/traits/consent"))
+            .and_then(Value::as_object);
+        if let Some(consent) = consent {
+            let source = properties
+                .get("consent_source")
+                .and_then(Value::as_str)
+                .filter(|_| matches!(event.source.as_str(), "form" | "typeform" | "tally"))
+                .map_or_else(|| event.source.clone(), str::to_owned);
             for (channel, state) in consent {
                 match serde_json::from_value::<ConsentState>(state.clone()) {
                     // A source that says nothing about a channel's consent
@@ -154,7 +212,15 @@ impl ContactRecord {
                     // ticked must not erase an opt-out (or an opt-in).
                     Ok(ConsentState::Unknown) | Err(_) => {}
                     Ok(state) => {
-                        self.profile.consent.insert(channel.clone(), state);
+                        let first_party = FIRST_PARTY.contains(&event.source.as_str());
+                        let unsubscribed_here =
+                            self.profile.consent_source.get(channel).is_some_and(|c| {
+                                c.source == DRIPLINE && c.state == ConsentState::Denied
+                            });
+                        if state == ConsentState::Granted && unsubscribed_here && !first_party {
+                            continue;
+                        }
+                        self.set_consent(channel, state, &source, event.occurred_at);
                     }
                 }
             }
@@ -173,6 +239,38 @@ impl ContactRecord {
             self.profile.time_zone = Some(zone.to_string());
         }
         Ok(())
+    }
+
+    /// Sets a channel's consent, keeping where the change came from; a state
+    /// the channel already has from that source is no change.
+    pub fn set_consent(&mut self, channel: &str, state: ConsentState, source: &str, at: i64) {
+        let current = self.profile.consent.get(channel);
+        if current == Some(&state)
+            && self
+                .profile
+                .consent_source
+                .get(channel)
+                .is_some_and(|c| c.source == source)
+        {
+            return;
+        }
+        let change = ConsentChange {
+            channel: channel.to_owned(),
+            state,
+            source: source.to_owned(),
+            at,
+        };
+        self.profile.consent.insert(channel.to_owned(), state);
+        self.profile
+            .consent_source
+            .insert(channel.to_owned(), change.clone());
+        self.profile.consent_history.push(change);
+        let over = self
+            .profile
+            .consent_history
+            .len()
+            .saturating_sub(CONSENT_HISTORY);
+        self.profile.consent_history.drain(..over);
     }
 
     /// Applies a step's change to the profile (sends are the outbox's business).
@@ -252,9 +350,7 @@ impl ContactRecord {
             _ => {}
         }
         for channel in &engagement.unsubscribed {
-            self.profile
-                .consent
-                .insert(channel.clone(), ConsentState::Denied);
+            self.set_consent(channel, ConsentState::Denied, DRIPLINE, event.occurred_at);
         }
         engagement
     }

@@ -149,7 +149,19 @@ impl Runner {
         }
         unit.put_contact(contact);
         unit.metric(format!("events.{}", event.name));
+        self.show_event(unit, &contact_id, event)?;
+        self.refresh_audience(unit, &contact_id)
+    }
 
+    /// Shows `event` about `contact_id` to every journey: goals, waits for
+    /// events, and new enrollments.
+    pub(crate) fn show_event(
+        &self,
+        unit: &mut Unit<'_>,
+        contact_id: &str,
+        event: &Event,
+    ) -> Result<(), InputError> {
+        let contact_id = contact_id.to_owned();
         let view = unit.contact(&contact_id)?.view();
         let enrollments = unit.enrollments_of(&contact_id)?;
         let mut actions = Vec::new();

@@ -18,6 +18,7 @@
 //! that cannot be processed as it is gets set aside.
 
 mod actions;
+pub mod audience;
 pub mod catalog;
 pub mod contacts;
 pub mod dead_letters;

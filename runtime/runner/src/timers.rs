@@ -8,6 +8,7 @@
 use dripline_engine::{Timer, on_timer};
 use dripline_store::{Timer as StoredTimer, Write};
 
+use crate::audience::{AUDIENCE_TIMERS, AudienceTimer};
 use crate::error::InputError;
 use crate::inbox::{MAX_CONFLICTS, caught};
 use crate::retries::Verdict;
@@ -20,6 +21,13 @@ pub const TIMER_LEASE_MS: i64 = 60_000;
 
 /// The counter of timers fired (each counted in the transaction that fired it).
 pub const TIMERS_FIRED: &str = "runtime.timers_fired";
+
+/// A claimed timer, read: a journey's, or one of the audience's
+/// ([`crate::audience`]).
+enum Due {
+    Journey(Timer),
+    Audience(AudienceTimer),
+}
 
 impl Runner {
     /// Fires up to `limit` due timers, in one transaction.
@@ -61,11 +69,15 @@ impl Runner {
 
     /// One attempt at a batch of claimed timers, committed in one transaction.
     fn fire_claimed(&mut self, claimed: &[StoredTimer], now: i64) -> Result<(), RunnerError> {
-        let timers: Vec<Result<Timer, String>> = claimed
+        let timers: Vec<Result<Due, String>> = claimed
             .iter()
             .map(|stored| {
-                serde_json::from_slice(&stored.payload)
-                    .map_err(|e| format!("the timer does not parse: {e}"))
+                let due = if stored.key.starts_with(AUDIENCE_TIMERS) {
+                    serde_json::from_slice(&stored.payload).map(Due::Audience)
+                } else {
+                    serde_json::from_slice(&stored.payload).map(Due::Journey)
+                };
+                due.map_err(|e| format!("the timer does not parse: {e}"))
             })
             .collect();
         // A timer that fails leaves what it did half-way in the batch's unit,
@@ -84,8 +96,10 @@ impl Runner {
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| good(i))
-                .filter_map(|(_, t)| t.as_ref().ok())
-                .map(|t| t.enrollment_id.as_str())
+                .filter_map(|(_, t)| match t {
+                    Ok(Due::Journey(t)) => Some(t.enrollment_id.as_str()),
+                    _ => None,
+                })
                 .collect();
             match unit.prefetch(&enrollment_ids) {
                 Ok(()) => {}
@@ -107,7 +121,11 @@ impl Runner {
                 let name = crate::dead_letters::timer_name(&stored.key);
                 unit.writes
                     .extend(self.retries.succeeded(self.store.as_ref(), &name)?);
-                match caught(|| self.on_timer(&mut unit, timer)) {
+                let fired = || match timer {
+                    Due::Journey(timer) => self.on_timer(&mut unit, timer),
+                    Due::Audience(timer) => self.on_audience_timer(&mut unit, timer),
+                };
+                match caught(fired) {
                     Ok(()) => {}
                     // Nothing of this batch is committed or acknowledged.
                     Err(InputError::Store(e)) => return Err(e.into()),
@@ -181,6 +199,12 @@ impl Runner {
         let journey = self.journey_of(&enrollment)?;
         let view = unit.contact(&enrollment.contact_id)?.view();
         let actions = on_timer(journey, &enrollment, &view, timer, unit.now)?;
-        self.drive(unit, actions)
+        self.drive(unit, actions)?;
+        // A step that changed the contact may have moved it in or out of a
+        // segment, or set a date a journey starts on.
+        if unit.changed_contact(&enrollment.contact_id) {
+            self.refresh_audience(unit, &enrollment.contact_id)?;
+        }
+        Ok(())
     }
 }

@@ -70,6 +70,11 @@ impl<'a> Unit<'a> {
         self.contacts.insert(contact.contact.id.clone(), contact);
     }
 
+    /// Whether this unit changed the contact.
+    pub(crate) fn changed_contact(&self, id: &str) -> bool {
+        self.dirty_contacts.contains(id)
+    }
+
     pub(crate) fn contact(&mut self, id: &str) -> Result<&ContactRecord, InputError> {
         self.load_contact(id)?;
         self.contacts

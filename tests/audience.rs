@@ -1,0 +1,367 @@
+//! Who a contact is, through the front door: signed track calls, form posts
+//! and Shopify webhooks over loopback HTTP into the gateway of a deployment
+//! of the repository's `journeys/` and `segments/`, whose clock the test
+//! moves. Segments and date triggers come from facts the events leave on the
+//! contact; consent from what each source may say.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use dripline_engine::ConsentState;
+use dripline_tests::gateway::{SHOPIFY_SECRET, TRACK_KEY};
+use dripline_tests::process::http;
+use dripline_tests::{Deployment, repo_root};
+use serde_json::{Value, json};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 24 * HOUR;
+/// 2026-11-18 09:06:40 in Shanghai.
+const T0: i64 = 1_794_964_000_000;
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A signed track API call (identify or track), as Segment's libraries send it.
+fn call(gateway: &str, path: &str, body: Value) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {TRACK_KEY}"
+    );
+    let (status, answer) = http(gateway, &head, body.to_string().as_bytes());
+    assert_eq!(status, 200, "{path}: {answer}");
+}
+
+/// A member who registered `registered_days` ago, reachable by SMS and email
+/// with consent, as the shop's identify call says.
+fn identify(gateway: &str, email: &str, phone: &str, registered_at: i64) {
+    call(
+        gateway,
+        "/v1/identify",
+        json!({
+            "type": "identify", "messageId": format!("id-{email}"), "userId": email,
+            "traits": {
+                "email": email, "phone": phone, "timezone": "Asia/Shanghai",
+                "registered_at": rfc3339(registered_at),
+                "consent": { "email": "granted", "sms": "granted" },
+            },
+            "timestamp": rfc3339(registered_at),
+        }),
+    );
+}
+
+fn order_paid(gateway: &str, email: &str, n: u32, at: i64) {
+    call(
+        gateway,
+        "/v1/track",
+        json!({
+            "type": "track", "messageId": format!("order-{email}-{n}"), "event": "Order Paid",
+            "properties": { "total": 120 }, "context": { "traits": { "email": email } },
+            "timestamp": rfc3339(at),
+        }),
+    );
+}
+
+/// Moves the clock and processes what is due; the timers fired.
+fn fire_at(deployment: &mut Deployment, at: i64) -> usize {
+    deployment.clock.set(at);
+    deployment.runner.run_until_idle().unwrap().timers
+}
+
+fn sent_to(deployment: &Deployment, email: &str) -> Vec<dripline_store::OutboxMessage> {
+    let id = deployment.contact_by_email(email).contact.id;
+    deployment
+        .outbox()
+        .into_iter()
+        .filter(|m| m.contact_id == id)
+        .collect()
+}
+
+/// What `journey` queued for the contact with `email`.
+fn sent_by(
+    deployment: &Deployment,
+    journey: &str,
+    email: &str,
+) -> Vec<dripline_store::OutboxMessage> {
+    sent_to(deployment, email)
+        .into_iter()
+        .filter(|m| m.content["journey"] == journey)
+        .collect()
+}
+
+#[test]
+fn a_member_enters_the_dormant_segment_the_moment_their_ninety_days_run_out_and_nobody_else_is_looked_at()
+ {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    // Zhao last paid 80 days ago; fifty other members paid 10 days ago.
+    // The shop sends the order history before the profiles: a member
+    // whose orders are not known yet would count as never having ordered.
+    let last_order = T0 - 80 * DAY;
+    order_paid(&gateway, "zhao@example.com", 1, last_order);
+    for i in 0..50 {
+        order_paid(
+            &gateway,
+            &format!("member{i}@example.com"),
+            1,
+            T0 - 10 * DAY,
+        );
+    }
+    fire_at(&mut deployment, T0);
+    identify(
+        &gateway,
+        "zhao@example.com",
+        "+8613900000001",
+        T0 - 400 * DAY,
+    );
+    for i in 0..50 {
+        let email = format!("member{i}@example.com");
+        identify(
+            &gateway,
+            &email,
+            &format!("+86139100{i:05}"),
+            T0 - 400 * DAY,
+        );
+    }
+    fire_at(&mut deployment, T0);
+    let zhao = deployment.contact_by_email("zhao@example.com");
+    assert!(
+        zhao.profile.segments.is_empty(),
+        "{:?}",
+        zhao.profile.segments
+    );
+    assert!(sent_by(&deployment, "dormant-wake-up", "zhao@example.com").is_empty());
+    // The orders' own journey (new customer care) has its timers; past them,
+    // nothing is due until Zhao's 90 days run out.
+    fire_at(&mut deployment, T0 + 5 * DAY);
+
+    // Exactly 90 days after the order, "no order in 90 days" does not hold yet.
+    let ninety = last_order + 90 * DAY;
+    assert_eq!(fire_at(&mut deployment, ninety), 0);
+    assert!(sent_by(&deployment, "dormant-wake-up", "zhao@example.com").is_empty());
+    // A millisecond later it does: one timer fires, Zhao's, and nobody
+    // else's record is read.
+    assert_eq!(fire_at(&mut deployment, ninety + 1), 1);
+    let zhao = deployment.contact_by_email("zhao@example.com");
+    assert!(zhao.profile.segments.contains("dormant"));
+    let sent = sent_by(&deployment, "dormant-wake-up", "zhao@example.com");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].channel, "sms");
+    assert_eq!(sent[0].created_at_ms, ninety + 1);
+    assert_eq!(sent[0].content["journey"], "dormant-wake-up");
+    assert!(
+        sent[0].content["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("double points"),
+        "one order in six months is the standard gift: {}",
+        sent[0].content
+    );
+    for i in [0, 49] {
+        let other = deployment.contact_by_email(&format!("member{i}@example.com"));
+        assert!(other.profile.segments.is_empty());
+    }
+}
+
+#[test]
+fn a_dormant_member_with_three_orders_in_six_months_gets_the_high_value_gift() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    for (n, days_ago) in [(1, 150), (2, 120), (3, 95)] {
+        order_paid(&gateway, "qian@example.com", n, T0 - days_ago * DAY);
+    }
+    fire_at(&mut deployment, T0);
+    identify(
+        &gateway,
+        "qian@example.com",
+        "+8613900000002",
+        T0 - 300 * DAY,
+    );
+    fire_at(&mut deployment, T0);
+    let sent = sent_by(&deployment, "dormant-wake-up", "qian@example.com");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].content["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("100 yuan"),
+        "{}",
+        sent[0].content
+    );
+}
+
+#[test]
+fn a_birthday_offer_comes_seven_days_before_at_eight_in_the_members_zone_every_year() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    call(
+        &gateway,
+        "/v1/identify",
+        json!({
+            "type": "identify", "messageId": "id-sun", "userId": "sun",
+            "traits": {
+                "email": "sun@example.com", "timezone": "Asia/Shanghai", "birthday": "1992-12-20",
+                "consent": { "email": "granted" },
+            },
+        }),
+    );
+    fire_at(&mut deployment, T0);
+    assert!(sent_to(&deployment, "sun@example.com").is_empty());
+    // 2026-12-13 08:00 in Shanghai is 00:00 UTC.
+    let due = chrono::NaiveDate::from_ymd_opt(2026, 12, 13)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    assert_eq!(fire_at(&mut deployment, due - 1), 0);
+    assert_eq!(fire_at(&mut deployment, due), 1);
+    let sent = sent_to(&deployment, "sun@example.com");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].content["journey"], "member-birthday");
+    assert_eq!(sent[0].created_at_ms, due);
+    // And a year later, again.
+    let next_year = due + 365 * DAY;
+    assert_eq!(fire_at(&mut deployment, next_year), 1);
+    assert_eq!(sent_to(&deployment, "sun@example.com").len(), 2);
+}
+
+fn post_form(gateway: &str, email: &str, consent: bool) {
+    let mut body = format!(
+        "email={}&company=Acme&form=whitepaper-download",
+        email.replace('@', "%40")
+    );
+    if consent {
+        body.push_str("&email_consent=on");
+    }
+    let (status, answer) = http(
+        gateway,
+        "POST /forms/whitepaper-download HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        body.as_bytes(),
+    );
+    assert!(status == 200 || status == 303, "{status}: {answer}");
+}
+
+#[test]
+fn a_form_lead_who_ticks_the_consent_box_gets_the_nurture_emails_and_one_who_does_not_gets_none() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    post_form(&gateway, "lead-yes@example.com", true);
+    post_form(&gateway, "lead-no@example.com", false);
+    fire_at(&mut deployment, T0);
+    let yes = deployment.contact_by_email("lead-yes@example.com");
+    assert_eq!(
+        yes.profile.consent.get("email"),
+        Some(&ConsentState::Granted)
+    );
+    assert_eq!(
+        yes.profile.consent_source["email"].source,
+        "form:whitepaper-download"
+    );
+    fire_at(&mut deployment, T0 + 2 * DAY + HOUR);
+    let invite = |email: &str| -> Value {
+        sent_to(&deployment, email)
+            .into_iter()
+            .find(|m| m.content["step"] == "trial-invite")
+            .map(|m| m.content["delivery"].clone())
+            .unwrap_or(Value::Null)
+    };
+    // Queued to go (deferred out of the lead's quiet hours), not suppressed.
+    let yes_status = invite("lead-yes@example.com")["status"].clone();
+    assert!(
+        yes_status == "pending" || yes_status == "deferred",
+        "{}",
+        invite("lead-yes@example.com")
+    );
+    assert_eq!(
+        invite("lead-no@example.com")["status"],
+        "suppressed",
+        "{}",
+        invite("lead-no@example.com")
+    );
+}
+
+#[test]
+fn a_shopify_webhook_that_repeats_subscribed_after_an_unsubscribe_leaves_the_contact_unsubscribed()
+{
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    let case =
+        std::fs::read(repo_root().join("tests/cases/webhooks/shopify/checkouts-create.json"))
+            .unwrap();
+    let checkout: Value = serde_json::from_slice(&case).unwrap();
+    let email = checkout["email"].as_str().unwrap().to_lowercase();
+    let post = |topic: &str, event_id: &str, body: &Value| {
+        let body = body.to_string();
+        let signature = webhook_auth::sign(SHOPIFY_SECRET.as_bytes(), body.as_bytes());
+        let head = format!(
+            "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
+             X-Shopify-Topic: {topic}\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
+             X-Shopify-Event-Id: {event_id}\r\nX-Shopify-Hmac-Sha256: {signature}"
+        );
+        http(&gateway, &head, body.as_bytes())
+    };
+    // The store says the customer is subscribed.
+    assert_eq!(post("checkouts/create", "c-1", &checkout).0, 200);
+    fire_at(&mut deployment, T0);
+    let contact = deployment.contact_by_email(&email);
+    assert_eq!(
+        contact.profile.consent.get("email"),
+        Some(&ConsentState::Granted)
+    );
+
+    // Three hours later the cart email is queued; they unsubscribe through
+    // its link.
+    fire_at(&mut deployment, T0 + 31 * 60_000);
+    fire_at(&mut deployment, T0 + 3 * HOUR + 60_000);
+    let message = deployment
+        .outbox()
+        .into_iter()
+        .find(|m| m.channel == "email")
+        .unwrap_or_else(|| panic!("the cart email: {:?}", deployment.outbox()));
+    dripline_delivery::tracking::record(
+        deployment.store.as_ref(),
+        dripline_delivery::tracking::Link::Unsubscribe,
+        &message.idempotency_key,
+        "",
+        T0 + 4 * HOUR,
+    )
+    .unwrap()
+    .expect("the message is known");
+    fire_at(&mut deployment, T0 + 4 * HOUR);
+    let contact = deployment.contact_by_email(&email);
+    assert_eq!(
+        contact.profile.consent.get("email"),
+        Some(&ConsentState::Denied)
+    );
+
+    // The store's next webhook repeats the "subscribed" it recorded before.
+    let mut update = checkout.clone();
+    update["updated_at"] = json!("2024-03-01T12:00:00+08:00");
+    assert_eq!(post("checkouts/update", "c-2", &update).0, 200);
+    fire_at(&mut deployment, T0 + 5 * HOUR);
+    let contact = deployment.contact_by_email(&email);
+    assert_eq!(
+        contact.profile.consent.get("email"),
+        Some(&ConsentState::Denied)
+    );
+    assert_eq!(contact.profile.consent_source["email"].source, "dripline");
+    let history: Vec<(&str, ConsentState)> = contact
+        .profile
+        .consent_history
+        .iter()
+        .map(|c| (c.source.as_str(), c.state))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            ("shopify", ConsentState::Granted),
+            ("dripline", ConsentState::Denied)
+        ]
+    );
+}
