@@ -56,6 +56,7 @@ behaviour_suite!(
     a_dedupe_key_is_newly_marked_once_until_its_mark_expires,
     purging_dedupe_marks_removes_only_expired_ones,
     a_contact_is_found_by_each_of_its_identities,
+    a_scan_over_contacts_pages_through_each_of_them_once,
     replacing_a_contacts_identities_frees_the_ones_it_no_longer_has,
     an_identity_of_another_contact_is_refused_and_nothing_changes,
     an_enrollment_version_goes_up_with_every_write,
@@ -271,6 +272,27 @@ fn a_contact_is_found_by_each_of_its_identities(s: &dyn Store) -> TestResult {
         None
     );
     assert_eq!(s.contact_get("c2")?, None);
+    Ok(())
+}
+
+fn a_scan_over_contacts_pages_through_each_of_them_once(s: &dyn Store) -> TestResult {
+    for i in 0..25 {
+        s.contact_put(contact(
+            &format!("c{i:02}"),
+            vec![Identity::Email(format!("p{i}@example.com"))],
+        ))?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let (page, next) = s.contacts_scan(cursor.as_deref(), 7)?;
+        seen.extend(page.into_iter().map(|c| c.id));
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
     Ok(())
 }
 

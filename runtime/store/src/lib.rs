@@ -720,6 +720,17 @@ pub trait Contacts: Apply {
     /// The contact that has an identity.
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>>;
 
+    /// Every contact, a page at a time, for passes over all of them (a
+    /// segment's full re-evaluation): up to `limit` contacts from `cursor`
+    /// (`None` for the first page), and the cursor of the next page, `None`
+    /// after the last. A contact written during the pass may be seen or not;
+    /// none present throughout is missed or seen twice.
+    fn contacts_scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Contact>, Option<String>)>;
+
     /// Creates or replaces a contact; see [`Write::ContactPut`].
     fn contact_put(&self, contact: Contact) -> Result<()> {
         apply_one(self, Write::ContactPut(contact)).map(drop)

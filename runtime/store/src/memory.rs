@@ -552,6 +552,29 @@ impl Contacts for MemoryStore {
             .collect())
     }
 
+    fn contacts_scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Contact>, Option<String>)> {
+        let state = self.lock()?;
+        let mut ids: Vec<&String> = state
+            .contacts
+            .keys()
+            .filter(|id| cursor.is_none_or(|after| id.as_str() > after))
+            .collect();
+        ids.sort();
+        ids.truncate(limit);
+        let next = (ids.len() == limit)
+            .then(|| ids.last().map(|id| (*id).clone()))
+            .flatten();
+        let page = ids
+            .iter()
+            .filter_map(|id| state.contacts.get(*id).cloned())
+            .collect();
+        Ok((page, next))
+    }
+
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>> {
         let state = self.lock()?;
         Ok(state

@@ -846,6 +846,27 @@ impl Contacts for SqliteStore {
         )
     }
 
+    fn contacts_scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Contact>, Option<String>)> {
+        let page: Vec<Contact> = self
+            .reader()?
+            .prepare_cached(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > ?1 ORDER BY c.id LIMIT ?2"
+            ))?
+            .query_map(
+                params![cursor.unwrap_or(""), sql_limit(limit)],
+                contact_from_row,
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|c| c.id.clone()))
+            .flatten();
+        Ok((page, next))
+    }
+
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>> {
         Ok(self
             .reader()?

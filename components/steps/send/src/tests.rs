@@ -396,6 +396,37 @@ fn the_agent_care_task_names_the_members_phone_and_how_long_they_have_been_away(
 }
 
 #[test]
+fn the_agent_care_task_of_a_member_who_entered_the_dormant_segment_says_over_90_days() {
+    let mut context = dormant_context(
+        json!({"channel": "wecom", "template": "agent-care-task", "category": "transactional"}),
+    );
+    context.trigger.name = "segment.entered".into();
+    context.trigger.properties = r#"{"segment":"dormant","name":"Dormant members"}"#.into();
+    let message = send(&context, "agent-care-task.wecom.liquid");
+    assert!(
+        message.body.contains("for over 90 days"),
+        "{}",
+        message.body
+    );
+}
+
+#[test]
+fn the_birthday_offer_greets_by_name_and_shows_the_points_only_when_known() {
+    let mut context = dormant_context(json!({"channel": "email", "template": "birthday-offer"}));
+    context.journey = "member-birthday".into();
+    let message = send(&context, "birthday-offer.email.liquid");
+    assert!(message.subject.unwrap().contains("birthday"));
+    assert!(message.body.contains("Zhao") && !message.body.contains("points balance"));
+    context.contact.attributes = r#"{"first_name":"Zhao","points":1200}"#.into();
+    let message = send(&context, "birthday-offer.email.liquid");
+    assert!(
+        message.body.contains("points balance: 1200"),
+        "{}",
+        message.body
+    );
+}
+
+#[test]
 fn the_trial_invite_links_the_trial() {
     let message = send(
         &lead_context(json!({"channel": "email", "template": "trial-invite"})),
@@ -548,6 +579,7 @@ fn every_shipped_template_has_a_rendering_test() {
         "welcome-back-gift.sms.liquid",
         "best-sellers.email.liquid",
         "agent-care-task.wecom.liquid",
+        "birthday-offer.email.liquid",
     ]
     .into();
     let shipped: BTreeSet<String> = std::fs::read_dir(templates_dir())

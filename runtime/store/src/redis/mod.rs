@@ -761,6 +761,29 @@ impl Contacts for RedisStore {
             .collect()
     }
 
+    fn contacts_scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Contact>, Option<String>)> {
+        // HSCAN's cursor: every field present throughout the scan is
+        // returned at least once; one returned twice (a rehash) is dropped
+        // by the caller's pass being idempotent, and COUNT is a hint.
+        let (next, pairs): (String, Vec<Vec<u8>>) = redis::cmd("HSCAN")
+            .arg("dl:contact")
+            .arg(cursor.unwrap_or("0"))
+            .arg("COUNT")
+            .arg(limit.max(1))
+            .query(&mut *self.connection()?)
+            .map_err(redis_error)?;
+        let page = pairs
+            .chunks(2)
+            .filter_map(|pair| pair.get(1))
+            .map(|bytes| decode_contact(bytes))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((page, (next != "0").then_some(next)))
+    }
+
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>> {
         let owner: Option<String> = self
             .connection()?
