@@ -94,6 +94,14 @@ impl Contacts for FlakyStore {
         self.read()?;
         self.inner.contact_find_by_identity(identity)
     }
+    fn contacts_scan(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Contact>, Option<String>)> {
+        self.read()?;
+        self.inner.contacts_scan(cursor, limit)
+    }
 }
 
 impl Enrollments for FlakyStore {

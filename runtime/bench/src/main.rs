@@ -107,6 +107,23 @@ enum Bench {
         )]
         components: PathBuf,
     },
+    /// Importing a customer list, a segment's full re-evaluation and
+    /// time-driven segment entries, at a million contacts.
+    Audience {
+        /// Rows in the imported list, and contacts re-evaluated.
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Contacts whose segment entry comes due within the same minute.
+        #[arg(long, default_value_t = 100_000)]
+        due: usize,
+        /// Accepted for symmetry with the other benchmarks; it runs no step.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+    },
     /// Signed Shopify webhooks over HTTP on loopback (from `wrk`) into the
     /// inbox, and the same path natively.
     Ingest {
@@ -206,6 +223,11 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Bench::Audience {
+            contacts,
+            due,
+            components: _,
+        } => dripline_bench::audience::run(contacts, due),
         Bench::Fuzz {
             inputs,
             seed,

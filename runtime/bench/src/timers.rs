@@ -55,8 +55,8 @@ const LEAD_MS: i64 = 2_000;
 const FIRST_DUE: i64 = 1_795_000_000_000;
 
 /// Wall-clock time moved by a fixed offset, chosen when the runner starts.
-struct OffsetClock {
-    offset_ms: i64,
+pub(crate) struct OffsetClock {
+    pub(crate) offset_ms: i64,
 }
 
 impl Clock for OffsetClock {
@@ -266,7 +266,7 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 /// The process's peak resident set (VmHWM), in MiB; 0 where /proc is absent.
-fn peak_rss_mib() -> f64 {
+pub(crate) fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

@@ -88,6 +88,31 @@ pub enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Bring a customer list in: a CSV file (with a header row) or JSON lines
+    /// (`.jsonl`), each row a contact. Safe while `dripline up` runs.
+    Import(ImportArgs),
+}
+
+/// `dripline import`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// The file: `.csv` (a header row, then one contact a row) or `.jsonl`
+    /// (one JSON object a line).
+    pub file: PathBuf,
+    /// A TOML file saying which column is what (see the README's "Import");
+    /// without one, `email`, `phone`, `time_zone` and `tags` are read by name
+    /// and the other columns become attributes.
+    #[arg(long)]
+    pub mapping: Option<PathBuf>,
+    /// Directory of the database.
+    #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
+    pub data: PathBuf,
+    /// The store, if not the database in `--data` (see `up --store`).
+    #[arg(long, env = "DRIPLINE_STORE")]
+    pub store: Option<StoreUrl>,
+    /// No progress bar (for scripts and logs).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `dripline deadletters ...`.

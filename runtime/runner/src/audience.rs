@@ -19,13 +19,41 @@ use std::collections::BTreeMap;
 use dripline_engine::dates::{DATE_REACHED, next_occurrence, parse_date};
 use dripline_engine::local_time::zone_for;
 use dripline_engine::{Event, SEGMENT_ENTERED, SEGMENT_EXITED};
-use dripline_store::Write;
+use dripline_store::{RUNTIME_KV_STORE, StoreError, Write};
+use sha2::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Runner;
+use crate::contacts::ContactRecord;
 use crate::error::InputError;
+use crate::inbox::MAX_CONFLICTS;
 use crate::unit::Unit;
+use crate::{Runner, RunnerError};
+
+/// Where the runtime keeps the text of each segment its members were last
+/// evaluated against, fully: a segment whose file differs needs a full pass.
+const EVALUATED_PREFIX: &str = "segment/";
+
+/// A full re-evaluation of every contact's segments, a page at a time
+/// ([`Runner::reevaluate_page`]), for a segment that is new or was edited:
+/// the per-contact re-checks only cover what time and each contact's own
+/// changes do to segments already evaluated.
+#[derive(Debug, Default, Clone)]
+pub struct Reevaluation {
+    cursor: Option<String>,
+    done: bool,
+    /// Contacts evaluated so far.
+    pub contacts: usize,
+    /// Contacts whose segments or re-check changed.
+    pub changed: usize,
+}
+
+impl Reevaluation {
+    /// Whether every contact has been evaluated.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
 
 /// The prefix of the audience timers' keys.
 pub const AUDIENCE_TIMERS: &str = "audience/";
@@ -60,7 +88,8 @@ pub enum AudienceTimer {
 }
 
 impl AudienceTimer {
-    fn key(&self) -> String {
+    /// The timer's key: one per contact and purpose.
+    pub fn key(&self) -> String {
         match self {
             AudienceTimer::Segments { contact_id } => {
                 format!("{AUDIENCE_TIMERS}segments/{contact_id}")
@@ -277,6 +306,90 @@ impl Runner {
         }
         self.refresh_audience(unit, contact_id)
     }
+}
+
+impl Runner {
+    /// The segments whose text differs from what every contact was last
+    /// evaluated against (new or edited ones), by id.
+    pub fn segments_to_reevaluate(&self) -> Result<Vec<String>, StoreError> {
+        let mut stale = Vec::new();
+        for segment in self.journeys.segments() {
+            let key = format!("{EVALUATED_PREFIX}{}", segment.id);
+            let stored = self.store.kv_get(RUNTIME_KV_STORE, &key)?;
+            if stored.as_deref() != Some(fingerprint(segment).as_bytes()) {
+                stale.push(segment.id.clone());
+            }
+        }
+        Ok(stale)
+    }
+
+    /// Records that every contact has been evaluated against the segments as
+    /// they are now.
+    pub fn segments_evaluated(&self) -> Result<(), StoreError> {
+        let writes: Vec<Write> = self
+            .journeys
+            .segments()
+            .map(|segment| Write::KvSet {
+                store: RUNTIME_KV_STORE.into(),
+                key: format!("{EVALUATED_PREFIX}{}", segment.id),
+                value: fingerprint(segment).into_bytes(),
+            })
+            .collect();
+        if !writes.is_empty() {
+            self.store.apply(&writes)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates the segments of the next `limit` contacts of a full pass in
+    /// one transaction (entries and exits start journeys as always, and each
+    /// contact gets its next re-check); returns whether contacts are left.
+    pub fn reevaluate_page(
+        &mut self,
+        pass: &mut Reevaluation,
+        limit: usize,
+    ) -> Result<bool, RunnerError> {
+        if pass.done {
+            return Ok(false);
+        }
+        let (page, next) = self.store.contacts_scan(pass.cursor.as_deref(), limit)?;
+        let mut conflicts = 0;
+        let changed = loop {
+            let now = self.clock.now_ms();
+            let mut unit = Unit::new(self.store.as_ref(), now);
+            for contact in &page {
+                unit.preload(ContactRecord::from_stored(contact.clone()));
+            }
+            for contact in &page {
+                match self.refresh_audience(&mut unit, &contact.id) {
+                    Ok(()) => {}
+                    Err(InputError::Store(e)) => return Err(e.into()),
+                    // One contact that cannot be evaluated does not stop the pass.
+                    Err(InputError::Bad(problem)) => {
+                        tracing::warn!(contact = %contact.id, "segments not evaluated: {problem}");
+                    }
+                }
+            }
+            let changed = unit.changed_contacts();
+            match unit.commit() {
+                // A worker changed one of the page's contacts meanwhile: the
+                // page is read and done again.
+                Err(e) if e.is_conflict() && conflicts < MAX_CONFLICTS => conflicts += 1,
+                Err(e) => return Err(e.into()),
+                Ok(()) => break changed,
+            }
+        };
+        pass.contacts += page.len();
+        pass.changed += changed;
+        pass.cursor = next;
+        pass.done = pass.cursor.is_none();
+        Ok(!pass.done)
+    }
+}
+
+/// What a segment's members were evaluated against: its condition's text.
+fn fingerprint(segment: &dripline_engine::Segment) -> String {
+    hex::encode(Sha256::digest(segment.condition.as_str().as_bytes()))
 }
 
 fn set_or_cancel(unit: &mut Unit<'_>, timer: &AudienceTimer, due: Option<i64>) {

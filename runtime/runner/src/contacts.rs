@@ -79,10 +79,10 @@ pub const CONSENT_HISTORY: usize = 20;
 pub const DRIPLINE: &str = "dripline";
 
 /// Sources whose grant is a person acting now (a form they filled in, a call
-/// from the site they are on, a list imported with its consent), which may
-/// undo an unsubscribe made through Dripline. A store's webhook repeats the
-/// state it recorded, possibly from before the unsubscribe, so it may not.
-pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "track", "import"];
+/// from the site they are on), which may undo an unsubscribe made through
+/// Dripline. A store's webhook repeats the state it recorded, possibly from
+/// before the unsubscribe, and an imported list may be stale: neither may.
+pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "track"];
 
 /// How many of a contact's goal events are kept for the "goal already met"
 /// check: orders for the checkouts a contact may still be in, not a history.

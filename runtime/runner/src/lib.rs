@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod contacts;
 pub mod dead_letters;
 mod error;
+pub mod import;
 mod inbox;
 pub mod retries;
 mod step_run;

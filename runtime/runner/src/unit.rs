@@ -70,6 +70,19 @@ impl<'a> Unit<'a> {
         self.contacts.insert(contact.contact.id.clone(), contact);
     }
 
+    /// Keeps a contact already read (a page of a scan) for this unit's reads,
+    /// without marking it changed.
+    pub(crate) fn preload(&mut self, contact: ContactRecord) {
+        self.contacts
+            .entry(contact.contact.id.clone())
+            .or_insert(contact);
+    }
+
+    /// How many contacts this unit changed.
+    pub(crate) fn changed_contacts(&self) -> usize {
+        self.dirty_contacts.len()
+    }
+
     /// Whether this unit changed the contact.
     pub(crate) fn changed_contact(&self, id: &str) -> bool {
         self.dirty_contacts.contains(id)

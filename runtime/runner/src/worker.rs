@@ -19,15 +19,49 @@ pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
     let mut runner = runner.with_stop(stop.clone());
     let mut last_reload = Instant::now();
     let mut printed = None;
+    // A new or edited segment is evaluated for every contact in the
+    // background, a page between passes, so that webhooks keep flowing.
+    let mut pass: Option<crate::audience::Reevaluation> = None;
+    let mut looked_for_stale = false;
     while !stop.load(Ordering::Relaxed) {
         runner.beat();
-        let busy = match runner.run_until_idle() {
+        let mut busy = match runner.run_until_idle() {
             Ok(progress) => progress.events + progress.timers > 0,
             Err(e) => {
                 tracing::error!("worker: {e}");
                 false
             }
         };
+        if pass.is_none() && !looked_for_stale {
+            looked_for_stale = true;
+            match runner.segments_to_reevaluate() {
+                Ok(stale) if !stale.is_empty() => {
+                    tracing::info!(segments = ?stale, "segments new or edited: evaluating every contact in the background");
+                    pass = Some(crate::audience::Reevaluation::default());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("segments: {e}"),
+            }
+        }
+        if let Some(current) = &mut pass {
+            busy = true;
+            let before = current.contacts / 10_000;
+            match runner.reevaluate_page(current, 500) {
+                Ok(true) => {
+                    if current.contacts / 10_000 > before {
+                        tracing::info!(contacts = current.contacts, changed = current.changed, "segments: re-evaluating");
+                    }
+                }
+                Ok(false) => {
+                    tracing::info!(contacts = current.contacts, changed = current.changed, "segments: every contact evaluated");
+                    if let Err(e) = runner.segments_evaluated() {
+                        tracing::error!("segments: {e}");
+                    }
+                    pass = None;
+                }
+                Err(e) => tracing::error!("segments: {e}"),
+            }
+        }
         if busy {
             printed = print_outbox(runner.store().as_ref(), printed);
         }
@@ -39,6 +73,8 @@ pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
                     .for_each(|p| tracing::error!("journey not loaded: {p}")),
                 Err(e) => tracing::error!("reloading journeys: {e}"),
             }
+            // An edited segment file is seen on the next look.
+            looked_for_stale = false;
         }
         if !busy {
             std::thread::sleep(Duration::from_millis(50));

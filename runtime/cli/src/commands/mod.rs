@@ -2,6 +2,7 @@
 
 pub mod crew;
 pub mod deadletters;
+pub mod import;
 pub mod process;
 pub mod up;
 pub mod validate;

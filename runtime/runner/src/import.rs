@@ -1,0 +1,495 @@
+//! Bringing an existing customer list in: each row becomes (or updates) a
+//! contact, found by its identities as events find theirs, with attributes,
+//! tags, a time zone and consent that remembers it came from the import.
+//!
+//! A mapping says which column is what; without one, `email`, `phone`,
+//! `time_zone` and `tags` are read by name and every other column becomes an
+//! attribute:
+//!
+//! ```toml
+//! [identities]
+//! email = "Email"
+//! phone = "Mobile"
+//! external = { shopify = "Customer ID" }
+//!
+//! [attributes]
+//! first_name = "First name"
+//! birthday = "Birthday"          # 1990-06-20: date triggers read it
+//! registered_at = "Signed up"    # RFC 3339: segments read it
+//!
+//! [consent]
+//! email = "Accepts email"        # yes/no, true/false, 1/0, granted/denied
+//! sms = "Accepts SMS"
+//!
+//! tags = "Tags"                  # split on tag_separator (",")
+//! time_zone = "Time zone"
+//! ```
+//!
+//! A row that cannot be read (no identity, a consent that is neither yes nor
+//! no, an unknown time zone) is reported with its line and the column at
+//! fault, and the rest go in. Importing the same file twice changes nothing:
+//! a contact whose row says nothing new is not written, and consent already
+//! held from the import is not recorded again. An unsubscribe made through
+//! Dripline is not undone by an imported "yes": lists go stale.
+//!
+//! Every contact the import changed gets its segments and date triggers
+//! evaluated by the runner soon after (an audience timer due now), so a list
+//! of lapsed customers enters "dormant" like any other contact.
+
+use std::collections::{BTreeMap, HashMap};
+
+use dripline_engine::ConsentState;
+use dripline_store::{Identity, Store, StoreError, Write};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::audience::AudienceTimer;
+use crate::contacts::{self, ContactRecord, DRIPLINE};
+
+/// Which column holds what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// The identity columns.
+    #[serde(default)]
+    pub identities: IdentityColumns,
+    /// Attribute name to column.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Channel to the column that says yes or no to marketing on it.
+    #[serde(default)]
+    pub consent: BTreeMap<String, String>,
+    /// The column of tags.
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// What separates tags in it.
+    #[serde(default = "comma")]
+    pub tag_separator: String,
+    /// The column of IANA time zones.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Whether the columns mapped to nothing become attributes of their own
+    /// name (the default without a mapping file).
+    #[serde(default)]
+    pub rest_as_attributes: bool,
+}
+
+fn comma() -> String {
+    ",".into()
+}
+
+/// The columns of a row's identities.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityColumns {
+    /// The email column.
+    pub email: Option<String>,
+    /// The phone column (E.164, `+8613800138000`; spaces and dashes are
+    /// dropped).
+    pub phone: Option<String>,
+    /// System (`shopify`) to the column of its ids.
+    #[serde(default)]
+    pub external: BTreeMap<String, String>,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        Self {
+            identities: IdentityColumns {
+                email: Some("email".into()),
+                phone: Some("phone".into()),
+                external: BTreeMap::new(),
+            },
+            attributes: BTreeMap::new(),
+            consent: BTreeMap::new(),
+            tags: Some("tags".into()),
+            tag_separator: comma(),
+            time_zone: Some("time_zone".into()),
+            rest_as_attributes: true,
+        }
+    }
+}
+
+impl Mapping {
+    /// Reads a mapping file's text.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    fn mapped(&self, column: &str) -> bool {
+        let is = |c: &Option<String>| c.as_deref() == Some(column);
+        is(&self.identities.email)
+            || is(&self.identities.phone)
+            || self.identities.external.values().any(|c| c == column)
+            || self.attributes.values().any(|c| c == column)
+            || self.consent.values().any(|c| c == column)
+            || is(&self.tags)
+            || is(&self.time_zone)
+    }
+}
+
+/// One row: its line in the file and its values by column.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The line it starts on (1 is the first line of the file).
+    pub line: usize,
+    /// Column to value; CSV values are text, JSON lines keep their types.
+    pub values: BTreeMap<String, Value>,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    /// Rows read.
+    pub rows: usize,
+    /// Contacts created.
+    pub created: usize,
+    /// Contacts changed.
+    pub updated: usize,
+    /// Rows that changed nothing.
+    pub unchanged: usize,
+    /// Identities a row named that belong to another contact, left with it.
+    pub identity_conflicts: usize,
+    /// Rows not imported: the line and why.
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Reads a CSV file (a header row, then a contact a row) or JSON lines
+/// (`.jsonl`, `.ndjson`: an object a line) into `importer`; `read` is given
+/// the reader, so a caller can count the bytes (a progress bar).
+pub fn read_into(
+    importer: &mut Importer<'_>,
+    name: &str,
+    read: impl std::io::Read,
+) -> Result<(), ImportError> {
+    use std::io::BufRead as _;
+    if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
+        for (index, line) in std::io::BufReader::new(read).lines().enumerate() {
+            let line_number = index + 1;
+            let line = line.map_err(|e| ImportError::Read(format!("{name}:{line_number}: {e}")))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(Value::Object(fields)) => importer.add(Row {
+                    line: line_number,
+                    values: fields.into_iter().collect(),
+                })?,
+                Ok(_) => importer.unreadable(line_number, "not a JSON object".into()),
+                Err(e) => importer.unreadable(line_number, format!("not JSON: {e}")),
+            }
+        }
+        return Ok(());
+    }
+    let mut csv = csv::ReaderBuilder::new().flexible(true).from_reader(read);
+    let headers: Vec<String> = csv
+        .headers()
+        .map_err(|e| ImportError::Read(format!("{name}: the header row: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_owned())
+        .collect();
+    let mut record = csv::StringRecord::new();
+    loop {
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let line = record.position().map_or(0, |p| p.line() as usize);
+                let values = headers
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(h, v)| (h.clone(), Value::String(v.to_owned())))
+                    .collect();
+                importer.add(Row { line, values })?;
+            }
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line() as usize);
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(ImportError::Read(format!("{name}:{line}: {e}")));
+                }
+                importer.unreadable(line, e.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why an import stopped (a bad row does not stop it).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file could not be read.
+    #[error("{0}")]
+    Read(String),
+    /// The store failed; what was written so far stays.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many rows go into one transaction.
+pub const BATCH: usize = 2_000;
+
+/// Imports rows into a store, a batch at a time.
+pub struct Importer<'a> {
+    store: &'a dyn Store,
+    mapping: Mapping,
+    /// The consent source recorded: `import:<name>`.
+    source: String,
+    now: i64,
+    batch: Vec<ContactRecord>,
+    /// Where each identity of the batch went, so that two rows of one
+    /// person in one batch make one contact.
+    batch_owner: HashMap<Identity, usize>,
+    report: Report,
+}
+
+impl<'a> Importer<'a> {
+    /// An importer into `store` by `mapping`; `name` (the file's) is the
+    /// source its consent is recorded with; `now` stamps the changes.
+    pub fn new(store: &'a dyn Store, mapping: Mapping, name: &str, now: i64) -> Self {
+        Self {
+            store,
+            mapping,
+            source: format!("import:{name}"),
+            now,
+            batch: Vec::new(),
+            batch_owner: HashMap::new(),
+            report: Report::default(),
+        }
+    }
+
+    /// Takes one row; a full batch is written.
+    pub fn add(&mut self, row: Row) -> Result<(), StoreError> {
+        self.report.rows += 1;
+        if let Err(problem) = self.take(&row) {
+            self.report.failed.push((row.line, problem));
+        }
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A row that cannot be read at all (a CSV line with a broken quote).
+    pub fn unreadable(&mut self, line: usize, problem: String) {
+        self.report.rows += 1;
+        self.report.failed.push((line, problem));
+    }
+
+    /// Writes what is pending and returns the report.
+    pub fn finish(mut self) -> Result<Report, StoreError> {
+        self.flush()?;
+        Ok(self.report)
+    }
+
+    fn take(&mut self, row: &Row) -> Result<(), String> {
+        let mapping = &self.mapping;
+        let text = |column: &Option<String>| -> Option<String> {
+            let value = row.values.get(column.as_deref()?)?;
+            let text = match value {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            (!text.is_empty()).then_some(text)
+        };
+        let mut identities = dripline_engine::Identities::default();
+        if let Some(email) = text(&mapping.identities.email) {
+            if !email.contains('@') || email.contains(char::is_whitespace) {
+                return Err(format!("{}: {email:?} is not an email address", column_name(&mapping.identities.email)));
+            }
+            identities.email = Some(email.to_lowercase());
+        }
+        if let Some(phone) = text(&mapping.identities.phone) {
+            let digits: String = phone.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
+            let valid = digits.starts_with('+')
+                && digits.len() >= 8
+                && digits.len() <= 16
+                && digits[1..].chars().all(|c| c.is_ascii_digit());
+            if !valid {
+                return Err(format!(
+                    "{}: {phone:?} is not an E.164 number (+8613800138000)",
+                    column_name(&mapping.identities.phone)
+                ));
+            }
+            identities.phone = Some(digits);
+        }
+        for (system, column) in &mapping.identities.external {
+            if let Some(id) = text(&Some(column.clone())) {
+                identities.external_ids.insert(system.clone(), id);
+            }
+        }
+        let wanted: Vec<Identity> = record_identities(&identities);
+        if wanted.is_empty() {
+            return Err("no identity: the row has no email, phone or external id".into());
+        }
+        let zone = match text(&mapping.time_zone) {
+            Some(zone) if zone.parse::<chrono_tz::Tz>().is_err() => {
+                return Err(format!(
+                    "{}: {zone:?} is not an IANA time zone (Asia/Shanghai)",
+                    column_name(&mapping.time_zone)
+                ));
+            }
+            other => other,
+        };
+        let mut consent = Vec::new();
+        for (channel, column) in &mapping.consent {
+            let Some(answer) = text(&Some(column.clone())) else {
+                continue;
+            };
+            let state = match answer.to_ascii_lowercase().as_str() {
+                "yes" | "y" | "true" | "1" | "granted" | "subscribed" | "opted_in" => ConsentState::Granted,
+                "no" | "n" | "false" | "0" | "denied" | "unsubscribed" | "not_subscribed" => {
+                    ConsentState::Denied
+                }
+                _ => return Err(format!("{column}: {answer:?} is neither yes nor no")),
+            };
+            consent.push((channel.clone(), state));
+        }
+
+        // The contact: one of this batch, a stored one, or a new one.
+        let in_batch = wanted.iter().find_map(|i| self.batch_owner.get(i).copied());
+        let index = match in_batch {
+            Some(index) => index,
+            None => {
+                let found = contacts::find(self.store, &identities).map_err(|e| e.to_string())?;
+                let record = found.unwrap_or_else(|| contacts::new_for(&identities));
+                self.batch.push(record);
+                self.batch.len() - 1
+            }
+        };
+        let mut conflicts = 0;
+        {
+            let record = &mut self.batch[index];
+            for identity in &wanted {
+                if record.contact.identities.contains(identity) {
+                    continue;
+                }
+                let elsewhere = match self.batch_owner.get(identity) {
+                    Some(other) => *other != index,
+                    None => self
+                        .store
+                        .contact_find_by_identity(identity)
+                        .map_err(|e| e.to_string())?
+                        .is_some_and(|c| c.id != record.contact.id),
+                };
+                if elsewhere {
+                    conflicts += 1;
+                } else {
+                    record.contact.identities.push(identity.clone());
+                }
+            }
+            for identity in record.contact.identities.clone() {
+                self.batch_owner.insert(identity, index);
+            }
+            let profile = &mut record.profile;
+            for (name, column) in &mapping.attributes {
+                if let Some(value) = row.values.get(column).filter(|v| !is_blank(v)) {
+                    profile.attributes.insert(name.clone(), trimmed(value));
+                }
+            }
+            if mapping.rest_as_attributes {
+                for (column, value) in &row.values {
+                    if !mapping.mapped(column) && !is_blank(value) {
+                        profile.attributes.insert(column.clone(), trimmed(value));
+                    }
+                }
+            }
+            if let Some(tags) = text(&mapping.tags) {
+                for tag in tags.split(mapping.tag_separator.as_str()) {
+                    let tag = tag.trim();
+                    if !tag.is_empty() {
+                        profile.tags.insert(tag.to_owned());
+                    }
+                }
+            }
+            if let Some(zone) = zone {
+                profile.time_zone = Some(zone);
+            }
+        }
+        self.report.identity_conflicts += conflicts;
+        for (channel, state) in consent {
+            let record = &mut self.batch[index];
+            let unsubscribed_here = record
+                .profile
+                .consent_source
+                .get(&channel)
+                .is_some_and(|c| c.source == DRIPLINE && c.state == ConsentState::Denied);
+            if state == ConsentState::Granted && unsubscribed_here {
+                continue;
+            }
+            let source = self.source.clone();
+            record.set_consent(&channel, state, &source, self.now);
+        }
+        Ok(())
+    }
+
+    /// Writes the batch: each contact that changed, guarded against a
+    /// worker changing it meanwhile (the batch is then read again), and an
+    /// audience timer due now for each, for its segments and dates.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_owner.clear();
+        let mut writes = Vec::with_capacity(batch.len() * 3);
+        for record in &batch {
+            let stored = record.to_stored();
+            let created = record.as_read.is_none();
+            if record.as_read.as_ref() == Some(&stored) {
+                self.report.unchanged += 1;
+                continue;
+            }
+            if created {
+                self.report.created += 1;
+            } else {
+                self.report.updated += 1;
+            }
+            writes.push(Write::ContactUnchanged {
+                id: stored.id.clone(),
+                as_read: record.as_read.clone(),
+            });
+            let timer = AudienceTimer::Segments {
+                contact_id: stored.id.clone(),
+            };
+            writes.push(Write::ContactPut(stored));
+            writes.push(Write::TimerSet {
+                key: timer.key(),
+                due_at_ms: self.now,
+                payload: serde_json::to_vec(&timer).unwrap_or_default(),
+            });
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.store.apply(&writes).map(drop)
+    }
+}
+
+fn column_name(column: &Option<String>) -> &str {
+    column.as_deref().unwrap_or("?")
+}
+
+fn is_blank(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn trimmed(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.trim().to_owned()),
+        other => other.clone(),
+    }
+}
+
+fn record_identities(identities: &dripline_engine::Identities) -> Vec<Identity> {
+    let mut list = Vec::new();
+    list.extend(identities.email.clone().map(Identity::Email));
+    list.extend(identities.phone.clone().map(Identity::Phone));
+    for (system, id) in &identities.external_ids {
+        list.push(Identity::External {
+            system: system.clone(),
+            id: id.clone(),
+        });
+    }
+    list
+}
