@@ -365,3 +365,126 @@ fn a_shopify_webhook_that_repeats_subscribed_after_an_unsubscribe_leaves_the_con
         ]
     );
 }
+
+#[test]
+fn an_imported_list_reports_its_bad_rows_by_line_imports_the_rest_once_and_enters_segments() {
+    let mut deployment = Deployment::new(T0);
+    let list = deployment.dir.path().join("members.csv");
+    let registered = rfc3339(T0 - 400 * DAY);
+    std::fs::write(
+        &list,
+        format!(
+            "Email,Mobile,First name,Signed up,Accepts email,Tags,Time zone\n\
+             li@example.com,+86 138 0013 8000,Li,{registered},yes,vip;newsletter,Asia/Shanghai\n\
+             ,,Nobody,{registered},yes,,Asia/Shanghai\n\
+             wang@example.com,,Wang,{registered},maybe,,Asia/Shanghai\n\
+             zhou@example.com,,Zhou,{registered},no,,Mars/Olympus\n\
+             chen@example.com,+8613900001111,Chen,{registered},no,,Asia/Shanghai\n"
+        ),
+    )
+    .unwrap();
+    let mapping = deployment.dir.path().join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        r#"tags = "Tags"
+tag_separator = ";"
+time_zone = "Time zone"
+[identities]
+email = "Email"
+phone = "Mobile"
+[attributes]
+first_name = "First name"
+registered_at = "Signed up"
+[consent]
+email = "Accepts email"
+"#,
+    )
+    .unwrap();
+    let database = deployment.dir.path().join("dripline.db");
+    let import = || {
+        std::process::Command::new(dripline_tests::dripline_binary())
+            .args(["import", "--quiet", "--mapping"])
+            .arg(&mapping)
+            .arg("--store")
+            .arg(format!("sqlite:{}", database.display()))
+            .arg(&list)
+            .output()
+            .unwrap()
+    };
+    let first = import();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        !first.status.success(),
+        "bad rows fail the command: {stdout}"
+    );
+    assert!(stderr.contains("members.csv:3: no identity"), "{stderr}");
+    assert!(
+        stderr.contains("members.csv:4: Accepts email: \"maybe\" is neither yes nor no"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("members.csv:5: Time zone: \"Mars/Olympus\""),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("5 rows: 2 contacts created, 0 updated, 0 unchanged, 3 failed"),
+        "{stdout}"
+    );
+    // The same file again changes nothing.
+    let again = import();
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("2 unchanged"), "{stdout}");
+
+    let li = deployment.contact_by_email("li@example.com");
+    assert_eq!(
+        li.profile.consent.get("email"),
+        Some(&ConsentState::Granted)
+    );
+    assert_eq!(
+        li.profile.consent_source["email"].source,
+        "import:members.csv"
+    );
+    assert_eq!(
+        li.profile.consent_history.len(),
+        1,
+        "imported twice, recorded once"
+    );
+    assert!(li.profile.tags.contains("vip") && li.profile.tags.contains("newsletter"));
+    assert_eq!(
+        li.contact.identities.len(),
+        2,
+        "{:?}",
+        li.contact.identities
+    );
+
+    // The runner evaluates everyone after an import: both members signed up
+    // 400 days ago and never ordered, so both enter "dormant" and Li, who
+    // has a phone and said yes, gets the wake-up gift by SMS.
+    let mut pass = dripline_runner::audience::Reevaluation::start(&deployment.runner).unwrap();
+    assert!(
+        !deployment
+            .runner
+            .segments_to_reevaluate()
+            .unwrap()
+            .is_empty()
+    );
+    while deployment.runner.reevaluate_page(&mut pass, 100).unwrap() {}
+    deployment.runner.segments_evaluated(&pass).unwrap();
+    assert!(
+        deployment
+            .runner
+            .segments_to_reevaluate()
+            .unwrap()
+            .is_empty()
+    );
+    for email in ["li@example.com", "chen@example.com"] {
+        let contact = deployment.contact_by_email(email);
+        assert!(contact.profile.segments.contains("dormant"), "{email}");
+    }
+    fire_at(&mut deployment, T0);
+    assert_eq!(
+        sent_by(&deployment, "dormant-wake-up", "li@example.com").len(),
+        1
+    );
+}

@@ -84,7 +84,7 @@ pub fn run(contacts: usize, due: usize) -> anyhow::Result<()> {
     let clock = Arc::new(ManualClock::new(now));
     let mut runner = runner_on(store.clone(), root, clock.clone())?;
     let started = Instant::now();
-    let mut pass = Reevaluation::default();
+    let mut pass = Reevaluation::start(&runner)?;
     while runner.reevaluate_page(&mut pass, 1000)? {}
     let pass_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
@@ -127,7 +127,7 @@ pub fn run(contacts: usize, due: usize) -> anyhow::Result<()> {
     let clock = Arc::new(OffsetClock { offset_ms: 0 });
     let mut runner = runner_on(store.clone(), root, clock.clone())?;
     // The pass sets each contact's re-check for its own moment.
-    let mut pass = Reevaluation::default();
+    let mut pass = Reevaluation::start(&runner)?;
     while runner.reevaluate_page(&mut pass, 1000)? {}
     anyhow::ensure!(
         SystemClock.now_ms() < first,
@@ -214,7 +214,10 @@ fn registered_at(i: usize, now: i64) -> i64 {
 
 fn write_list(path: &Path, contacts: usize, now: i64) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    writeln!(out, "Email,Mobile,First name,Signed up,Accepts email,Tags,Time zone")?;
+    writeln!(
+        out,
+        "Email,Mobile,First name,Signed up,Accepts email,Tags,Time zone"
+    )?;
     for i in 0..contacts {
         writeln!(
             out,

@@ -338,6 +338,10 @@ fn resume_on_event(
     (enrollment.clone(), Vec::new())
 }
 
+/// How long before its trigger an event may have happened and still meet an
+/// unconditioned goal: the spread of webhook deliveries, not a history.
+pub const GOAL_SLACK_MS: i64 = 3_600_000;
+
 /// Enrolls the contact if the event is the journey's trigger, its filter holds
 /// and the entry rules allow.
 fn enroll_on_trigger(
@@ -412,14 +416,16 @@ fn goal_already_met(
     for past in contact
         .recent
         .iter()
-        // Only what happened after the trigger meets its goal: an order
-        // placed two seconds after the checkout but delivered before it
-        // does; a member's order from months before they went dormant
-        // does not.
+        // A goal with a condition names what it waits for (the order of this
+        // checkout), whenever it came; one without waits for any such event
+        // from the trigger on, so only those around the trigger count
+        // (webhooks are not ordered): a member's order from months before
+        // they went dormant does not meet the wake-up's goal.
         .filter(|e| {
             e.id != trigger.id
                 && goal.event.contains(&e.name)
-                && e.occurred_at >= trigger.occurred_at
+                && (goal.condition.is_some()
+                    || e.occurred_at >= trigger.occurred_at.saturating_sub(GOAL_SLACK_MS))
         })
     {
         let holds = match &goal.condition {

@@ -20,9 +20,9 @@ use dripline_engine::dates::{DATE_REACHED, next_occurrence, parse_date};
 use dripline_engine::local_time::zone_for;
 use dripline_engine::{Event, SEGMENT_ENTERED, SEGMENT_EXITED};
 use dripline_store::{RUNTIME_KV_STORE, StoreError, Write};
-use sha2::{Digest, Sha256};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 
 use crate::contacts::ContactRecord;
 use crate::error::InputError;
@@ -34,6 +34,19 @@ use crate::{Runner, RunnerError};
 /// evaluated against, fully: a segment whose file differs needs a full pass.
 const EVALUATED_PREFIX: &str = "segment/";
 
+/// Set (to who asked) when contacts changed outside the runner, an import:
+/// every contact's segments and dates are evaluated again.
+const FULL_PASS_WANTED: &str = "audience/full-pass";
+
+/// The write that asks for a full pass; `by` says who asked.
+pub fn full_pass_wanted(by: &str) -> Write {
+    Write::KvSet {
+        store: RUNTIME_KV_STORE.into(),
+        key: FULL_PASS_WANTED.into(),
+        value: by.as_bytes().to_vec(),
+    }
+}
+
 /// A full re-evaluation of every contact's segments, a page at a time
 /// ([`Runner::reevaluate_page`]), for a segment that is new or was edited:
 /// the per-contact re-checks only cover what time and each contact's own
@@ -42,6 +55,8 @@ const EVALUATED_PREFIX: &str = "segment/";
 pub struct Reevaluation {
     cursor: Option<String>,
     done: bool,
+    /// The full-pass request seen when the pass began.
+    asked_by: Option<Vec<u8>>,
     /// Contacts evaluated so far.
     pub contacts: usize,
     /// Contacts whose segments or re-check changed.
@@ -49,6 +64,14 @@ pub struct Reevaluation {
 }
 
 impl Reevaluation {
+    /// A pass from the first contact, answering the requests made so far.
+    pub fn start(runner: &Runner) -> Result<Self, StoreError> {
+        Ok(Self {
+            asked_by: runner.store.kv_get(RUNTIME_KV_STORE, FULL_PASS_WANTED)?,
+            ..Self::default()
+        })
+    }
+
     /// Whether every contact has been evaluated.
     pub fn is_done(&self) -> bool {
         self.done
@@ -309,10 +332,15 @@ impl Runner {
 }
 
 impl Runner {
-    /// The segments whose text differs from what every contact was last
-    /// evaluated against (new or edited ones), by id.
+    /// Why every contact's segments and dates need evaluating again: the
+    /// segments whose text differs from what every contact was last evaluated
+    /// against (new or edited ones), by id, and who asked for a full pass
+    /// (an import). Empty when nothing does.
     pub fn segments_to_reevaluate(&self) -> Result<Vec<String>, StoreError> {
         let mut stale = Vec::new();
+        if let Some(by) = self.store.kv_get(RUNTIME_KV_STORE, FULL_PASS_WANTED)? {
+            stale.push(String::from_utf8_lossy(&by).into_owned());
+        }
         for segment in self.journeys.segments() {
             let key = format!("{EVALUATED_PREFIX}{}", segment.id);
             let stored = self.store.kv_get(RUNTIME_KV_STORE, &key)?;
@@ -325,8 +353,11 @@ impl Runner {
 
     /// Records that every contact has been evaluated against the segments as
     /// they are now.
-    pub fn segments_evaluated(&self) -> Result<(), StoreError> {
-        let writes: Vec<Write> = self
+    ///
+    /// An import that asked for a pass after this one started asks again:
+    /// its request is only dropped if it is still the one the pass saw.
+    pub fn segments_evaluated(&self, pass: &Reevaluation) -> Result<(), StoreError> {
+        let mut writes: Vec<Write> = self
             .journeys
             .segments()
             .map(|segment| Write::KvSet {
@@ -335,6 +366,13 @@ impl Runner {
                 value: fingerprint(segment).into_bytes(),
             })
             .collect();
+        let asked = self.store.kv_get(RUNTIME_KV_STORE, FULL_PASS_WANTED)?;
+        if asked.is_some() && asked == pass.asked_by {
+            writes.push(Write::KvDelete {
+                store: RUNTIME_KV_STORE.into(),
+                key: FULL_PASS_WANTED.into(),
+            });
+        }
         if !writes.is_empty() {
             self.store.apply(&writes)?;
         }

@@ -395,6 +395,31 @@ pub fn find(
     Ok(None)
 }
 
+/// [`find`] over identities already looked up: `owner` says who holds each,
+/// `contact` gives a holder's record. The same order and the same rule for
+/// weak ids; the id of the contact, or `None`.
+pub fn pick<'c>(
+    wanted: &[Identity],
+    identities: &Identities,
+    owner: &std::collections::HashMap<Identity, String>,
+    contact: impl Fn(&str) -> Option<&'c Contact>,
+) -> Option<String> {
+    let (weak, strong): (Vec<&Identity>, Vec<&Identity>) = wanted.iter().partition(|i| is_weak(i));
+    if let Some(id) = strong.iter().find_map(|i| owner.get(*i)) {
+        return Some(id.clone());
+    }
+    weak.iter().find_map(|i| {
+        let id = owner.get(*i)?;
+        let known = contact(id)?;
+        let disagrees = known.identities.iter().any(|k| match k {
+            Identity::Email(email) => identities.email.as_ref().is_some_and(|e| e != email),
+            Identity::Phone(phone) => identities.phone.as_ref().is_some_and(|p| p != phone),
+            _ => false,
+        });
+        (!disagrees).then(|| id.clone())
+    })
+}
+
 /// A new contact for an event nobody matched. Its id is derived from the event's
 /// first identity, so reprocessing the event after a crash creates the same id.
 pub fn new_for(identities: &Identities) -> ContactRecord {

@@ -32,9 +32,11 @@
 //! held from the import is not recorded again. An unsubscribe made through
 //! Dripline is not undone by an imported "yes": lists go stale.
 //!
-//! Every contact the import changed gets its segments and date triggers
-//! evaluated by the runner soon after (an audience timer due now), so a list
-//! of lapsed customers enters "dormant" like any other contact.
+//! An import that changed contacts asks the runner for a pass over every
+//! contact's segments and date triggers (see
+//! [`crate::audience::Reevaluation`]), which `dripline up` runs in the
+//! background: a list of lapsed customers enters "dormant", and imported
+//! birthdays get their offers, like any other contact's.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -43,7 +45,6 @@ use dripline_store::{Identity, Store, StoreError, Write};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::audience::AudienceTimer;
 use crate::contacts::{self, ContactRecord, DRIPLINE};
 
 /// Which column holds what.
@@ -227,17 +228,27 @@ pub enum ImportError {
 /// How many rows go into one transaction.
 pub const BATCH: usize = 2_000;
 
-/// Imports rows into a store, a batch at a time.
+/// A row read and checked, not yet matched to a contact.
+struct Parsed {
+    identities: dripline_engine::Identities,
+    /// Its identities, strong ones first.
+    wanted: Vec<Identity>,
+    attributes: Vec<(String, Value)>,
+    tags: Vec<String>,
+    zone: Option<String>,
+    consent: Vec<(String, ConsentState)>,
+}
+
+/// Imports rows into a store, a batch at a time: a batch's rows are read and
+/// checked, the contacts their identities name are read together, and the
+/// contacts that changed are written in one transaction.
 pub struct Importer<'a> {
     store: &'a dyn Store,
     mapping: Mapping,
     /// The consent source recorded: `import:<name>`.
     source: String,
     now: i64,
-    batch: Vec<ContactRecord>,
-    /// Where each identity of the batch went, so that two rows of one
-    /// person in one batch make one contact.
-    batch_owner: HashMap<Identity, usize>,
+    pending: Vec<Parsed>,
     report: Report,
 }
 
@@ -250,8 +261,7 @@ impl<'a> Importer<'a> {
             mapping,
             source: format!("import:{name}"),
             now,
-            batch: Vec::new(),
-            batch_owner: HashMap::new(),
+            pending: Vec::new(),
             report: Report::default(),
         }
     }
@@ -259,10 +269,11 @@ impl<'a> Importer<'a> {
     /// Takes one row; a full batch is written.
     pub fn add(&mut self, row: Row) -> Result<(), StoreError> {
         self.report.rows += 1;
-        if let Err(problem) = self.take(&row) {
-            self.report.failed.push((row.line, problem));
+        match parse(&self.mapping, &row) {
+            Ok(parsed) => self.pending.push(parsed),
+            Err(problem) => self.report.failed.push((row.line, problem)),
         }
-        if self.batch.len() >= BATCH {
+        if self.pending.len() >= BATCH {
             self.flush()?;
         }
         Ok(())
@@ -280,163 +291,95 @@ impl<'a> Importer<'a> {
         Ok(self.report)
     }
 
-    fn take(&mut self, row: &Row) -> Result<(), String> {
-        let mapping = &self.mapping;
-        let text = |column: &Option<String>| -> Option<String> {
-            let value = row.values.get(column.as_deref()?)?;
-            let text = match value {
-                Value::String(s) => s.trim().to_owned(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            };
-            (!text.is_empty()).then_some(text)
-        };
-        let mut identities = dripline_engine::Identities::default();
-        if let Some(email) = text(&mapping.identities.email) {
-            if !email.contains('@') || email.contains(char::is_whitespace) {
-                return Err(format!("{}: {email:?} is not an email address", column_name(&mapping.identities.email)));
-            }
-            identities.email = Some(email.to_lowercase());
+    /// Matches the pending rows to contacts and writes each contact that
+    /// changed, guarded against a worker changing it meanwhile, and asks the
+    /// runner for a pass over every contact's segments and dates.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
         }
-        if let Some(phone) = text(&mapping.identities.phone) {
-            let digits: String = phone.chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.')).collect();
-            let valid = digits.starts_with('+')
-                && digits.len() >= 8
-                && digits.len() <= 16
-                && digits[1..].chars().all(|c| c.is_ascii_digit());
-            if !valid {
-                return Err(format!(
-                    "{}: {phone:?} is not an E.164 number (+8613800138000)",
-                    column_name(&mapping.identities.phone)
-                ));
-            }
-            identities.phone = Some(digits);
-        }
-        for (system, column) in &mapping.identities.external {
-            if let Some(id) = text(&Some(column.clone())) {
-                identities.external_ids.insert(system.clone(), id);
-            }
-        }
-        let wanted: Vec<Identity> = record_identities(&identities);
-        if wanted.is_empty() {
-            return Err("no identity: the row has no email, phone or external id".into());
-        }
-        let zone = match text(&mapping.time_zone) {
-            Some(zone) if zone.parse::<chrono_tz::Tz>().is_err() => {
-                return Err(format!(
-                    "{}: {zone:?} is not an IANA time zone (Asia/Shanghai)",
-                    column_name(&mapping.time_zone)
-                ));
-            }
-            other => other,
-        };
-        let mut consent = Vec::new();
-        for (channel, column) in &mapping.consent {
-            let Some(answer) = text(&Some(column.clone())) else {
-                continue;
-            };
-            let state = match answer.to_ascii_lowercase().as_str() {
-                "yes" | "y" | "true" | "1" | "granted" | "subscribed" | "opted_in" => ConsentState::Granted,
-                "no" | "n" | "false" | "0" | "denied" | "unsubscribed" | "not_subscribed" => {
-                    ConsentState::Denied
-                }
-                _ => return Err(format!("{column}: {answer:?} is neither yes nor no")),
-            };
-            consent.push((channel.clone(), state));
-        }
-
-        // The contact: one of this batch, a stored one, or a new one.
-        let in_batch = wanted.iter().find_map(|i| self.batch_owner.get(i).copied());
-        let index = match in_batch {
-            Some(index) => index,
-            None => {
-                let found = contacts::find(self.store, &identities).map_err(|e| e.to_string())?;
-                let record = found.unwrap_or_else(|| contacts::new_for(&identities));
-                self.batch.push(record);
-                self.batch.len() - 1
-            }
-        };
-        let mut conflicts = 0;
-        {
-            let record = &mut self.batch[index];
-            for identity in &wanted {
-                if record.contact.identities.contains(identity) {
-                    continue;
-                }
-                let elsewhere = match self.batch_owner.get(identity) {
-                    Some(other) => *other != index,
-                    None => self
-                        .store
-                        .contact_find_by_identity(identity)
-                        .map_err(|e| e.to_string())?
-                        .is_some_and(|c| c.id != record.contact.id),
-                };
-                if elsewhere {
-                    conflicts += 1;
-                } else {
-                    record.contact.identities.push(identity.clone());
+        // Every identity of the batch, looked up together.
+        let mut seen = std::collections::HashSet::new();
+        let asked: Vec<Identity> = pending
+            .iter()
+            .flat_map(|p| p.wanted.iter())
+            .filter(|identity| seen.insert(*identity))
+            .cloned()
+            .collect();
+        let found = self.store.contacts_find_by_identities(&asked)?;
+        // Who holds each identity, as the batch goes: the store's answer,
+        // then this batch's own records.
+        let mut owner: HashMap<Identity, String> = HashMap::new();
+        let mut records: Vec<ContactRecord> = Vec::new();
+        let mut index_of: HashMap<String, usize> = HashMap::new();
+        for (identity, contact) in asked.iter().zip(found) {
+            if let Some(contact) = contact {
+                owner.insert(identity.clone(), contact.id.clone());
+                if !index_of.contains_key(&contact.id) {
+                    index_of.insert(contact.id.clone(), records.len());
+                    records.push(ContactRecord::from_stored(contact));
                 }
             }
-            for identity in record.contact.identities.clone() {
-                self.batch_owner.insert(identity, index);
+        }
+        for row in pending {
+            let index = match contacts::pick(&row.wanted, &row.identities, &owner, |id| {
+                index_of.get(id).map(|i| &records[*i].contact)
+            }) {
+                Some(id) => index_of[&id],
+                None => {
+                    let record = contacts::new_for(&row.identities);
+                    let id = record.contact.id.clone();
+                    // A new contact's id comes from its first identity: a
+                    // second row with that identity would have found it.
+                    let index = *index_of.entry(id).or_insert_with(|| {
+                        records.push(record);
+                        records.len() - 1
+                    });
+                    index
+                }
+            };
+            let record = &mut records[index];
+            for identity in &row.wanted {
+                match owner.get(identity) {
+                    Some(holder) if *holder != record.contact.id => {
+                        self.report.identity_conflicts += 1;
+                    }
+                    Some(_) => {}
+                    None => {
+                        record.contact.identities.push(identity.clone());
+                        owner.insert(identity.clone(), record.contact.id.clone());
+                    }
+                }
             }
             let profile = &mut record.profile;
-            for (name, column) in &mapping.attributes {
-                if let Some(value) = row.values.get(column).filter(|v| !is_blank(v)) {
-                    profile.attributes.insert(name.clone(), trimmed(value));
-                }
+            for (name, value) in row.attributes {
+                profile.attributes.insert(name, value);
             }
-            if mapping.rest_as_attributes {
-                for (column, value) in &row.values {
-                    if !mapping.mapped(column) && !is_blank(value) {
-                        profile.attributes.insert(column.clone(), trimmed(value));
-                    }
-                }
-            }
-            if let Some(tags) = text(&mapping.tags) {
-                for tag in tags.split(mapping.tag_separator.as_str()) {
-                    let tag = tag.trim();
-                    if !tag.is_empty() {
-                        profile.tags.insert(tag.to_owned());
-                    }
-                }
-            }
-            if let Some(zone) = zone {
+            profile.tags.extend(row.tags);
+            if let Some(zone) = row.zone {
                 profile.time_zone = Some(zone);
             }
-        }
-        self.report.identity_conflicts += conflicts;
-        for (channel, state) in consent {
-            let record = &mut self.batch[index];
-            let unsubscribed_here = record
-                .profile
-                .consent_source
-                .get(&channel)
-                .is_some_and(|c| c.source == DRIPLINE && c.state == ConsentState::Denied);
-            if state == ConsentState::Granted && unsubscribed_here {
-                continue;
+            for (channel, state) in row.consent {
+                let unsubscribed_here = record
+                    .profile
+                    .consent_source
+                    .get(&channel)
+                    .is_some_and(|c| c.source == DRIPLINE && c.state == ConsentState::Denied);
+                if state == ConsentState::Granted && unsubscribed_here {
+                    continue;
+                }
+                record.set_consent(&channel, state, &self.source, self.now);
             }
-            let source = self.source.clone();
-            record.set_consent(&channel, state, &source, self.now);
         }
-        Ok(())
-    }
-
-    /// Writes the batch: each contact that changed, guarded against a
-    /// worker changing it meanwhile (the batch is then read again), and an
-    /// audience timer due now for each, for its segments and dates.
-    fn flush(&mut self) -> Result<(), StoreError> {
-        let batch = std::mem::take(&mut self.batch);
-        self.batch_owner.clear();
-        let mut writes = Vec::with_capacity(batch.len() * 3);
-        for record in &batch {
+        let mut writes = Vec::with_capacity(records.len() * 3);
+        for record in &records {
             let stored = record.to_stored();
-            let created = record.as_read.is_none();
             if record.as_read.as_ref() == Some(&stored) {
                 self.report.unchanged += 1;
                 continue;
             }
-            if created {
+            if record.as_read.is_none() {
                 self.report.created += 1;
             } else {
                 self.report.updated += 1;
@@ -445,21 +388,119 @@ impl<'a> Importer<'a> {
                 id: stored.id.clone(),
                 as_read: record.as_read.clone(),
             });
-            let timer = AudienceTimer::Segments {
-                contact_id: stored.id.clone(),
-            };
             writes.push(Write::ContactPut(stored));
-            writes.push(Write::TimerSet {
-                key: timer.key(),
-                due_at_ms: self.now,
-                payload: serde_json::to_vec(&timer).unwrap_or_default(),
-            });
         }
         if writes.is_empty() {
             return Ok(());
         }
+        // With the contacts, in their transaction: the runner evaluates
+        // everyone's segments and dates again once the import is in.
+        writes.push(crate::audience::full_pass_wanted(&self.source));
         self.store.apply(&writes).map(drop)
     }
+}
+
+/// Reads and checks one row by the mapping.
+fn parse(mapping: &Mapping, row: &Row) -> Result<Parsed, String> {
+    let text = |column: &Option<String>| -> Option<String> {
+        let value = row.values.get(column.as_deref()?)?;
+        let text = match value {
+            Value::String(s) => s.trim().to_owned(),
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        (!text.is_empty()).then_some(text)
+    };
+    let mut identities = dripline_engine::Identities::default();
+    if let Some(email) = text(&mapping.identities.email) {
+        if !email.contains('@') || email.contains(char::is_whitespace) {
+            return Err(format!(
+                "{}: {email:?} is not an email address",
+                column_name(&mapping.identities.email)
+            ));
+        }
+        identities.email = Some(email.to_lowercase());
+    }
+    if let Some(phone) = text(&mapping.identities.phone) {
+        let digits: String = phone
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')' | '.'))
+            .collect();
+        let valid = digits.starts_with('+')
+            && (8..=16).contains(&digits.len())
+            && digits[1..].chars().all(|c| c.is_ascii_digit());
+        if !valid {
+            return Err(format!(
+                "{}: {phone:?} is not an E.164 number (+8613800138000)",
+                column_name(&mapping.identities.phone)
+            ));
+        }
+        identities.phone = Some(digits);
+    }
+    for (system, column) in &mapping.identities.external {
+        if let Some(id) = text(&Some(column.clone())) {
+            identities.external_ids.insert(system.clone(), id);
+        }
+    }
+    let wanted = record_identities(&identities);
+    if wanted.is_empty() {
+        return Err("no identity: the row has no email, phone or external id".into());
+    }
+    let zone = match text(&mapping.time_zone) {
+        Some(zone) if zone.parse::<chrono_tz::Tz>().is_err() => {
+            return Err(format!(
+                "{}: {zone:?} is not an IANA time zone (Asia/Shanghai)",
+                column_name(&mapping.time_zone)
+            ));
+        }
+        other => other,
+    };
+    let mut consent = Vec::new();
+    for (channel, column) in &mapping.consent {
+        let Some(answer) = text(&Some(column.clone())) else {
+            continue;
+        };
+        let state = match answer.to_ascii_lowercase().as_str() {
+            "yes" | "y" | "true" | "1" | "granted" | "subscribed" | "opted_in" => {
+                ConsentState::Granted
+            }
+            "no" | "n" | "false" | "0" | "denied" | "unsubscribed" | "not_subscribed" => {
+                ConsentState::Denied
+            }
+            _ => return Err(format!("{column}: {answer:?} is neither yes nor no")),
+        };
+        consent.push((channel.clone(), state));
+    }
+    let mut attributes = Vec::new();
+    for (name, column) in &mapping.attributes {
+        if let Some(value) = row.values.get(column).filter(|v| !is_blank(v)) {
+            attributes.push((name.clone(), trimmed(value)));
+        }
+    }
+    if mapping.rest_as_attributes {
+        for (column, value) in &row.values {
+            if !mapping.mapped(column) && !is_blank(value) {
+                attributes.push((column.clone(), trimmed(value)));
+            }
+        }
+    }
+    let tags = text(&mapping.tags)
+        .map(|tags| {
+            tags.split(mapping.tag_separator.as_str())
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Parsed {
+        identities,
+        wanted,
+        attributes,
+        tags,
+        zone,
+        consent,
+    })
 }
 
 fn column_name(column: &Option<String>) -> &str {

@@ -36,8 +36,11 @@ pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
             looked_for_stale = true;
             match runner.segments_to_reevaluate() {
                 Ok(stale) if !stale.is_empty() => {
-                    tracing::info!(segments = ?stale, "segments new or edited: evaluating every contact in the background");
-                    pass = Some(crate::audience::Reevaluation::default());
+                    tracing::info!(reasons = ?stale, "evaluating every contact's segments and dates in the background");
+                    match crate::audience::Reevaluation::start(&runner) {
+                        Ok(started) => pass = Some(started),
+                        Err(e) => tracing::error!("segments: {e}"),
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!("segments: {e}"),
@@ -49,12 +52,20 @@ pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
             match runner.reevaluate_page(current, 500) {
                 Ok(true) => {
                     if current.contacts / 10_000 > before {
-                        tracing::info!(contacts = current.contacts, changed = current.changed, "segments: re-evaluating");
+                        tracing::info!(
+                            contacts = current.contacts,
+                            changed = current.changed,
+                            "segments: re-evaluating"
+                        );
                     }
                 }
                 Ok(false) => {
-                    tracing::info!(contacts = current.contacts, changed = current.changed, "segments: every contact evaluated");
-                    if let Err(e) = runner.segments_evaluated() {
+                    tracing::info!(
+                        contacts = current.contacts,
+                        changed = current.changed,
+                        "segments: every contact evaluated"
+                    );
+                    if let Err(e) = runner.segments_evaluated(current) {
                         tracing::error!("segments: {e}");
                     }
                     pass = None;

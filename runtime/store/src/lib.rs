@@ -720,6 +720,15 @@ pub trait Contacts: Apply {
     /// The contact that has an identity.
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>>;
 
+    /// The contacts that have these identities, read together (in SQLite, in
+    /// one read transaction): one answer per identity, in order.
+    fn contacts_find_by_identities(&self, identities: &[Identity]) -> Result<Vec<Option<Contact>>> {
+        identities
+            .iter()
+            .map(|identity| self.contact_find_by_identity(identity))
+            .collect()
+    }
+
     /// Every contact, a page at a time, for passes over all of them (a
     /// segment's full re-evaluation): up to `limit` contacts from `cursor`
     /// (`None` for the first page), and the cursor of the next page, `None`
