@@ -488,3 +488,107 @@ email = "Accepts email"
         1
     );
 }
+
+#[test]
+fn an_event_naming_two_contacts_keeps_them_apart_and_records_it_until_a_person_merges_them() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    // One person known twice: by email from a form, by phone from the app.
+    post_form(&gateway, "he@example.com", true);
+    call(
+        &gateway,
+        "/v1/identify",
+        json!({
+            "type": "identify", "messageId": "id-app", "userId": "app-77",
+            "traits": { "phone": "+8613700007777", "plan": "gold" },
+        }),
+    );
+    fire_at(&mut deployment, T0);
+    let by_email = deployment.contact_by_email("he@example.com");
+    let nurture_enrollments = |d: &Deployment, id: &str| {
+        d.store
+            .enrollments_of_contact(id)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.active)
+            .map(|e| e.journey)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        nurture_enrollments(&deployment, &by_email.contact.id),
+        ["lead-nurture"]
+    );
+
+    // The app now sends both: the event is the email's contact's (email is
+    // looked up first), the phone stays with the app's contact, and the
+    // conflict is recorded.
+    call(
+        &gateway,
+        "/v1/identify",
+        json!({
+            "type": "identify", "messageId": "id-app-2", "userId": "app-77",
+            "traits": { "phone": "+8613700007777", "email": "he@example.com" },
+        }),
+    );
+    fire_at(&mut deployment, T0 + HOUR);
+    let phone = dripline_store::Identity::Phone("+8613700007777".into());
+    let by_phone = dripline_runner::contacts::ContactRecord::from_stored(
+        deployment
+            .store
+            .contact_find_by_identity(&phone)
+            .unwrap()
+            .unwrap(),
+    );
+    assert_ne!(by_phone.contact.id, by_email.contact.id);
+    let event_contact = deployment.contact_by_email("he@example.com");
+    let conflicts = &event_contact.profile.attributes["identity_conflicts"];
+    assert_eq!(
+        conflicts[0]["contact"],
+        by_phone.contact.id.as_str(),
+        "{conflicts}"
+    );
+
+    // A person merges them by hand.
+    let database = deployment.dir.path().join("dripline.db");
+    let merge = std::process::Command::new(dripline_tests::dripline_binary())
+        .args(["contacts", "--store"])
+        .arg(format!("sqlite:{}", database.display()))
+        .args(["merge", "he@example.com", &by_phone.contact.id])
+        .output()
+        .unwrap();
+    assert!(
+        merge.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merge.stderr)
+    );
+    fire_at(&mut deployment, T0 + 2 * HOUR);
+    let merged = deployment.contact_by_email("he@example.com");
+    assert_eq!(merged.contact.id, by_email.contact.id);
+    assert!(
+        merged.contact.identities.contains(&phone),
+        "{:?}",
+        merged.contact.identities
+    );
+    assert_eq!(
+        merged.profile.attributes["plan"], "gold",
+        "the other's profile came along"
+    );
+    assert_eq!(
+        merged.profile.attributes["merged_from"][0]["contact"],
+        by_phone.contact.id.as_str()
+    );
+    // One enrollment in the nurture journey, not two; the other contact is
+    // a pointer now.
+    assert_eq!(
+        nurture_enrollments(&deployment, &merged.contact.id),
+        ["lead-nurture"]
+    );
+    let left = deployment
+        .store
+        .contact_get(&by_phone.contact.id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(left.profile["merged_into"], merged.contact.id.as_str());
+    assert!(left.identities.is_empty());
+}

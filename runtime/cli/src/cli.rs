@@ -91,6 +91,34 @@ pub enum Command {
     /// Bring a customer list in: a CSV file (with a header row) or JSON lines
     /// (`.jsonl`), each row a contact. Safe while `dripline up` runs.
     Import(ImportArgs),
+    /// Contacts: merge two that are one person. Safe while `dripline up`
+    /// runs: the merge is queued for the runner, which carries it out.
+    Contacts {
+        /// Directory of the database.
+        #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
+        data: PathBuf,
+        /// The store, if not the database in `--data` (see `up --store`).
+        #[arg(long, env = "DRIPLINE_STORE")]
+        store: Option<StoreUrl>,
+        /// What to do.
+        #[command(subcommand)]
+        action: ContactAction,
+    },
+}
+
+/// `dripline contacts ...`.
+#[derive(Subcommand)]
+pub enum ContactAction {
+    /// Merge `from` into `into`: identities, profile, facts and consent
+    /// move over, active enrollments follow (except into a journey `into` is
+    /// already in), `from` is left as a pointer. Each is a contact id or an
+    /// email address.
+    Merge {
+        /// The contact that stays.
+        into: String,
+        /// The contact merged into it.
+        from: String,
+    },
 }
 
 /// `dripline import`.

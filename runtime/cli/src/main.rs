@@ -40,6 +40,11 @@ fn main() -> anyhow::Result<()> {
             store,
             action,
         } => commands::deadletters::run(&data, store, action),
+        Command::Contacts {
+            data,
+            store,
+            action,
+        } => commands::contacts::run(&data, store, action),
         Command::Import(args) => {
             if !commands::import::run(args)? {
                 std::process::exit(1);

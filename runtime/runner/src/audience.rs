@@ -295,9 +295,13 @@ impl Runner {
                 contact_id
             }
         };
-        if unit.contact(contact_id).is_err() {
+        match unit.contact(contact_id) {
+            // Merged into another (whose own timers cover it): nothing to do.
+            Ok(record) if record.is_tombstone() => return Ok(()),
+            Ok(_) => {}
             // The contact is gone (erased): nothing to look at.
-            return Ok(());
+            Err(InputError::Bad(_)) => return Ok(()),
+            Err(e) => return Err(e),
         }
         let slot = match timer {
             AudienceTimer::Segments { .. } => SEGMENTS.to_owned(),
@@ -398,7 +402,10 @@ impl Runner {
             for contact in &page {
                 unit.preload(ContactRecord::from_stored(contact.clone()));
             }
-            for contact in &page {
+            for contact in page
+                .iter()
+                .filter(|c| c.profile.get("merged_into").is_none())
+            {
                 match self.refresh_audience(&mut unit, &contact.id) {
                     Ok(()) => {}
                     Err(InputError::Store(e)) => return Err(e.into()),

@@ -71,6 +71,12 @@ pub struct ConsentChange {
     pub at: i64,
 }
 
+/// The attribute listing the identity conflicts an event met on the contact.
+pub const IDENTITY_CONFLICTS: &str = "identity_conflicts";
+
+/// The attribute listing the contacts merged into this one, and when.
+pub const MERGED_FROM: &str = "merged_from";
+
 /// How many consent changes a contact keeps.
 pub const CONSENT_HISTORY: usize = 20;
 
@@ -181,17 +187,29 @@ impl ContactRecord {
     /// Takes what an event says about its contact: its facts, new identities
     /// (unless another contact holds them), consent (`properties.consent`),
     /// traits (`properties.traits`) and time zone.
-    pub fn absorb(&mut self, event: &Event, store: &dyn Contacts) -> Result<(), StoreError> {
+    ///
+    /// An identity that belongs to another contact is not taken: it is
+    /// returned with its holder, for the deployment's rule to decide
+    /// (`[identities] on_conflict`). A weak one (a cart token) is never
+    /// returned: it does not say two contacts are one person.
+    pub fn absorb(
+        &mut self,
+        event: &Event,
+        store: &dyn Contacts,
+    ) -> Result<Vec<(Identity, String)>, StoreError> {
         dripline_engine::facts::record(&mut self.profile.facts, event);
+        let mut conflicts = Vec::new();
         for identity in event_identities(&event.identities) {
             if self.contact.identities.contains(&identity) {
                 continue;
             }
-            // Merging two known contacts is a decision for a person, not for an
-            // event: an identity that is someone else's stays theirs.
-            let owner = store.contact_find_by_identity(&identity)?;
-            if owner.is_none_or(|c| c.id == self.contact.id) {
-                self.contact.identities.push(identity);
+            match store.contact_find_by_identity(&identity)? {
+                Some(owner) if owner.id != self.contact.id => {
+                    if !is_weak(&identity) {
+                        conflicts.push((identity, owner.id));
+                    }
+                }
+                _ => self.contact.identities.push(identity),
             }
         }
         let properties = &event.properties;
@@ -238,7 +256,123 @@ impl ContactRecord {
         {
             self.profile.time_zone = Some(zone.to_string());
         }
-        Ok(())
+        Ok(conflicts)
+    }
+
+    /// Records that an event named `identity`, which `holder` has: the
+    /// conflict a person may resolve by merging (`dripline contacts merge`).
+    pub fn record_conflict(&mut self, identity: &Identity, holder: &str, event: &Event) {
+        let conflicts = self
+            .profile
+            .attributes
+            .entry(IDENTITY_CONFLICTS)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = conflicts {
+            let entry = serde_json::json!({
+                "identity": format!("{identity:?}"),
+                "contact": holder,
+                "event": event.id,
+                "at": event.occurred_at,
+            });
+            if !list
+                .iter()
+                .any(|e| e["identity"] == entry["identity"] && e["contact"] == holder)
+            {
+                list.push(entry);
+                let over = list.len().saturating_sub(10);
+                list.drain(..over);
+            }
+        }
+    }
+
+    /// Takes `other` in: its identities, what it knows that this contact does
+    /// not (attributes this one lacks, tags, the higher score), the newer
+    /// consent of each channel (a denial wins a tie), its facts and recent
+    /// events. The merge is recorded on this contact; `other` keeps only a
+    /// pointer here ([`ContactRecord::tombstone_of`]).
+    pub fn merge_from(&mut self, other: &ContactRecord, at: i64) {
+        for identity in &other.contact.identities {
+            if !self.contact.identities.contains(identity) {
+                self.contact.identities.push(identity.clone());
+            }
+        }
+        let theirs = &other.profile;
+        let mine = &mut self.profile;
+        for (name, value) in &theirs.attributes {
+            mine.attributes
+                .entry(name.clone())
+                .or_insert_with(|| value.clone());
+        }
+        mine.tags.extend(theirs.tags.iter().cloned());
+        mine.score = mine.score.max(theirs.score);
+        if mine.time_zone.is_none() {
+            mine.time_zone = theirs.time_zone.clone();
+        }
+        for (channel, change) in &theirs.consent_source {
+            let newer = match mine.consent_source.get(channel) {
+                None => true,
+                Some(current) => {
+                    change.at > current.at
+                        || (change.at == current.at && change.state == ConsentState::Denied)
+                }
+            };
+            if newer {
+                mine.consent.insert(channel.clone(), change.state);
+                mine.consent_source.insert(channel.clone(), change.clone());
+            }
+        }
+        for (channel, state) in &theirs.consent {
+            mine.consent.entry(channel.clone()).or_insert(*state);
+        }
+        mine.consent_history
+            .extend(theirs.consent_history.iter().cloned());
+        mine.consent_history.sort_by_key(|c| c.at);
+        let over = mine.consent_history.len().saturating_sub(CONSENT_HISTORY);
+        mine.consent_history.drain(..over);
+        for (name, fact) in &theirs.facts {
+            let merged = mine.facts.entry(name.clone()).or_default();
+            if merged.count == 0 {
+                *merged = fact.clone();
+                continue;
+            }
+            merged.count = merged.count.saturating_add(fact.count);
+            merged.first = merged.first.min(fact.first);
+            merged.last = merged.last.max(fact.last);
+            merged.recent.extend(fact.recent.iter().copied());
+            merged.recent.sort_by_key(|(t, _)| *t);
+            let over = merged
+                .recent
+                .len()
+                .saturating_sub(dripline_engine::facts::MAX_RECENT);
+            merged.recent.drain(..over);
+        }
+        for event in &theirs.recent {
+            self.remember(event);
+        }
+        let merges = self
+            .profile
+            .attributes
+            .entry(MERGED_FROM)
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(list) = merges {
+            list.push(serde_json::json!({ "contact": other.contact.id, "at": at }));
+        }
+    }
+
+    /// Whether this is what is left of a contact merged into another.
+    pub fn is_tombstone(&self) -> bool {
+        self.contact.profile.get("merged_into").is_some()
+    }
+
+    /// What is left of a contact merged into `into`: no identities, and a
+    /// pointer, so that its past enrollments and messages still lead to the
+    /// person.
+    pub fn tombstone_of(&self, into: &str, at: i64) -> Contact {
+        Contact {
+            id: self.contact.id.clone(),
+            identities: Vec::new(),
+            profile: serde_json::json!({ "merged_into": into, "merged_at": at }),
+        }
     }
 
     /// Sets a channel's consent, keeping where the change came from; a state
@@ -361,7 +495,7 @@ impl ContactRecord {
 /// (a family's cart, a shared browser).
 pub const WEAK_IDENTITIES: &[&str] = &["shopify_cart", "anonymous"];
 
-fn is_weak(identity: &Identity) -> bool {
+pub(crate) fn is_weak(identity: &Identity) -> bool {
     matches!(identity, Identity::External { system, .. } if WEAK_IDENTITIES.contains(&system.as_str()))
 }
 

@@ -124,12 +124,15 @@ impl Runner {
     }
 
     fn on_inbox_event(&self, unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> {
+        if event.name == crate::merge::MERGE_REQUESTED && event.source == crate::merge::ADMIN {
+            return self.on_merge_request(unit, event);
+        }
         let store = self.store.as_ref();
         let mut contact = match contacts::find(store, &event.identities)? {
             Some(contact) => contact,
             None => contacts::new_for(&event.identities),
         };
-        contact.absorb(event, store)?;
+        let conflicts = contact.absorb(event, store)?;
         let a_goal = self.journeys.current().any(|j| {
             j.goal
                 .as_ref()
@@ -149,6 +152,7 @@ impl Runner {
         }
         unit.put_contact(contact);
         unit.metric(format!("events.{}", event.name));
+        self.resolve_conflicts(unit, &contact_id, &conflicts, event)?;
         self.show_event(unit, &contact_id, event)?;
         self.refresh_audience(unit, &contact_id)
     }

@@ -25,6 +25,7 @@ pub mod dead_letters;
 mod error;
 pub mod import;
 mod inbox;
+pub mod merge;
 pub mod retries;
 mod step_run;
 pub mod templates;

@@ -78,6 +78,13 @@ impl<'a> Unit<'a> {
             .or_insert(contact);
     }
 
+    /// Drops a contact from this unit's reads and writes: one whose write is
+    /// already in `writes` (a merged contact's tombstone).
+    pub(crate) fn forget_contact(&mut self, id: &str) {
+        self.contacts.remove(id);
+        self.dirty_contacts.remove(id);
+    }
+
     /// How many contacts this unit changed.
     pub(crate) fn changed_contacts(&self) -> usize {
         self.dirty_contacts.len()

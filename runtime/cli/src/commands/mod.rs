@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod contacts;
 pub mod crew;
 pub mod deadletters;
 pub mod import;

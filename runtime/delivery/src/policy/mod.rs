@@ -99,6 +99,33 @@ pub struct DeliveryPolicy {
     /// Open and click tracking for email.
     #[serde(default)]
     pub tracking: Tracking,
+    /// What happens when one event names identities of two contacts
+    /// (`[identities]`, beside the delivery rules since it decides who gets
+    /// what).
+    #[serde(default)]
+    pub identities: IdentityRules,
+}
+
+/// `[identities]` in `delivery.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRules {
+    /// `keep_apart` (the default: the identity stays with its contact and
+    /// the conflict is recorded on the event's contact) or `merge` (the
+    /// other contact is merged into the event's).
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+}
+
+/// What an identity conflict does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnConflict {
+    /// Two contacts stay two; the conflict is recorded.
+    #[default]
+    KeepApart,
+    /// The contact holding the identity is merged into the event's.
+    Merge,
 }
 
 /// A daily window of local time, such as 21:00 to 08:00 (it may span midnight).
@@ -150,6 +177,7 @@ impl Default for DeliveryPolicy {
             unsubscribe_keywords: default_unsubscribe_keywords(),
             scoring: BTreeMap::new(),
             tracking: Tracking::default(),
+            identities: IdentityRules::default(),
         }
     }
 }
