@@ -426,6 +426,115 @@ fn the_birthday_offer_greets_by_name_and_shows_the_points_only_when_known() {
     );
 }
 
+fn member_context(journey: &str, journey_config: Value) -> Context {
+    let mut context = dormant_context(journey_config);
+    context.journey = journey.into();
+    context
+}
+
+#[test]
+fn the_member_lifecycle_emails_greet_by_name_and_carry_their_codes() {
+    for (journey, template, code) in [
+        ("member-welcome", "welcome-coupon", "WELCOME10"),
+        ("member-miss-you", "miss-you-offer", "MISSYOU15"),
+    ] {
+        let message = send(
+            &member_context(journey, json!({"channel": "email", "template": template})),
+            &format!("{template}.email.liquid"),
+        );
+        assert!(
+            message.body.contains("Zhao") && message.body.contains(code),
+            "{}",
+            message.body
+        );
+        assert_eq!(message.category, Category::Marketing);
+    }
+}
+
+#[test]
+fn the_sale_coupon_speaks_of_its_phase_and_the_expiry_sms_names_the_code() {
+    for (phase, words) in [
+        ("warm_up", "starts soon"),
+        ("peak", "The sale is on"),
+        ("after_sale", "still works"),
+    ] {
+        let mut context = member_context(
+            "big-sale-coupon",
+            json!({"channel": "email", "template": "coupon-issued"}),
+        );
+        context.trigger.name = "coupon.issued".into();
+        context.trigger.properties = json!({
+            "code": "SALE618", "expires_at": "2026-06-18T23:59:00+08:00", "phase": phase
+        })
+        .to_string();
+        let message = send(&context, "coupon-issued.email.liquid");
+        assert!(
+            message
+                .subject
+                .unwrap()
+                .contains(words.split(' ').last().unwrap_or(words))
+                || message.body.contains(words),
+            "{phase}: {}",
+            message.body
+        );
+        assert!(message.body.contains("SALE618"));
+        context.config = runtime_config(json!({"channel": "sms", "template": "coupon-expiring"}));
+        let sms = send(&context, "coupon-expiring.sms.liquid");
+        assert!(
+            sms.body.contains("SALE618") && sms.body.contains("1 hour"),
+            "{}",
+            sms.body
+        );
+    }
+}
+
+#[test]
+fn each_trial_lesson_email_has_its_own_subject_and_the_booking_link() {
+    let mut subjects = BTreeSet::new();
+    for lesson in 1..=3 {
+        let message = send(
+            &member_context(
+                "interest-math",
+                json!({"channel": "email", "template": "trial-lesson", "lesson": lesson}),
+            ),
+            "trial-lesson.email.liquid",
+        );
+        assert!(
+            message
+                .body
+                .contains("https://school.example.com/trial/math")
+        );
+        subjects.insert(message.subject.unwrap());
+    }
+    assert_eq!(subjects.len(), 3, "{subjects:?}");
+}
+
+#[test]
+fn the_value_tier_messages_reach_the_advisor_and_the_customer() {
+    let task = send(
+        &member_context(
+            "value-high",
+            json!({"channel": "wecom", "template": "advisor-task", "category": "transactional"}),
+        ),
+        "advisor-task.wecom.liquid",
+    );
+    assert!(
+        task.body.contains("+8613900139000") && task.body.contains("high-value"),
+        "{}",
+        task.body
+    );
+    for template in ["tailored-product", "points-redemption"] {
+        let message = send(
+            &member_context(
+                "value-low",
+                json!({"channel": "email", "template": template}),
+            ),
+            &format!("{template}.email.liquid"),
+        );
+        assert!(message.body.contains("Zhao"), "{}", message.body);
+    }
+}
+
 #[test]
 fn the_trial_invite_links_the_trial() {
     let message = send(
@@ -580,6 +689,14 @@ fn every_shipped_template_has_a_rendering_test() {
         "best-sellers.email.liquid",
         "agent-care-task.wecom.liquid",
         "birthday-offer.email.liquid",
+        "welcome-coupon.email.liquid",
+        "miss-you-offer.email.liquid",
+        "coupon-issued.email.liquid",
+        "coupon-expiring.sms.liquid",
+        "trial-lesson.email.liquid",
+        "advisor-task.wecom.liquid",
+        "tailored-product.email.liquid",
+        "points-redemption.email.liquid",
     ]
     .into();
     let shipped: BTreeSet<String> = std::fs::read_dir(templates_dir())
