@@ -350,6 +350,8 @@ fn a_shopify_webhook_that_repeats_subscribed_after_an_unsubscribe_leaves_the_con
     let mut update = checkout.clone();
     update["updated_at"] = json!("2024-03-01T12:00:00+08:00");
     assert_eq!(post("checkouts/update", "c-2", &update).0, 200);
+    // And so does a cart update carrying the customer's record.
+    assert_eq!(post("carts/update", "c-3", &update).0, 200);
     fire_at(&mut deployment, T0 + 5 * HOUR);
     let contact = deployment.contact_by_email(&email);
     assert_eq!(

@@ -27,7 +27,7 @@ use dripline_sandbox::Plugins;
 use dripline_store::prelude::*;
 use dripline_store::{Contact, Identity, SqliteStore, Write};
 
-use crate::timers::{OffsetClock, peak_rss_mib};
+use crate::timers::{OffsetClock, peak_rss_mib, percentile};
 
 const DAY: i64 = 86_400_000;
 
@@ -144,12 +144,7 @@ pub fn run(contacts: usize, due: usize) -> anyhow::Result<()> {
         }
     }
     lateness.sort_unstable();
-    let percentile = |p: f64| {
-        lateness
-            .get(((lateness.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let percentile = |p: f64| percentile(&lateness, p);
     let entered = members_of(store.as_ref(), "dormant")?;
     println!(
         "time_driven_entries: {} of {due} contacts entered within their minute; lateness p50 {} ms, p99 {} ms (target p99 <= 1000 ms)",

@@ -144,12 +144,7 @@ pub fn run(pending: usize) -> anyhow::Result<()> {
         _ => None,
     };
     lateness.sort_unstable();
-    let percentile = |p: f64| {
-        lateness
-            .get(((lateness.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let percentile = |p: f64| percentile(&lateness, p);
 
     println!("pending: {pending} timers");
     println!("fill: {fill_s:.1} s");
@@ -265,6 +260,14 @@ fn cpu_seconds() -> Option<f64> {
     Some((user + system) / 100.0)
 }
 
+/// The value at fraction `p` (0.5, 0.99) of sorted `values`; 0 for none.
+pub(crate) fn percentile(values: &[i64], p: f64) -> i64 {
+    values
+        .get(((values.len() as f64 - 1.0) * p) as usize)
+        .copied()
+        .unwrap_or(0)
+}
+
 /// The process's peak resident set (VmHWM), in MiB; 0 where /proc is absent.
 pub(crate) fn peak_rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -353,12 +356,7 @@ pub fn run_shared(
     let (fired, mut lateness) = fire_with(&url(3), &journeys_dir, &clock, workers, to_fire)?;
     let elapsed = started.elapsed().as_secs_f64() - LEAD_MS as f64 / 1000.0;
     lateness.sort_unstable();
-    let percentile = |p: f64| {
-        lateness
-            .get(((lateness.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let percentile = |p: f64| percentile(&lateness, p);
     println!(
         "fired_in_real_time: {fired} timers in {elapsed:.1} s by {workers} workers, {} still pending",
         store.timers_pending_count()?

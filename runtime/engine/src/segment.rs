@@ -77,6 +77,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_trigger_starts_on_entering_or_on_leaving_its_segment_only() {
+        let journey = crate::parse_journey(
+            "journeys/win-back.toml",
+            "name = \"x\"\nversion = 1\n[trigger]\nsegment = \"dormant\"\non = \"exit\"\n[[steps]]\nid = \"a\"\nexit = \"done\"\n",
+        )
+        .unwrap();
+        let trigger = journey.trigger.as_ref().unwrap();
+        let moved = |name: &str, segment: &str| crate::Event {
+            id: "e".into(),
+            source: "dripline".into(),
+            name: name.into(),
+            identities: Default::default(),
+            properties: serde_json::json!({ "segment": segment }),
+            occurred_at: 0,
+            received_at: 0,
+        };
+        assert!(trigger.starts_on("win-back", &moved(crate::SEGMENT_EXITED, "dormant")));
+        assert!(!trigger.starts_on("win-back", &moved(crate::SEGMENT_ENTERED, "dormant")));
+        assert!(!trigger.starts_on("win-back", &moved(crate::SEGMENT_EXITED, "vip")));
+        let both = crate::parse_journey(
+            "journeys/bad.toml",
+            "name = \"x\"\nversion = 1\n[trigger]\nevent = \"a.b\"\nsegment = \"dormant\"\n[[steps]]\nid = \"a\"\nexit = \"done\"\n",
+        )
+        .unwrap_err();
+        assert!(both[0].to_string().contains("not several"), "{}", both[0]);
+    }
+
+    #[test]
     fn a_segment_file_reads_with_its_id_from_the_file_name() {
         let segment = Segment::parse(
             "segments/dormant.toml",

@@ -572,7 +572,9 @@ pub fn new_for(identities: &Identities) -> ContactRecord {
     }
 }
 
-fn event_identities(identities: &Identities) -> Vec<Identity> {
+/// An event's identities as the store indexes them: email, phone, then the
+/// external ids.
+pub(crate) fn event_identities(identities: &Identities) -> Vec<Identity> {
     let mut list = Vec::new();
     list.extend(identities.email.clone().map(Identity::Email));
     list.extend(identities.phone.clone().map(Identity::Phone));

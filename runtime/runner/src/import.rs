@@ -442,7 +442,7 @@ fn parse(mapping: &Mapping, row: &Row) -> Result<Parsed, String> {
             identities.external_ids.insert(system.clone(), id);
         }
     }
-    let wanted = record_identities(&identities);
+    let wanted = contacts::event_identities(&identities);
     if wanted.is_empty() {
         return Err("no identity: the row has no email, phone or external id".into());
     }
@@ -520,17 +520,4 @@ fn trimmed(value: &Value) -> Value {
         Value::String(s) => Value::String(s.trim().to_owned()),
         other => other.clone(),
     }
-}
-
-fn record_identities(identities: &dripline_engine::Identities) -> Vec<Identity> {
-    let mut list = Vec::new();
-    list.extend(identities.email.clone().map(Identity::Email));
-    list.extend(identities.phone.clone().map(Identity::Phone));
-    for (system, id) in &identities.external_ids {
-        list.push(Identity::External {
-            system: system.clone(),
-            id: id.clone(),
-        });
-    }
-    list
 }
