@@ -372,6 +372,23 @@ fn a_shopify_webhook_that_repeats_subscribed_after_an_unsubscribe_leaves_the_con
             ("dripline", ConsentState::Denied)
         ]
     );
+
+    // The person subscribes again on the site: that is them acting now.
+    call(
+        &gateway,
+        "/v1/identify",
+        json!({
+            "type": "identify", "messageId": "resubscribe", "userId": email,
+            "traits": { "email": email, "consent": { "email": "granted" } },
+        }),
+    );
+    fire_at(&mut deployment, T0 + 6 * HOUR);
+    let contact = deployment.contact_by_email(&email);
+    assert_eq!(
+        contact.profile.consent.get("email"),
+        Some(&ConsentState::Granted)
+    );
+    assert_eq!(contact.profile.consent_source["email"].source, "api");
 }
 
 #[test]

@@ -84,11 +84,11 @@ pub const CONSENT_HISTORY: usize = 20;
 /// link, a STOP reply).
 pub const DRIPLINE: &str = "dripline";
 
-/// Sources whose grant is a person acting now (a form they filled in, a call
-/// from the site they are on), which may undo an unsubscribe made through
+/// Sources whose grant is a person acting now (a form they filled in, an
+/// identify or track call from the site they are on, source `api`), which may undo an unsubscribe made through
 /// Dripline. A store's webhook repeats the state it recorded, possibly from
 /// before the unsubscribe, and an imported list may be stale: neither may.
-pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "track"];
+pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "api"];
 
 /// How many of a contact's goal events are kept for the "goal already met"
 /// check: orders for the checkouts a contact may still be in, not a history.
