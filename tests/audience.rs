@@ -850,3 +850,55 @@ fn a_third_order_in_six_months_brings_an_advisor_call_and_one_order_a_points_off
         [("points-redemption".to_owned(), due)]
     );
 }
+
+#[test]
+fn validate_checks_the_segments_and_that_a_journey_names_a_segment_that_exists() {
+    let validate = |dir: &std::path::Path, files: &[&str]| {
+        std::process::Command::new(dripline_tests::dripline_binary())
+            .current_dir(dir)
+            .arg("validate")
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let shipped: Vec<String> = ["journeys", "segments"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.strip_prefix(repo_root()).unwrap().display().to_string())
+        .collect();
+    let files: Vec<&str> = shipped.iter().map(String::as_str).collect();
+    let out = validate(repo_root(), &files);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("segments/dormant.toml: ok (segment dormant)"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("journeys")).unwrap();
+    std::fs::create_dir_all(dir.path().join("segments")).unwrap();
+    std::fs::write(
+        dir.path().join("journeys/win-back.toml"),
+        "name = \"Win back\"\nversion = 1\n[trigger]\nsegment = \"lapsed\"\n[[steps]]\nid = \"a\"\nexit = \"done\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("segments/bad.toml"),
+        "name = \"Bad\"\ncondition = \"contact.facts[\"\n",
+    )
+    .unwrap();
+    let out = validate(dir.path(), &["journeys/win-back.toml", "segments/bad.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("journeys/win-back.toml: trigger.segment: no segment \"lapsed\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("segments/bad.toml") && stdout.contains("invalid CEL"),
+        "{stdout}"
+    );
+}

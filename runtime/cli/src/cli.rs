@@ -67,9 +67,10 @@ pub enum Command {
         #[arg(long, default_value_t = 60_000)]
         lease_ms: i64,
     },
-    /// Check journey files; every error is printed with its file, line and field.
+    /// Check journey and segment files (those in a `segments` directory);
+    /// every error is printed with its file, line and field.
     Validate {
-        /// The journey files.
+        /// The journey and segment files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
