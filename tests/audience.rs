@@ -496,6 +496,15 @@ email = "Accepts email"
     );
     while deployment.runner.reevaluate_page(&mut pass, 100).unwrap() {}
     deployment.runner.segments_evaluated(&pass).unwrap();
+    assert_eq!(pass.contacts, 2);
+    assert_eq!(
+        deployment
+            .store
+            .metric_get(dripline_runner::audience::PASS_PROGRESS)
+            .unwrap(),
+        2,
+        "the pass's progress is counted"
+    );
     assert!(
         deployment
             .runner

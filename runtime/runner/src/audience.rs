@@ -34,6 +34,10 @@ use crate::{Runner, RunnerError};
 /// evaluated against, fully: a segment whose file differs needs a full pass.
 const EVALUATED_PREFIX: &str = "segment/";
 
+/// The counter of contacts evaluated by full passes, ever: a pass in
+/// progress shows as it growing.
+pub const PASS_PROGRESS: &str = "audience.pass.contacts";
+
 /// Set (to who asked) when contacts changed outside the runner, an import:
 /// every contact's segments and dates are evaluated again.
 const FULL_PASS_WANTED: &str = "audience/full-pass";
@@ -416,6 +420,12 @@ impl Runner {
                 }
             }
             let changed = unit.changed_contacts();
+            // The pass's progress among the deployment's counters: contacts
+            // evaluated, in the same commit as their page.
+            unit.metric_by(
+                PASS_PROGRESS.into(),
+                i64::try_from(page.len()).unwrap_or(i64::MAX),
+            );
             match unit.commit() {
                 // A worker changed one of the page's contacts meanwhile: the
                 // page is read and done again.
