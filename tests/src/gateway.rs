@@ -42,7 +42,7 @@ pub fn serve_with(concurrency: usize) -> Served {
     let store = Arc::new(
         SqliteStore::open(dir.path().join("dripline.db")).unwrap_or_else(|e| panic!("{e}")),
     );
-    let gateway = load(store.clone(), concurrency);
+    let gateway = Arc::new(load(store.clone(), concurrency));
     let (runtime, listener) = crate::loopback(2);
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     runtime.spawn(gateway.serve(listener, std::future::pending()));
@@ -67,14 +67,8 @@ pub fn serve_into(
     store: Arc<dyn dripline_gateway_host::GatewayStore>,
     clock: Arc<dyn dripline_clock::Clock>,
 ) -> FrontDoor {
-    let gateway = Arc::new(
-        Arc::into_inner(load(
-            store,
-            dripline_gateway_host::DEFAULT_ROUTE_CONCURRENCY,
-        ))
-        .unwrap_or_else(|| unreachable!("the gateway is not shared yet"))
-        .with_clock(clock),
-    );
+    let gateway =
+        Arc::new(load(store, dripline_gateway_host::DEFAULT_ROUTE_CONCURRENCY).with_clock(clock));
     let (runtime, listener) = crate::loopback(2);
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     runtime.spawn(gateway.serve(listener, std::future::pending()));
@@ -84,7 +78,7 @@ pub fn serve_into(
     }
 }
 
-fn load(store: Arc<dyn dripline_gateway_host::GatewayStore>, concurrency: usize) -> Arc<Gateway> {
+fn load(store: Arc<dyn dripline_gateway_host::GatewayStore>, concurrency: usize) -> Gateway {
     // Generous limits: two shared cores also build and test other crates.
     let sandbox = sandbox(Duration::from_secs(2), 64 << 20);
     let env: BTreeMap<String, String> = [
@@ -107,11 +101,9 @@ fn load(store: Arc<dyn dripline_gateway_host::GatewayStore>, concurrency: usize)
         &variables,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    Arc::new(
-        Gateway::load(sandbox, &app, store, Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("{e}"))
-            .with_route_concurrency(concurrency),
-    )
+    Gateway::load(sandbox, &app, store, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_route_concurrency(concurrency)
 }
 
 /// A sample payload and its headers from `tests/cases/webhooks/`.

@@ -323,7 +323,7 @@ impl Backend for SpinBackend<'_> {
     fn set(&mut self, key: &str, value: &[u8]) -> Result<(), String> {
         match self.inbox {
             Inbox::KeyValue(store) => store.set(key, value).map_err(|e| e.to_string()),
-            Inbox::Redis(redis) => redis.set(key, &value.to_vec()).map_err(|e| e.to_string()),
+            Inbox::Redis(redis) => redis.set(key, value).map_err(|e| e.to_string()),
         }
     }
 

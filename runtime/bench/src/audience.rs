@@ -223,7 +223,7 @@ fn write_list(path: &Path, contacts: usize, now: i64) -> anyhow::Result<()> {
             "member{i}@example.com,+86139{:08},Member {i},{},{},vip;newsletter,Asia/Shanghai",
             i,
             rfc3339(registered_at(i, now)),
-            if i % 3 == 0 { "no" } else { "yes" }
+            if i.is_multiple_of(3) { "no" } else { "yes" }
         )?;
     }
     out.flush()?;
@@ -260,7 +260,7 @@ fn contact_of(i: usize, now: i64) -> Contact {
         profile: serde_json::json!({
             "attributes": { "first_name": format!("Member {i}"), "registered_at": rfc3339(registered_at(i, now)) },
             "tags": ["newsletter", "vip"],
-            "consent": { "email": if i % 3 == 0 { "denied" } else { "granted" } },
+            "consent": { "email": if i.is_multiple_of(3) { "denied" } else { "granted" } },
             "time_zone": "Asia/Shanghai",
         }),
     }

@@ -118,15 +118,11 @@ impl CelExpr {
         let windows = &self.0.windows_ms;
         // Only what the expression reads can change its answer: the facts
         // it names, and the attributes whose names it mentions.
-        let named: crate::facts::Facts = contact
+        let from_facts = contact
             .facts
             .iter()
             .filter(|(name, _)| self.0.names.contains(name))
-            .map(|(name, fact)| (name.clone(), fact.clone()))
-            .collect();
-        let from_facts = crate::facts::crossings(&named, windows)
-            .collect::<Vec<_>>()
-            .into_iter();
+            .flat_map(|(_, fact)| fact.crossings(windows));
         let attribute_times: Vec<Timestamp> = timestamps_in(&contact.attributes, &self.0.source);
         let from_attributes = attribute_times.iter().flat_map(|at| {
             windows
@@ -547,7 +543,7 @@ fn contact_value(contact: &ContactView, compiled: &Compiled) -> Value {
         fields.insert(key("segments"), Value::List(Arc::new(segments)));
     }
     if wants("facts") {
-        let all_facts = everything || source.contains("facts[") && compiled.names.is_empty();
+        let all_facts = everything || (source.contains("facts[") && compiled.names.is_empty());
         let mut facts: HashMap<Key, Value> = contact
             .facts
             .iter()

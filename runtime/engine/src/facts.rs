@@ -106,20 +106,17 @@ pub fn record(facts: &mut Facts, event: &Event) {
     }
 }
 
-/// Every time at which a condition over these facts may change its answer,
-/// given the windows it uses: each kept time plus each window. A condition
-/// compares facts' times against `now` shifted by durations, so its answer
-/// can only flip when `now` crosses one of these.
-pub fn crossings<'a>(
-    facts: &'a Facts,
-    windows_ms: &'a [i64],
-) -> impl Iterator<Item = Timestamp> + 'a {
-    facts.values().flat_map(move |fact| {
-        let times = [fact.first, fact.last]
+impl Fact {
+    /// Every time at which a condition over this fact may change its answer,
+    /// given the windows it uses: each kept time plus each window. A
+    /// condition compares a fact's times against `now` shifted by durations,
+    /// so its answer can only flip when `now` crosses one of these.
+    pub fn crossings<'a>(&'a self, windows_ms: &'a [i64]) -> impl Iterator<Item = Timestamp> + 'a {
+        [self.first, self.last]
             .into_iter()
-            .chain(fact.recent.iter().map(|(at, _)| *at));
-        times.flat_map(move |at| windows_ms.iter().map(move |w| at.saturating_add(*w)))
-    })
+            .chain(self.recent.iter().map(|(at, _)| *at))
+            .flat_map(move |at| windows_ms.iter().map(move |w| at.saturating_add(*w)))
+    }
 }
 
 #[cfg(test)]

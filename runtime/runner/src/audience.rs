@@ -75,11 +75,6 @@ impl Reevaluation {
             ..Self::default()
         })
     }
-
-    /// Whether every contact has been evaluated.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
 }
 
 /// The prefix of the audience timers' keys.

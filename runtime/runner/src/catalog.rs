@@ -27,6 +27,8 @@ pub struct Journeys {
     seen: HashMap<PathBuf, SystemTime>,
     /// The segments of `segments/` beside the journeys' directory, by id.
     segments: BTreeMap<String, Arc<Segment>>,
+    /// The id each segment file that loaded holds.
+    segment_files: HashMap<PathBuf, String>,
 }
 
 impl Journeys {
@@ -39,6 +41,7 @@ impl Journeys {
             current: BTreeMap::new(),
             seen: HashMap::new(),
             segments: BTreeMap::new(),
+            segment_files: HashMap::new(),
         };
         for (key, source) in
             store.kv_scan_prefix(RUNTIME_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)?
@@ -162,17 +165,30 @@ impl Journeys {
         files.sort();
         let mut present = Vec::new();
         for path in files {
-            let name = path.display().to_string();
-            let parsed = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{name}: {e}"))
-                .and_then(|text| Segment::parse(&name, &text));
-            match parsed {
-                Ok(segment) => {
-                    present.push(segment.id.clone());
-                    self.segments.insert(segment.id.clone(), Arc::new(segment));
+            // As journey files: one that did not change since the last look
+            // is not read again (nor its problem reported again).
+            let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let unchanged = modified.is_some() && self.seen.get(&path) == modified.as_ref();
+            if !unchanged {
+                if let Some(modified) = modified {
+                    self.seen.insert(path.clone(), modified);
                 }
-                Err(problem) => problems.push(problem),
+                let name = path.display().to_string();
+                let parsed = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{name}: {e}"))
+                    .and_then(|text| Segment::parse(&name, &text));
+                match parsed {
+                    Ok(segment) => {
+                        self.segment_files.insert(path.clone(), segment.id.clone());
+                        self.segments.insert(segment.id.clone(), Arc::new(segment));
+                    }
+                    Err(problem) => {
+                        self.segment_files.remove(&path);
+                        problems.push(problem);
+                    }
+                }
             }
+            present.extend(self.segment_files.get(&path).cloned());
         }
         self.segments.retain(|id, _| present.contains(id));
         problems

@@ -515,15 +515,10 @@ pub fn find(
         }
     }
     for identity in &weak {
-        if let Some(contact) = store.contact_find_by_identity(identity)? {
-            let disagrees = contact.identities.iter().any(|known| match known {
-                Identity::Email(email) => identities.email.as_ref().is_some_and(|e| e != email),
-                Identity::Phone(phone) => identities.phone.as_ref().is_some_and(|p| p != phone),
-                _ => false,
-            });
-            if !disagrees {
-                return Ok(Some(ContactRecord::from_stored(contact)));
-            }
+        if let Some(contact) = store.contact_find_by_identity(identity)?
+            && !disagrees(&contact, identities)
+        {
+            return Ok(Some(ContactRecord::from_stored(contact)));
         }
     }
     Ok(None)
@@ -544,13 +539,17 @@ pub fn pick<'c>(
     }
     weak.iter().find_map(|i| {
         let id = owner.get(*i)?;
-        let known = contact(id)?;
-        let disagrees = known.identities.iter().any(|k| match k {
-            Identity::Email(email) => identities.email.as_ref().is_some_and(|e| e != email),
-            Identity::Phone(phone) => identities.phone.as_ref().is_some_and(|p| p != phone),
-            _ => false,
-        });
-        (!disagrees).then(|| id.clone())
+        (!disagrees(contact(id)?, identities)).then(|| id.clone())
+    })
+}
+
+/// Whether a contact found by a weak id is someone else: its email or phone
+/// differs from the event's.
+fn disagrees(known: &Contact, identities: &Identities) -> bool {
+    known.identities.iter().any(|k| match k {
+        Identity::Email(email) => identities.email.as_ref().is_some_and(|e| e != email),
+        Identity::Phone(phone) => identities.phone.as_ref().is_some_and(|p| p != phone),
+        _ => false,
     })
 }
 

@@ -332,11 +332,10 @@ impl<'a> Importer<'a> {
                     let id = record.contact.id.clone();
                     // A new contact's id comes from its first identity: a
                     // second row with that identity would have found it.
-                    let index = *index_of.entry(id).or_insert_with(|| {
+                    *index_of.entry(id).or_insert_with(|| {
                         records.push(record);
                         records.len() - 1
-                    });
-                    index
+                    })
                 }
             };
             let record = &mut records[index];

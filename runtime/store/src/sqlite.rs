@@ -337,6 +337,15 @@ const CLAIMABLE_TIMERS: &str = "
 
 const CONTACT_COLUMNS: &str = "c.id, c.identities, c.profile";
 
+/// The contact holding identity (?1 kind, ?2 value).
+fn find_by_identity() -> String {
+    format!(
+        "SELECT {CONTACT_COLUMNS} FROM contact_identities i
+         JOIN contacts c ON c.id = i.contact_id
+         WHERE i.kind = ?1 AND i.value = ?2"
+    )
+}
+
 fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
     Ok(Contact {
         id: row.get(0)?,
@@ -897,11 +906,7 @@ impl Contacts for SqliteStore {
     fn contacts_find_by_identities(&self, identities: &[Identity]) -> Result<Vec<Option<Contact>>> {
         let mut conn = self.reader()?;
         let tx = conn.transaction()?;
-        let mut stmt = tx.prepare_cached(&format!(
-            "SELECT {CONTACT_COLUMNS} FROM contact_identities i
-             JOIN contacts c ON c.id = i.contact_id
-             WHERE i.kind = ?1 AND i.value = ?2"
-        ))?;
+        let mut stmt = tx.prepare_cached(&find_by_identity())?;
         let found = identities
             .iter()
             .map(|identity| {
@@ -920,11 +925,7 @@ impl Contacts for SqliteStore {
     fn contact_find_by_identity(&self, identity: &Identity) -> Result<Option<Contact>> {
         Ok(self
             .reader()?
-            .prepare_cached(&format!(
-                "SELECT {CONTACT_COLUMNS} FROM contact_identities i
-                 JOIN contacts c ON c.id = i.contact_id
-                 WHERE i.kind = ?1 AND i.value = ?2"
-            ))?
+            .prepare_cached(&find_by_identity())?
             .query_row(
                 params![identity.index_kind(), identity.index_value()],
                 contact_from_row,
