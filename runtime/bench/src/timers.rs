@@ -215,6 +215,8 @@ fn fill(store: &dyn Store, pending: usize, first_due: i64, window_ms: i64) -> an
             entered_at: due_at - 3_600_000,
             exited_at: None,
             exit_reason: None,
+            arm: None,
+            converted_at: None,
         };
         writes.push(Write::ContactPut(Contact {
             id: contact_id.clone(),

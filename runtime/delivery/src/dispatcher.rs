@@ -316,6 +316,22 @@ impl Dispatcher {
             at_ms: now,
         }];
         let metric = |name: String| Write::MetricAdd { name, delta: 1 };
+        let by_day = |what: &str| {
+            record.as_ref().map(|r| {
+                let key = crate::analytics::Key {
+                    journey: &r.journey,
+                    version: r.journey_version,
+                    step: Some(&r.step),
+                    channel: Some(&message.channel),
+                };
+                metric(crate::analytics::counter(&key, now, what))
+            })
+        };
+        match outcome {
+            Outcome::Sent => writes.extend(by_day("delivered")),
+            Outcome::Failed => writes.extend(by_day("failed")),
+            Outcome::Retry => {}
+        }
         match outcome {
             Outcome::Sent => {
                 writes.push(metric(format!("sends.{journey}.sent")));

@@ -13,6 +13,7 @@
 //! the admin API, never the other way round.
 
 pub mod alerts;
+pub mod analytics;
 pub mod channels;
 pub mod dispatcher;
 pub mod names;

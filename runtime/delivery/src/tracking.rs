@@ -16,7 +16,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dripline_engine::Event;
-use dripline_store::{Contacts, KeyValue, Outbox, RUNTIME_KV_STORE, StoreError, Write};
+use dripline_store::{Contacts, Dedupe, KeyValue, Outbox, RUNTIME_KV_STORE, StoreError, Write};
 use hmac::{Hmac, Mac};
 use lol_html::html_content::ContentType;
 use lol_html::{RewriteStrSettings, element, rewrite_str};
@@ -221,7 +221,7 @@ impl Tracker {
 /// Puts the event a verified tracking link stands for into the inbox, about
 /// the contact the message went to, and returns it; `None` if the message is
 /// not in the outbox (a link from another deployment's database).
-pub fn record<S: KeyValue + Outbox + Contacts + ?Sized>(
+pub fn record<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
     store: &S,
     link: Link,
     message_key: &str,
@@ -268,7 +268,44 @@ pub fn record<S: KeyValue + Outbox + Contacts + ?Sized>(
         &event.id,
         serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?,
     )])?;
+    if let Some(record) = &record {
+        count_first(store, link, &message, record, now)?;
+    }
     Ok(Some(event))
+}
+
+/// Counts a message's first open, click or unsubscribe in the analytics (a
+/// pixel loaded eight times is one open, so that rates are of messages, not
+/// of loads). The mark comes first: a crash between the two loses a count
+/// rather than counting twice.
+fn count_first<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
+    store: &S,
+    link: Link,
+    message: &dripline_store::OutboxMessage,
+    record: &crate::outbox_record::OutboxRecord,
+    now: i64,
+) -> Result<(), StoreError> {
+    let what = match link {
+        Link::Open => "opened",
+        Link::Click => "clicked",
+        Link::Unsubscribe => "unsubscribed",
+    };
+    const KEEP_MS: i64 = 400 * 86_400_000;
+    let mark = format!("analytics/{what}/{}", message.id);
+    if !store.dedupe_mark(&mark, now, now.saturating_add(KEEP_MS))? {
+        return Ok(());
+    }
+    let key = crate::analytics::Key {
+        journey: &record.journey,
+        version: record.journey_version,
+        step: Some(&record.step),
+        channel: Some(&message.channel),
+    };
+    store.apply(&[Write::MetricAdd {
+        name: crate::analytics::counter(&key, now, what),
+        delta: 1,
+    }])?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,6 +62,8 @@ pub enum Action {
     Metric {
         /// The journey's id.
         journey: String,
+        /// The journey version the count belongs to.
+        version: u32,
         /// The step, or `None` for the journey as a whole.
         step: Option<String>,
         /// What happened.

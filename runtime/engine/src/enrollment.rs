@@ -60,6 +60,14 @@ pub struct Enrollment {
     /// `exit` reason, `step failed: ...`.
     #[serde(default)]
     pub exit_reason: Option<String>,
+    /// The way a split put the contact on (the step it leads to, or
+    /// `holdout`): what its conversion is counted under. The last split wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+    /// When a goal event counted as this enrollment's conversion (see
+    /// [`crate::attribute`]); once set, no later order counts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_at: Option<Timestamp>,
 }
 
 /// Where an enrollment is in its life.

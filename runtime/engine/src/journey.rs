@@ -338,6 +338,11 @@ pub struct Goal {
     /// tagging and notifying sales. Not together with `hand_off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// How long after entering a goal event still counts as the journey's
+    /// conversion (default 7 days). Held-out contacts are counted over the same
+    /// window, so each split way and the holdout compare fairly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Duration>,
 }
 
 /// One step of a journey: an id and what it does.

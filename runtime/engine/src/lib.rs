@@ -64,6 +64,7 @@
 //! ```
 
 pub mod action;
+pub mod attribution;
 pub mod condition;
 pub mod dates;
 pub mod duration;
@@ -78,6 +79,7 @@ pub mod segment;
 pub mod split;
 
 pub use action::{Action, MetricName, StepOutcome, WaitRequest};
+pub use attribution::{Conversion, attribute};
 pub use condition::CelExpr;
 pub use duration::Duration;
 pub use enrollment::{

@@ -445,6 +445,7 @@ fn goal_already_met(
             Ok(true) => {
                 actions.push(Action::Metric {
                     journey: journey.id.clone(),
+                    version: journey.version,
                     step: None,
                     name: MetricName::GoalAlreadyMet,
                 });
@@ -538,6 +539,8 @@ fn admit<'a>(
         entered_at: now,
         exited_at: None,
         exit_reason: None,
+        arm: None,
+        converted_at: None,
     };
     Some(Walker::new(journey, contact, enrollment, now))
 }
@@ -597,6 +600,7 @@ impl<'a> Walker<'a> {
     fn metric(&mut self, step: Option<&str>, name: MetricName) {
         self.effects.push(Action::Metric {
             journey: self.journey.id.clone(),
+            version: self.journey.version,
             step: step.map(str::to_owned),
             name,
         });
@@ -763,6 +767,7 @@ impl<'a> Walker<'a> {
                     return Flow::Next(None);
                 };
                 self.metric(Some(step_id), MetricName::SplitWay { way: index });
+                self.enrollment.arm = Some(crate::attribution::arm_name(ways, index));
                 match ways.get(index) {
                     Some(way) if !way.holdout => Flow::Next(way.next.clone()),
                     _ => {

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use dripline_delivery::analytics;
 use dripline_engine::{Action, Enrollment, Timer, enroll_by_hand_off, on_step_outcome};
 use dripline_store::Write;
 use serde_json::Value;
@@ -74,12 +75,21 @@ impl Runner {
                 }
                 Action::Metric {
                     journey,
+                    version,
                     step,
                     name,
                 } => {
                     let name = serde_json::to_value(name)
                         .map(|v| metric_label(&v))
                         .unwrap_or_default();
+                    let key = analytics::Key {
+                        journey: &journey,
+                        version,
+                        step: step.as_deref(),
+                        channel: None,
+                    };
+                    let by_day = analytics::counter(&key, unit.now, &name);
+                    unit.metric(by_day);
                     unit.metric(format!(
                         "journey.{journey}.{}.{name}",
                         step.as_deref().unwrap_or("-")

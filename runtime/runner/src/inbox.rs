@@ -4,7 +4,10 @@
 
 use std::sync::Arc;
 
-use dripline_engine::{Enrollment, Event, Journey, on_enrollment_event, on_event};
+use dripline_delivery::analytics;
+use dripline_engine::{
+    ContactView, Enrollment, Event, Journey, attribute, on_enrollment_event, on_event,
+};
 use dripline_store::{OutboxStatus, Store, StoreError, Write};
 
 use crate::contacts;
@@ -167,7 +170,8 @@ impl Runner {
     ) -> Result<(), InputError> {
         let contact_id = contact_id.to_owned();
         let view = unit.contact(&contact_id)?.view();
-        let enrollments = unit.enrollments_of(&contact_id)?;
+        let mut enrollments = unit.enrollments_of(&contact_id)?;
+        self.count_conversions(unit, &mut enrollments, &view, event);
         let mut actions = Vec::new();
         // Contacts on an older version are resumed on that version; the current
         // version's own enrollments are resumed by `on_event` below.
@@ -201,6 +205,53 @@ impl Runner {
             actions.extend(on_event(journey, &view, event, &of_journey, unit.now));
         }
         self.drive(unit, actions)
+    }
+
+    /// Counts `event` as the conversion of each of the contact's enrollments
+    /// it converts (finished ones too: a holdout's order counts), and marks
+    /// them in `enrollments`, so that what the journeys do next keeps the mark.
+    fn count_conversions(
+        &self,
+        unit: &mut Unit<'_>,
+        enrollments: &mut [Enrollment],
+        view: &ContactView,
+        event: &Event,
+    ) {
+        for enrollment in enrollments.iter_mut() {
+            let Some(journey) = self
+                .journeys
+                .version(&enrollment.journey, enrollment.journey_version)
+            else {
+                continue;
+            };
+            let Some(conversion) = attribute(journey, enrollment, view, event) else {
+                continue;
+            };
+            unit.put_enrollment(enrollment.clone());
+            let overall = analytics::Key {
+                journey: &conversion.journey,
+                version: conversion.journey_version,
+                step: None,
+                channel: None,
+            };
+            let mut counts = vec![
+                (analytics::counter(&overall, unit.now, "converted"), 1),
+                (
+                    analytics::counter(&overall, unit.now, "revenue_cents"),
+                    conversion.revenue_cents,
+                ),
+            ];
+            if let Some(arm) = &conversion.arm {
+                counts.push((analytics::counter(&overall, unit.now, &format!("converted.{arm}")), 1));
+                counts.push((
+                    analytics::counter(&overall, unit.now, &format!("revenue_cents.{arm}")),
+                    conversion.revenue_cents,
+                ));
+            }
+            for (name, delta) in counts {
+                unit.metric_by(name, delta);
+            }
+        }
     }
 
     /// Alerts on a dead letter.

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use dripline_delivery::analytics;
 use dripline_delivery::outbox_record::OutboxEntry;
 use dripline_delivery::policy::{PastSend, past_send};
 use dripline_engine::Enrollment;
@@ -196,6 +197,16 @@ impl<'a> Unit<'a> {
     /// Queues an outbox row, and remembers it for the policy's later
     /// decisions in this unit (a second journey sending on the same event).
     pub(crate) fn queue_outbox(&mut self, entry: OutboxEntry) {
+        if let Some(what) = queued_as(&entry.record) {
+            let key = analytics::Key {
+                journey: &entry.record.journey,
+                version: entry.record.journey_version,
+                step: Some(&entry.record.step),
+                channel: Some(&entry.channel),
+            };
+            let name = analytics::counter(&key, self.now, &what);
+            self.metric(name);
+        }
         if let Some(send) = past_send(&entry.record, entry.deliver_at_ms) {
             self.sends.push((entry.contact_id.clone(), send));
         }
@@ -252,5 +263,20 @@ impl<'a> Unit<'a> {
         }
         self.store.apply(&batch)?;
         Ok(())
+    }
+}
+
+/// What a queued message counts as in the analytics: `sent` (it goes, now or
+/// after quiet hours) or `suppressed.<reason>`, the reason cut at its first
+/// `:` so that figures such as a cap's count do not make a counter each.
+/// An HTTP post (no delivery decision) is not a message to a person.
+fn queued_as(record: &dripline_delivery::OutboxRecord) -> Option<String> {
+    use dripline_delivery::DeliveryDecision;
+    match record.delivery.as_ref()? {
+        DeliveryDecision::Sent { .. } | DeliveryDecision::Deferred { .. } => Some("sent".into()),
+        DeliveryDecision::Suppressed { reason } => {
+            let reason = reason.split(':').next().unwrap_or(reason);
+            Some(format!("suppressed.{}", analytics::slug(reason)))
+        }
     }
 }
