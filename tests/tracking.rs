@@ -33,7 +33,6 @@ fn serve(deployment: &Deployment) -> Served {
     let state = Arc::new(ServerState {
         steps: Vec::new(),
         triggers: Vec::new(),
-        store: None,
         tracking: Some(TrackingState {
             store: deployment.store.clone(),
             tracker,

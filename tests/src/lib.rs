@@ -128,6 +128,13 @@ pub struct Deployment {
     gateway_store: Arc<dyn dripline_gateway_host::GatewayStore>,
 }
 
+/// An admin API served for a test ([`Deployment::serve_admin`]).
+pub struct AdminDoor {
+    /// Where it listens.
+    pub addr: String,
+    _runtime: tokio::runtime::Runtime,
+}
+
 /// The step components a deployment ships (the fixtures are not among them).
 pub const SHIPPED_STEPS: &[&str] = &["tag", "untag", "set-attribute", "score", "send", "webhook"];
 
@@ -200,6 +207,23 @@ impl Deployment {
     /// [`gateway`]: the front door of a deployment whose time the test moves.
     pub fn serve_gateway(&self) -> gateway::FrontDoor {
         gateway::serve_into(self.gateway_store.clone(), self.clock.clone())
+    }
+
+    /// The admin API over this deployment's store on loopback HTTP, letting
+    /// in `tokens`: what `dripline up` serves on its admin listener.
+    pub fn serve_admin(&self, tokens: Vec<dripline_admin::auth::StoredToken>) -> AdminDoor {
+        let state = Arc::new(dripline_admin::api::AdminState {
+            store: self.store.clone(),
+            tokens: dripline_admin::auth::Tokens::fixed(tokens),
+            clock: self.clock.clone(),
+        });
+        let (runtime, listener) = loopback(2);
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        runtime.spawn(dripline_admin::serve_admin(listener, state, std::future::pending()));
+        AdminDoor {
+            addr: addr.to_string(),
+            _runtime: runtime,
+        }
     }
 
     /// Stops the runner and starts a new one on the same files, as a restart

@@ -26,6 +26,8 @@ impl Up {
             "127.0.0.1:0",
             "--gateway-listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ];
         Self::spawn(dir, &[&listeners[..], args].concat(), env)
     }
@@ -81,9 +83,34 @@ impl Up {
         panic!("no `{marker}` in the log within two minutes");
     }
 
-    /// The admin listener's address, once it serves.
+    /// The log lines from here to the first that has `marker`, that one
+    /// included.
+    pub fn lines_until(&self, marker: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|e| panic!("dripline stopped logging before `{marker}`: {e}"));
+            let found = line.contains(marker);
+            seen.push(line);
+            if found {
+                return seen;
+            }
+        }
+        panic!("no `{marker}` in the log within a minute");
+    }
+
+    /// The public listener's address (health, tracking), once it serves.
     pub fn admin(&self) -> String {
         self.address_after("dripline is up on http://")
+    }
+
+    /// The admin API's address. It is logged before the public listener's:
+    /// ask for it first.
+    pub fn api(&self) -> String {
+        self.address_after("the admin API is up on http://")
     }
 
     /// The webhook gateway's address, once it serves.

@@ -1,21 +1,30 @@
-//! The HTTP side of `dripline up`: health, the admin API (the outbox so far),
-//! and the addresses that tracking links in sent emails point at (open pixel,
-//! click redirect, unsubscribe). The webhook gateway has its own listener
-//! (`dripline-gateway-host`).
+//! The HTTP side of `dripline up`, on two listeners:
+//!
+//! - the public one ([`router`]): health, and the addresses that tracking
+//!   links in sent emails point at (open pixel, click redirect,
+//!   unsubscribe). Nothing else, so that it can face the internet;
+//! - the admin API ([`api`]), apart, behind tokens with roles ([`auth`]),
+//!   documented by its OpenAPI document.
+//!
+//! The webhook gateway has its own listener (`dripline-gateway-host`).
 
+pub mod analytics;
+pub mod api;
+pub mod auth;
+pub mod mask;
+pub mod problem;
 mod readiness;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dripline_store::{Outbox, OutboxStatus, Store};
-use serde::Deserialize;
+use dripline_store::Store;
 use serde_json::{Value, json};
 
 use dripline_clock::Clock;
@@ -28,8 +37,6 @@ pub struct ServerState {
     pub steps: Vec<String>,
     /// Names of the loaded trigger components.
     pub triggers: Vec<String>,
-    /// The store whose outbox the admin API lists, if it is served.
-    pub store: Option<Arc<dyn Outbox>>,
     /// Tracking, when `delivery.toml` gives it a base URL.
     pub tracking: Option<TrackingState>,
     /// What `/health/ready` reads; without it the route answers 404.
@@ -46,13 +53,12 @@ pub struct TrackingState {
     pub clock: Arc<dyn Clock>,
 }
 
-/// The router of `dripline up`.
+/// The public router of `dripline up`.
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/admin/outbox", get(outbox))
         .route("/t/o/{token}/{file}", get(open))
         .route("/t/c/{token}/{signature}/{url}", get(click))
         .route(
@@ -62,7 +68,18 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the router on `listener` until `shutdown` completes.
+/// Serves the admin API on `listener` until `shutdown` completes.
+pub async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    state: Arc<api::AdminState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves the public router on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
@@ -241,132 +258,5 @@ async fn unsubscribe(
             "signature: this link was not made by this server",
         ),
         Err(response) => response,
-    }
-}
-
-/// `GET /admin/outbox?contact=&status=&after=&limit=`: messages in insertion
-/// order, optionally to one contact or in one status, after an id (the
-/// previous page's `next_after`).
-#[derive(Debug, Deserialize)]
-struct OutboxQuery {
-    contact: Option<String>,
-    status: Option<OutboxStatus>,
-    after: Option<i64>,
-    limit: Option<usize>,
-}
-
-async fn outbox(
-    State(state): State<Arc<ServerState>>,
-    query: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    // A query that does not read (an unknown status, a limit that is not a
-    // number) is the caller's mistake, answered with the field.
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(rejection) => return problem(StatusCode::BAD_REQUEST, &rejection.body_text()),
-    };
-    let Some(store) = state.store.clone() else {
-        return problem(StatusCode::NOT_FOUND, "no store is served here");
-    };
-    match tokio::task::spawn_blocking(move || list_outbox(store.as_ref(), &query)).await {
-        Ok(Ok(listed)) => Json(listed).into_response(),
-        Ok(Err(e)) => {
-            tracing::error!("listing the outbox: {e}");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the store failed; try again",
-            )
-        }
-        Err(e) => {
-            tracing::error!("listing the outbox: {e}");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-    }
-}
-
-fn list_outbox(store: &dyn Outbox, query: &OutboxQuery) -> dripline_store::Result<Value> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let wanted = |m: &dripline_store::OutboxMessage| {
-        query.status.is_none_or(|s| m.status == s)
-            && query.contact.as_deref().is_none_or(|c| m.contact_id == c)
-            && query.after.is_none_or(|a| m.id > a)
-    };
-    let mut messages = Vec::new();
-    if let Some(contact) = &query.contact {
-        messages.extend(store.outbox_of_contact(contact)?.into_iter().filter(wanted));
-        messages.truncate(limit);
-    } else {
-        // Pages through the outbox in id order; a filter that matches little
-        // stops after a bounded scan and says where to go on.
-        let mut after = query.after;
-        for _ in 0..20 {
-            let page = store.outbox_list(after, 1000)?;
-            let Some(last) = page.last().map(|m| m.id) else {
-                break;
-            };
-            after = Some(last);
-            messages.extend(page.into_iter().filter(wanted));
-            if messages.len() >= limit {
-                break;
-            }
-        }
-        messages.truncate(limit);
-    }
-    let next_after = messages.last().map(|m| m.id);
-    Ok(json!({ "messages": messages, "next_after": next_after }))
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use dripline_store::{MemoryStore, NewOutboxMessage};
-
-    #[test]
-    fn the_outbox_is_listed_by_contact_status_and_page() {
-        let store = MemoryStore::new();
-        for (n, contact) in ["c1", "c2", "c1"].iter().enumerate() {
-            store
-                .outbox_insert(NewOutboxMessage {
-                    idempotency_key: format!("k{n}"),
-                    contact_id: contact.to_string(),
-                    channel: "sms".into(),
-                    content: json!({}),
-                    status: if n == 1 {
-                        OutboxStatus::Suppressed
-                    } else {
-                        OutboxStatus::Pending
-                    },
-                    created_at_ms: 0,
-                    deliver_at_ms: 0,
-                })
-                .unwrap();
-        }
-        let query =
-            |contact: Option<&str>, status: Option<OutboxStatus>, after: Option<i64>| OutboxQuery {
-                contact: contact.map(str::to_string),
-                status,
-                after,
-                limit: Some(1),
-            };
-        let ids = |v: Value| -> Vec<i64> {
-            v["messages"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|m| m["id"].as_i64().unwrap())
-                .collect()
-        };
-        let first = list_outbox(&store, &query(Some("c1"), None, None)).unwrap();
-        assert_eq!(ids(first.clone()), [1]);
-        let next = first["next_after"].as_i64();
-        assert_eq!(
-            ids(list_outbox(&store, &query(Some("c1"), None, next)).unwrap()),
-            [3]
-        );
-        assert_eq!(
-            ids(list_outbox(&store, &query(None, Some(OutboxStatus::Suppressed), None)).unwrap()),
-            [2]
-        );
     }
 }

@@ -73,6 +73,14 @@ pub enum Command {
         /// The journey and segment files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The component files the journeys' steps use (default
+        /// `target/dripline/components`, whose absence is only noted).
+        #[arg(long, env = "DRIPLINE_COMPONENTS")]
+        components: Option<PathBuf>,
+        /// The templates (default: `templates/` beside each journey's
+        /// directory).
+        #[arg(long)]
+        templates: Option<PathBuf>,
     },
     /// Print the JSON Schema of journey files.
     Schema,
@@ -104,6 +112,93 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: ContactAction,
+    },
+    /// Run one journey for a test contact through a script of timed events,
+    /// on a virtual clock, with the real components and delivery policy and
+    /// a throwaway store; no message leaves. Prints the timeline.
+    Simulate(SimulateArgs),
+    /// Render one template for one test contact, as the send step would.
+    Preview(PreviewArgs),
+    /// Admin API tokens: make one (printed once; only its hash is kept in
+    /// `<data>/admin-tokens.toml`), list them, revoke one. Takes effect in a
+    /// running `dripline up` at once.
+    Token {
+        /// Directory of the database, beside which the tokens file is kept.
+        #[arg(long, env = "DRIPLINE_DATA", default_value = ".dripline")]
+        data: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// `dripline simulate`.
+#[derive(clap::Args)]
+pub struct SimulateArgs {
+    /// The journey file.
+    pub journey: PathBuf,
+    /// The test contact, JSON or TOML: `email`, `phone`, `time_zone`,
+    /// `attributes`, `consent`.
+    #[arg(long)]
+    pub contact: PathBuf,
+    /// The events, JSON or TOML: `start` (RFC 3339), `until` (how long after
+    /// the last event to go on, default 30d) and `[[events]]` with `after`,
+    /// `name`, `source`, `properties`.
+    #[arg(long)]
+    pub script: Option<PathBuf>,
+    /// The deployment's root (templates, `delivery.toml`).
+    #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
+    pub root: PathBuf,
+    /// Directory of component files.
+    #[arg(long, env = "DRIPLINE_COMPONENTS", default_value = "target/dripline/components")]
+    pub components: PathBuf,
+    /// Print the timeline as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dripline preview`.
+#[derive(clap::Args)]
+pub struct PreviewArgs {
+    /// The template's name (`checkout-reminder`).
+    pub template: String,
+    /// The channel (`email`, `sms`).
+    #[arg(long, default_value = "email")]
+    pub channel: String,
+    /// The test contact (see `simulate --contact`).
+    #[arg(long)]
+    pub contact: PathBuf,
+    /// The trigger event's properties (JSON or TOML): what the template reads.
+    #[arg(long)]
+    pub properties: Option<PathBuf>,
+    /// The deployment's root (templates, `delivery.toml`).
+    #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
+    pub root: PathBuf,
+    /// Directory of component files.
+    #[arg(long, env = "DRIPLINE_COMPONENTS", default_value = "target/dripline/components")]
+    pub components: PathBuf,
+}
+
+/// `dripline token ...`.
+#[derive(Subcommand)]
+pub enum TokenAction {
+    /// Make a token and print it.
+    New {
+        /// Who or what holds it (unique; shown in the logs).
+        #[arg(long)]
+        name: String,
+        /// `marketing` (journeys and figures, contacts masked), `operations`
+        /// (also runs journeys, reads personal data and the outbox) or
+        /// `engineering` (everything).
+        #[arg(long)]
+        role: String,
+    },
+    /// The tokens' names and roles.
+    List,
+    /// Revoke the token named `name`.
+    Revoke {
+        /// The token's name.
+        name: String,
     },
 }
 
@@ -166,9 +261,14 @@ pub enum DeadLetterAction {
 pub struct UpArgs {
     #[command(flatten)]
     pub deployment: DeploymentArgs,
-    /// Address to listen on.
+    /// Address of the public listener: health, tracking links and the
+    /// unsubscribe page, nothing else (it may face the internet).
     #[arg(long, env = "DRIPLINE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the admin API (tokens from `dripline token new`). Keep it
+    /// off the internet.
+    #[arg(long, env = "DRIPLINE_ADMIN_LISTEN", default_value = "127.0.0.1:8081")]
+    pub admin_listen: SocketAddr,
     /// Most wall-clock time one plugin call may take, in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub deadline_ms: u64,

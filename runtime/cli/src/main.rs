@@ -25,8 +25,16 @@ fn main() -> anyhow::Result<()> {
             cache,
             lease_ms,
         } => commands::process::run(deployment, now_ms, cache, lease_ms),
-        Command::Validate { files } => {
-            if !commands::validate::run(&files)? {
+        Command::Validate {
+            files,
+            components,
+            templates,
+        } => {
+            let against = commands::validate::Against {
+                components,
+                templates,
+            };
+            if !commands::validate::run(&files, &against)? {
                 std::process::exit(1);
             }
             Ok(())
@@ -45,6 +53,9 @@ fn main() -> anyhow::Result<()> {
             store,
             action,
         } => commands::contacts::run(&data, store, action),
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::Preview(args) => commands::simulate::preview(args),
+        Command::Token { data, action } => commands::token::run(&data, action),
         Command::Import(args) => {
             if !commands::import::run(args)? {
                 std::process::exit(1);

@@ -63,10 +63,11 @@ impl Fact {
 /// A contact's facts, by event name.
 pub type Facts = BTreeMap<String, Fact>;
 
-/// The amount an event carries for windows' sums: an order's `total`, or a
-/// `value` or `amount`, as a number or numeric text.
+/// The amount an event carries for windows' sums and revenue: an order's
+/// `total` (`total_price` from Shopify), or a `value` or `amount`, as a
+/// number or numeric text.
 pub fn amount_of(event: &Event) -> f64 {
-    ["total", "value", "amount"]
+    ["total", "total_price", "value", "amount"]
         .iter()
         .find_map(|name| {
             let value = event.properties.get(*name)?;

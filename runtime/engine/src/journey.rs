@@ -67,6 +67,12 @@ pub struct Journey {
     /// priority wins (the host decides across journeys).
     #[serde(default)]
     pub priority: i32,
+    /// Start this version as a canary: it takes this percentage (1 to 99) of
+    /// new enrollments, chosen by contact, and the previous version the rest,
+    /// until it is promoted or rolled back through the admin API. Contacts
+    /// stay on the version they entered either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u32>,
     /// The zone for local-time waits when the contact's zone is unknown; UTC if
     /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -123,6 +123,7 @@ pub fn parse_journey(file_name: &str, text: &str) -> Result<Journey, Vec<Journey
         name: String::new(),
         version: 1,
         priority: 0,
+        canary: None,
         time_zone: None,
         trigger: None,
         entry: Entry::default(),
@@ -441,6 +442,12 @@ fn check(
         problems.push((
             "version".into(),
             "version must be a positive integer: 1, 2, ...".into(),
+        ));
+    }
+    if journey.canary.is_some_and(|p| !(1..=99).contains(&p)) {
+        problems.push((
+            "canary".into(),
+            "canary is the percentage of new enrollments the version takes: 1 to 99".into(),
         ));
     }
     if complete && journey.steps.is_empty() {

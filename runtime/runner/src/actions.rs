@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use dripline_delivery::analytics;
 use dripline_engine::{Action, Enrollment, Timer, enroll_by_hand_off, on_step_outcome};
 use dripline_store::Write;
+use dripline_store::control::JourneyState;
 use serde_json::Value;
 
 use crate::Runner;
@@ -26,6 +27,10 @@ impl Runner {
         // with its state; the group of a refused entry is skipped whole.
         let mut skipping = false;
         while let Some(action) = queue.pop_front() {
+            if let Some(trace) = &self.trace {
+                let mut trace = trace.lock().unwrap_or_else(|p| p.into_inner());
+                trace.push((unit.now, action.clone()));
+            }
             if matches!(action, Action::Enroll(_) | Action::UpdateEnrollment(_)) {
                 skipping = false;
             }
@@ -34,7 +39,7 @@ impl Runner {
             }
             match action {
                 Action::Enroll(enrollment) => {
-                    if self.refuse_entry(unit, &enrollment)? {
+                    if self.closed_to_entry(unit, &enrollment) || self.refuse_entry(unit, &enrollment)? {
                         skipping = true;
                     } else {
                         unit.put_enrollment(enrollment)
@@ -109,6 +114,26 @@ impl Runner {
         Ok(())
     }
 
+    /// Whether the journey takes nobody new (paused or draining through the
+    /// admin API); a refusal is counted, by state.
+    fn closed_to_entry(&self, unit: &mut Unit<'_>, enrollment: &Enrollment) -> bool {
+        let state = self.journeys.state(&enrollment.journey);
+        let closed = match state {
+            JourneyState::Running => return false,
+            JourneyState::Paused => "entry_paused",
+            JourneyState::Draining => "entry_draining",
+        };
+        unit.metric(format!("journey.{}.-.{closed}", enrollment.journey));
+        let key = analytics::Key {
+            journey: &enrollment.journey,
+            version: enrollment.journey_version,
+            step: None,
+            channel: None,
+        };
+        unit.metric(analytics::counter(&key, unit.now, closed));
+        true
+    }
+
     /// Whether a new enrollment must be refused because another contact's
     /// active enrollment of the journey holds its key (`one_active_per`: two
     /// shoppers on one cart token). The engine sees only the contact's own
@@ -175,7 +200,7 @@ impl Runner {
         to_journey: &str,
         contact_id: &str,
     ) -> Result<Vec<Action>, InputError> {
-        let Some(target) = self.journeys.current_of(to_journey) else {
+        let Some(target) = self.journeys.for_contact(to_journey, contact_id) else {
             tracing::warn!(journey = %to_journey, "hand-off to a journey that is not loaded");
             unit.metric(format!("journey.{to_journey}.handoff_missing"));
             return Ok(Vec::new());

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use dripline_engine::{Journey, Segment, parse_journey};
+use dripline_store::control::{JourneyControl, JourneyState, journey_controls};
 use dripline_store::{KeyValue, RUNTIME_KV_STORE, StoreError, Write};
 
 const VERSIONS_PREFIX: &str = "journey/";
@@ -29,6 +30,9 @@ pub struct Journeys {
     segments: BTreeMap<String, Arc<Segment>>,
     /// The id each segment file that loaded holds.
     segment_files: HashMap<PathBuf, String>,
+    /// What operators set through the admin API (paused, draining, a
+    /// canary), by journey, as last read from the store.
+    controls: BTreeMap<String, JourneyControl>,
 }
 
 impl Journeys {
@@ -42,6 +46,7 @@ impl Journeys {
             seen: HashMap::new(),
             segments: BTreeMap::new(),
             segment_files: HashMap::new(),
+            controls: BTreeMap::new(),
         };
         for (key, source) in
             store.kv_scan_prefix(RUNTIME_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)?
@@ -67,6 +72,7 @@ impl Journeys {
 
     /// Re-reads files that changed since the last look.
     pub fn reload(&mut self, store: &dyn KeyValue) -> Result<Vec<String>, StoreError> {
+        self.controls = journey_controls(store)?;
         let mut problems = self.reload_segments();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Ok(vec![format!(
@@ -215,6 +221,48 @@ impl Journeys {
     pub fn current_of(&self, id: &str) -> Option<&Arc<Journey>> {
         let version = self.current.get(id)?;
         self.versions.get(&(id.to_string(), *version))
+    }
+
+    /// The version of journey `id` a new enrollment of `contact_id` gets: the
+    /// current one, unless a canary splits new enrollments between it and
+    /// the version before (by contact, so that one contact always gets the
+    /// same), or the current one was rolled back.
+    pub fn for_contact(&self, id: &str, contact_id: &str) -> Option<&Arc<Journey>> {
+        let newest = self.current_of(id)?;
+        let control = self.controls.get(id);
+        // Most journeys have neither: no hash per event for them.
+        if newest.canary.is_none() && control.is_none() {
+            return Some(newest);
+        }
+        let bucket = dripline_engine::split::bucket(contact_id, id, "canary");
+        let chosen = control.cloned().unwrap_or_default().version_for(
+            bucket,
+            newest.version,
+            newest.canary,
+            self.before(id, newest.version),
+        );
+        self.versions.get(&(id.to_owned(), chosen)).or(Some(newest))
+    }
+
+    /// For every journey, the version a new enrollment of `contact_id` gets.
+    pub fn current_for<'a>(&'a self, contact_id: &'a str) -> impl Iterator<Item = &'a Arc<Journey>> + 'a {
+        self.current
+            .keys()
+            .filter_map(move |id| self.for_contact(id, contact_id))
+    }
+
+    /// The highest loaded version of `id` below `version`.
+    fn before(&self, id: &str, version: u32) -> Option<u32> {
+        self.versions
+            .keys()
+            .filter(|(j, v)| j == id && *v < version)
+            .map(|(_, v)| *v)
+            .max()
+    }
+
+    /// Whether a journey takes new contacts and moves the ones it has.
+    pub fn state(&self, id: &str) -> JourneyState {
+        self.controls.get(id).map(|c| c.state).unwrap_or_default()
     }
 
     /// A specific version, as an enrollment on it needs.

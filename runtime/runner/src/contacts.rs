@@ -54,6 +54,27 @@ pub struct Profile {
     /// when they are due: so that one already set is not set again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scheduled: BTreeMap<String, i64>,
+    /// The contact's latest events, oldest first, at most [`TIMELINE_EVENTS`]:
+    /// what the admin API's timeline shows beside enrollments and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// How many events a contact's timeline keeps.
+pub const TIMELINE_EVENTS: usize = 30;
+
+/// One event of a contact's timeline: what it was, not what it carried (the
+/// properties may be a whole checkout).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    /// The event's id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where it came from.
+    pub source: String,
+    /// When it occurred.
+    pub at: i64,
 }
 
 /// One change of a channel's consent: what, from where, when.
@@ -184,6 +205,27 @@ impl ContactRecord {
         }
     }
 
+    /// Keeps `event` in the timeline, in time order, once.
+    fn note_in_timeline(&mut self, event: &Event) {
+        let timeline = &mut self.profile.timeline;
+        if timeline.iter().any(|e| e.id == event.id) {
+            return;
+        }
+        let place = timeline.partition_point(|e| e.at <= event.occurred_at);
+        timeline.insert(
+            place,
+            TimelineEvent {
+                id: event.id.clone(),
+                name: event.name.clone(),
+                source: event.source.clone(),
+                at: event.occurred_at,
+            },
+        );
+        if timeline.len() > TIMELINE_EVENTS {
+            timeline.remove(0);
+        }
+    }
+
     /// Takes what an event says about its contact: its facts, new identities
     /// (unless another contact holds them), consent (`properties.consent`),
     /// traits (`properties.traits`) and time zone.
@@ -198,6 +240,7 @@ impl ContactRecord {
         store: &dyn Contacts,
     ) -> Result<Vec<(Identity, String)>, StoreError> {
         dripline_engine::facts::record(&mut self.profile.facts, event);
+        self.note_in_timeline(event);
         let mut conflicts = Vec::new();
         for identity in event_identities(&event.identities) {
             if self.contact.identities.contains(&identity) {

@@ -178,7 +178,7 @@ impl Runner {
         for enrollment in enrollments.iter().filter(|e| !e.is_done()) {
             let current = self
                 .journeys
-                .current_of(&enrollment.journey)
+                .for_contact(&enrollment.journey, &contact_id)
                 .map(|j| j.version);
             if current == Some(enrollment.journey_version) {
                 continue;
@@ -194,7 +194,7 @@ impl Runner {
         }
         // Higher priority first: when two journeys react to one event, the
         // higher one's sends are in the unit before the lower one decides.
-        let mut current: Vec<&Arc<Journey>> = self.journeys.current().collect();
+        let mut current: Vec<&Arc<Journey>> = self.journeys.current_for(&contact_id).collect();
         current.sort_by_key(|j| std::cmp::Reverse(j.priority));
         for journey in current {
             let of_journey: Vec<Enrollment> = enrollments

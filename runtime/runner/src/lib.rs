@@ -80,7 +80,15 @@ pub struct Runner {
     /// When other workers share the store: the inbox records this runner
     /// claimed, until when ([`Runner::with_inbox_claims`]).
     inbox_claims: Option<inbox::Claims>,
+    /// Where every engine action is written down as it is carried out, for
+    /// `dripline simulate` ([`Runner::with_trace`]).
+    trace: Option<Trace>,
 }
+
+/// The engine's actions as a runner carried them out, each with the time of
+/// the unit it belonged to. A unit done again (a conflict, a failed timer
+/// batch) is written down again: meant for one runner on a throwaway store.
+pub type Trace = Arc<Mutex<Vec<(i64, dripline_engine::Action)>>>;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +124,14 @@ impl Runner {
             retries: retries::Retries::new(RetryPolicy::default()),
             timer_lease_ms: timers::TIMER_LEASE_MS,
             inbox_claims: None,
+            trace: None,
         }
+    }
+
+    /// Writes every action carried out to `trace`.
+    pub fn with_trace(mut self, trace: Trace) -> Self {
+        self.trace = Some(trace);
+        self
     }
 
     /// Claims each inbox record for `lease_ms` before processing it, for

@@ -6,6 +6,7 @@
 //! attempt set aside as a dead letter ([`crate::retries`]).
 
 use dripline_engine::{Timer, on_timer};
+use dripline_store::control::JourneyState;
 use dripline_store::{Timer as StoredTimer, Write};
 
 use crate::audience::{AUDIENCE_TIMERS, AudienceTimer};
@@ -21,6 +22,10 @@ pub const TIMER_LEASE_MS: i64 = 60_000;
 
 /// The counter of timers fired (each counted in the transaction that fired it).
 pub const TIMERS_FIRED: &str = "runtime.timers_fired";
+
+/// How long a due wait of a paused journey is put off before it is looked
+/// at again.
+const PAUSED_RECHECK_MS: i64 = 60_000;
 
 /// A claimed timer, read: a journey's, or one of the audience's
 /// ([`crate::audience`]).
@@ -197,6 +202,19 @@ impl Runner {
             return Ok(());
         };
         let journey = self.journey_of(&enrollment)?;
+        if self.journeys.state(&journey.id) == JourneyState::Paused {
+            // Nobody moves on in a paused journey: the wait is put off, and
+            // looked at again until the journey resumes.
+            let payload = serde_json::to_vec(timer)
+                .map_err(|e| InputError::bad(format!("timer {}: {e}", timer.key)))?;
+            unit.writes.push(Write::TimerSet {
+                key: timer.key.clone(),
+                due_at_ms: unit.now.saturating_add(PAUSED_RECHECK_MS),
+                payload,
+            });
+            unit.metric(format!("journey.{}.-.paused_wait", journey.id));
+            return Ok(());
+        }
         let view = unit.contact(&enrollment.contact_id)?.view();
         let actions = on_timer(journey, &enrollment, &view, timer, unit.now)?;
         self.drive(unit, actions)?;

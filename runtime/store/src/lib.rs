@@ -24,6 +24,7 @@
 //! Calls block on I/O: call them from a blocking context (`spawn_blocking`), not
 //! directly on an async executor's worker.
 
+pub mod control;
 mod memory;
 pub mod redis;
 mod sqlite;
@@ -906,6 +907,13 @@ pub trait Metrics: Apply {
 
     /// Every counter.
     fn metrics_all(&self) -> Result<BTreeMap<String, i64>>;
+
+    /// The counters whose names start with `prefix`.
+    fn metrics_with_prefix(&self, prefix: &str) -> Result<BTreeMap<String, i64>> {
+        let mut all = self.metrics_all()?;
+        all.retain(|name, _| name.starts_with(prefix));
+        Ok(all)
+    }
 
     /// Adds to a counter; returns its new value.
     fn metric_add(&self, name: &str, delta: i64) -> Result<i64> {

@@ -1165,6 +1165,23 @@ impl Metrics for SqliteStore {
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
+
+    fn metrics_with_prefix(&self, prefix: &str) -> Result<BTreeMap<String, i64>> {
+        let conn = self.reader()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, value FROM metrics WHERE name >= ?1 AND name < ?2 ORDER BY name",
+        )?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params![
+                    prefix,
+                    crate::prefix_upper_bound(prefix).unwrap_or_else(|| char::MAX.to_string())
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]

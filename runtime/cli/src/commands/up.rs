@@ -2,7 +2,8 @@
 //! each component loaded and each configuration file read once
 //! ([`Parts::open`]); the worker thread runs the journeys and the dispatcher,
 //! the gateway serves the webhook routes of `spin.toml` on its listener, and
-//! the admin server health, the outbox and tracking links on another.
+//! the public listener health and tracking links, and the admin API a
+//! listener of its own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use dripline::owner::DataLock;
 use dripline::{Deployment, Parts};
+use dripline_admin::api::AdminState;
+use dripline_admin::auth::Tokens;
 use dripline_admin::{Readiness, ServerState, TrackingState};
 use dripline_clock::{Clock, ScaledClock, SystemClock};
 use dripline_gateway_host::{
@@ -25,6 +28,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let UpArgs {
         deployment,
         listen,
+        admin_listen,
         deadline_ms,
         memory_mib,
         gateway_listen,
@@ -93,7 +97,6 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let state = Arc::new(ServerState {
         steps: parts.plugins.steps.keys().cloned().collect(),
         triggers: parts.plugins.triggers.keys().cloned().collect(),
-        store: Some(parts.store.outbox()),
         tracking: parts.tracker.clone().map(|tracker| TrackingState {
             store: parts.store(),
             tracker,
@@ -119,19 +122,40 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let tokens_file = deployment.data.join(dripline_admin::auth::TOKENS_FILE);
+    let api = Arc::new(AdminState {
+        store: parts.store(),
+        tokens: Tokens::at(&tokens_file),
+        clock: clock.clone(),
+    });
+    if api.tokens.count() == 0 {
+        tracing::warn!(
+            "no admin tokens in {}: the admin API refuses every request; make one with `dripline token new --name <who> --role engineering`",
+            tokens_file.display()
+        );
+    }
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
+        let admin_listener = tokio::net::TcpListener::bind(admin_listen)
+            .await
+            .with_context(|| format!("binding the admin API to {admin_listen}"))?;
+        tracing::info!("the admin API is up on http://{}", admin_listener.local_addr()?);
         tracing::info!("dripline is up on http://{}", listener.local_addr()?);
         // The listeners stay open until the worker is done, so that what
         // comes meanwhile gets an answer: 503 with Retry-After from the
         // gateway (providers deliver it again later), "not ready" from the
         // readiness probe.
         let (drained, drained_rx) = tokio::sync::watch::channel(false);
-        let admin = tokio::spawn(dripline_admin::serve(
+        let public = tokio::spawn(dripline_admin::serve(
             listener,
             state,
+            stopped(drained_rx.clone()),
+        ));
+        let admin = tokio::spawn(dripline_admin::serve_admin(
+            admin_listener,
+            api,
             stopped(drained_rx.clone()),
         ));
         let served_webhooks = match (&webhooks, gateway) {
@@ -147,6 +171,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         tokio::task::spawn_blocking(move || crew.finish(store.as_ref(), release_claims)).await?;
         let _ = drained.send(true);
+        public.await??;
         admin.await??;
         if let Some(served) = served_webhooks {
             served.await??;

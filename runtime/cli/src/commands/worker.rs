@@ -66,7 +66,6 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
                 let state = Arc::new(ServerState {
                     steps: parts.plugins.steps.keys().cloned().collect(),
                     triggers: parts.plugins.triggers.keys().cloned().collect(),
-                    store: None,
                     tracking: None,
                     readiness: Some(Readiness {
                         store: parts.store(),
