@@ -144,7 +144,7 @@ fn order(n: usize, order_id: usize, at: i64, total: &str) -> Value {
 }
 
 /// Every route the admin API must serve, as the OpenAPI document names them.
-const ROUTES: [(&str, &str); 15] = [
+const ROUTES: [(&str, &str); 17] = [
     ("get", "/api/journeys"),
     ("get", "/api/journeys/{id}"),
     ("get", "/api/journeys/{id}/analytics"),
@@ -157,6 +157,8 @@ const ROUTES: [(&str, &str); 15] = [
     ("get", "/api/contacts"),
     ("get", "/api/contacts/{id}"),
     ("get", "/api/contacts/{id}/timeline"),
+    ("post", "/api/contacts/{id}/test"),
+    ("post", "/api/simulate"),
     ("get", "/api/outbox"),
     ("get", "/api/metrics"),
     ("get", "/metrics"),
@@ -249,6 +251,22 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["field"], "query");
     let (status, body) = get(&api, "/api/contacts?phone=123", Some(&engineering));
     assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["field"].clone()), (400, json!("phone")));
+
+    // Marketing may rehearse a journey for a test contact; nothing is sent.
+    let request = json!({
+        "journey": "abandoned-checkout",
+        "contact": { "email": "test@acme.example", "phone": "+14155550199" },
+        "script": { "until": "2d", "events": [
+            { "after": "0m", "name": "checkout.created", "source": "shopify", "properties": { "token": "sim-1" } },
+        ] },
+    });
+    let (status, body) = post_json(&api, "/api/simulate", &marketing, &request);
+    assert_eq!(status, 200, "{body}");
+    let simulated: Value = serde_json::from_str(&body).unwrap();
+    let kinds: Vec<&str> = simulated["timeline"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"entered") && kinds.contains(&"message"), "{body}");
+    let (status, body) = post_json(&api, "/api/simulate", &marketing, &json!({ "journey": "nope", "contact": {} }));
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["field"].clone()), (400, json!("journey")));
 
     // The public listener serves health and tracking only.
     for path in ["/api/journeys", "/api/outbox", "/admin/outbox", "/openapi.json", "/metrics"] {
@@ -550,4 +568,51 @@ fn a_canary_version_takes_its_share_of_new_checkouts_by_contact_until_promoted()
         assert_eq!(version_of(n).1, 3, "shopper {n} after the promotion");
     }
     assert_eq!(post(&admin.addr, "/api/journeys/abandoned-checkout/rollback", &token).0, 409);
+}
+
+#[test]
+fn a_test_contact_goes_through_the_live_journey_with_its_messages_marked_and_left_out_of_the_figures() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    let (token, stored) = new_token("eli", Role::Engineering).unwrap();
+    let admin = deployment.serve_admin(vec![stored]);
+    for n in [1, 2] {
+        assert_eq!(shopify(&gateway, "checkouts/create", &format!("c-{n}"), &checkout(n, T0)).0, 200);
+    }
+    deployment.run_at(T0 + 1000);
+    let (_, body) = get(&admin.addr, "/api/contacts?email=shopper1@example.com", Some(&token));
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    let mark = |contact: &str, body: &str| {
+        http(
+            &admin.addr,
+            &format!("POST /api/contacts/{contact}/test HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json"),
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(mark("c_nobody", r#"{"test": true}"#).0, 404);
+    assert_eq!(mark(&id, r#"{"test": "yes"}"#).0, 400);
+    assert_eq!(mark(&id, r#"{"test": true}"#).0, 202);
+    deployment.run_at(T0 + 2000);
+    // The 30-minute SMS reminder, to both shoppers.
+    deployment.run_at(T0 + 31 * 60_000);
+    let (_, body) = get(&admin.addr, "/api/outbox", Some(&token));
+    let page: Value = serde_json::from_str(&body).unwrap();
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "{page}");
+    for message in messages {
+        let test = message["contact_id"] == id.as_str();
+        assert_eq!(message["content"]["test"].as_bool().unwrap_or(false), test, "{message}");
+        assert_eq!(message["content"]["body"].as_str().unwrap().starts_with("[TEST] "), test, "{message}");
+    }
+    let (_, body) = get(&admin.addr, "/api/journeys/abandoned-checkout/analytics", Some(&token));
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let reminder = report["versions"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "cart-reminder")
+        .unwrap()
+        .clone();
+    assert_eq!(reminder["channels"][0]["sent"], 1, "only the real shopper's counts: {reminder}");
 }

@@ -216,6 +216,7 @@ impl Deployment {
             store: self.store.clone(),
             tokens: dripline_admin::auth::Tokens::fixed(tokens),
             clock: self.clock.clone(),
+            simulator: None,
         });
         let (runtime, listener) = loopback(2);
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));

@@ -518,3 +518,23 @@ pub fn preview(
         .find(|m| m.kind == "message")
         .ok_or_else(|| anyhow!("the send step made no message (is the template {template:?} there?)"))
 }
+
+impl dripline_admin::api::simulate::Simulate for Simulator {
+    fn simulate(
+        &self,
+        id: &str,
+        journey: &str,
+        others: &[(String, String)],
+        contact: &Value,
+        script: &Value,
+    ) -> Result<Value, (String, String)> {
+        let contact: TestContact = serde_json::from_value(contact.clone())
+            .map_err(|e| ("contact".to_owned(), e.to_string()))?;
+        let script: Script = serde_json::from_value(script.clone())
+            .map_err(|e| ("script".to_owned(), e.to_string()))?;
+        let moments = self
+            .run(&format!("{id}.toml"), journey, others, &contact, &script)
+            .map_err(|e| ("journey".to_owned(), format!("{e:#}")))?;
+        serde_json::to_value(moments).map_err(|e| ("journey".to_owned(), e.to_string()))
+    }
+}

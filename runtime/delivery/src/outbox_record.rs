@@ -58,6 +58,10 @@ pub struct OutboxRecord {
     /// Where a post goes; posts only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Made for a test contact (see the admin API's `/api/contacts/{id}/test`):
+    /// delivered like any other, its subject marked, left out of the analytics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// Whether a message needs consent and counts against caps.
@@ -115,6 +119,17 @@ impl From<&messaging::Delivery> for DeliveryDecision {
 }
 
 impl OutboxRecord {
+    /// Marks a test contact's message: `[TEST]` before the subject (or the
+    /// text, for channels without one), so that whoever receives it knows.
+    pub fn mark_test(&mut self) {
+        self.test = true;
+        match &mut self.subject {
+            Some(subject) => *subject = format!("[TEST] {subject}"),
+            None if self.url.is_none() => self.body = format!("[TEST] {}", self.body),
+            None => {}
+        }
+    }
+
     /// Reads a stored row's content; the error says what is wrong with it.
     pub fn read(message: &OutboxMessage) -> Result<Self, String> {
         Self::deserialize(&message.content)
@@ -207,6 +222,7 @@ impl OutboxEntry {
                 delivery: Some(delivery.into()),
                 unsubscribe_url: None,
                 url: None,
+                test: false,
             },
         }
     }
@@ -237,6 +253,7 @@ impl OutboxEntry {
                 delivery: None,
                 unsubscribe_url: None,
                 url: Some(url.to_string()),
+                test: false,
             },
         }
     }

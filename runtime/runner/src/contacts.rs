@@ -58,6 +58,11 @@ pub struct Profile {
     /// what the admin API's timeline shows beside enrollments and messages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timeline: Vec<TimelineEvent>,
+    /// A test contact (an operator's own address): it goes through live
+    /// journeys, its messages are marked as tests and it is left out of the
+    /// analytics.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 /// How many events a contact's timeline keeps.

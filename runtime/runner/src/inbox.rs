@@ -8,6 +8,7 @@ use dripline_delivery::analytics;
 use dripline_engine::{
     ContactView, Enrollment, Event, Journey, attribute, on_enrollment_event, on_event,
 };
+use dripline_store::control::TEST_MARKED;
 use dripline_store::{OutboxStatus, Store, StoreError, Write};
 
 use crate::contacts;
@@ -130,6 +131,9 @@ impl Runner {
         if event.name == crate::merge::MERGE_REQUESTED && event.source == crate::merge::ADMIN {
             return self.on_merge_request(unit, event);
         }
+        if event.name == TEST_MARKED && event.source == crate::merge::ADMIN {
+            return on_test_marked(unit, event);
+        }
         let store = self.store.as_ref();
         let mut contact = match contacts::find(store, &event.identities)? {
             Some(contact) => contact,
@@ -169,9 +173,10 @@ impl Runner {
         event: &Event,
     ) -> Result<(), InputError> {
         let contact_id = contact_id.to_owned();
-        let view = unit.contact(&contact_id)?.view();
+        let record = unit.contact(&contact_id)?;
+        let (view, test) = (record.view(), record.profile.test);
         let mut enrollments = unit.enrollments_of(&contact_id)?;
-        self.count_conversions(unit, &mut enrollments, &view, event);
+        self.count_conversions(unit, &mut enrollments, &view, event, test);
         let mut actions = Vec::new();
         // Contacts on an older version are resumed on that version; the current
         // version's own enrollments are resumed by `on_event` below.
@@ -216,6 +221,7 @@ impl Runner {
         enrollments: &mut [Enrollment],
         view: &ContactView,
         event: &Event,
+        test: bool,
     ) {
         for enrollment in enrollments.iter_mut() {
             let Some(journey) = self
@@ -228,6 +234,10 @@ impl Runner {
                 continue;
             };
             unit.put_enrollment(enrollment.clone());
+            // A test contact's order is no customer's.
+            if test {
+                continue;
+            }
             let overall = analytics::Key {
                 journey: &conversion.journey,
                 version: conversion.journey_version,
@@ -316,6 +326,22 @@ impl Claims {
         }
         Ok(())
     }
+}
+
+fn on_test_marked(unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> {
+    let contact = event
+        .properties
+        .get("contact")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| InputError::bad("a test mark without `contact`"))?;
+    let test = event.properties.get("test").and_then(serde_json::Value::as_bool).unwrap_or(true);
+    let record = unit.contact_mut(contact)?;
+    if record.is_tombstone() {
+        return Ok(());
+    }
+    record.profile.test = test;
+    tracing::info!(%contact, test, "test contact mark changed");
+    Ok(())
 }
 
 /// Runs one input's processing, turning a panic (a bug the input provoked)

@@ -31,7 +31,7 @@ pub const MERGE_REQUESTED: &str = "contact.merge_requested";
 
 /// The source of what the runtime's own commands write; no webhook route
 /// has it.
-pub const ADMIN: &str = "admin";
+pub const ADMIN: &str = dripline_store::control::ADMIN_SOURCE;
 
 impl Runner {
     /// Applies the deployment's rule to the identities an event named that

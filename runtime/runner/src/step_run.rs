@@ -265,6 +265,10 @@ impl Runner {
                 } => OutboxEntry::post(origin, idempotency_key, url, body),
                 _ => continue,
             };
+            let mut entry = entry;
+            if unit.contact(&enrollment.contact_id)?.profile.test {
+                entry.record.mark_test();
+            }
             unit.queue_outbox(entry);
         }
         let contact = unit.contact_mut(&enrollment.contact_id)?;

@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{KeyValue, RUNTIME_KV_STORE, Result, StoreError, Write};
 
+/// The source of the inbox events operators' tools queue for the runner
+/// (a merge, a test mark): no trigger may emit it.
+pub const ADMIN_SOURCE: &str = "admin";
+
+/// The admin event that makes a contact a test contact or an ordinary one
+/// again (properties `contact`, `test`).
+pub const TEST_MARKED: &str = "contact.test_marked";
+
 /// The prefix of the records.
 pub const JOURNEY_CONTROL_PREFIX: &str = "journey-state/";
 

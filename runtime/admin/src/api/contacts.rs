@@ -296,3 +296,50 @@ fn str_of(value: &Value, key: &str) -> String {
         None => String::new(),
     }
 }
+
+/// Whether a contact is a test contact.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TestMark {
+    /// `true`: its messages are marked as tests and it is left out of the
+    /// analytics; `false`: an ordinary contact again.
+    pub test: bool,
+}
+
+/// Makes a contact a test contact (an operator's own address going through
+/// live journeys) or an ordinary one again. The change is queued for the
+/// runner, which owns contacts, and takes effect with its next pass.
+#[utoipa::path(post, path = "/api/contacts/{id}/test", tag = "contacts",
+    params(("id" = String, Path, description = "The contact's id")),
+    request_body = TestMark,
+    responses((status = 202, description = "Queued", body = Object), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn mark_test(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Json<TestMark>, axum::extract::rejection::JsonRejection>,
+) -> Result<(axum::http::StatusCode, Json<Value>), Problem> {
+    need(&caller, Scope::JourneysWrite)?;
+    let Json(mark) = body.map_err(|e| Problem::field("body", e.body_text()))?;
+    blocking(move || {
+        let store = state.store.as_ref();
+        if store.contact_get(&id).map_err(Problem::store)?.is_none() {
+            return Err(Problem::not_found(format!("no contact {id:?}")));
+        }
+        let now = state.clock.now_ms();
+        let event_id = format!("test-mark-{id}-{now}");
+        let event = json!({
+            "id": event_id,
+            "source": dripline_store::control::ADMIN_SOURCE,
+            "name": dripline_store::control::TEST_MARKED,
+            "properties": { "contact": id, "test": mark.test, "by": caller.name },
+            "occurred_at": now,
+            "received_at": now,
+        });
+        store
+            .apply(&[dripline_store::Write::inbox_put(now, &event_id, event.to_string().into_bytes())])
+            .map_err(Problem::store)?;
+        tracing::info!(contact = %id, test = mark.test, by = %caller.name, "test contact mark queued");
+        Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "queued": true }))))
+    })
+    .await
+}

@@ -83,6 +83,8 @@ pub struct VersionDetail {
 pub(crate) struct StoredVersion {
     pub(crate) version: u32,
     pub(crate) definition: Value,
+    /// The file as it was loaded.
+    pub(crate) text: String,
 }
 
 /// The stored versions of every journey, oldest first within each.
@@ -108,6 +110,7 @@ pub(crate) fn stored_versions(
         journeys.entry(id.to_owned()).or_default().push(StoredVersion {
             version,
             definition,
+            text: text.into_owned(),
         });
     }
     Ok(journeys)

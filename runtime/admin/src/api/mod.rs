@@ -7,6 +7,7 @@
 //!   resume, drain.
 //! - [`contacts`]: find a contact by any identity; profile, enrollments and
 //!   timeline.
+//! - [`simulate`]: a journey run for a test contact on a virtual clock.
 //! - [`outbox`]: the outbox.
 //! - [`metrics`]: the counters, as JSON and in Prometheus's text format.
 //!
@@ -17,6 +18,7 @@ pub mod contacts;
 pub mod journeys;
 pub mod metrics;
 pub mod outbox;
+pub mod simulate;
 
 use std::sync::Arc;
 
@@ -43,6 +45,8 @@ pub struct AdminState {
     pub tokens: Tokens,
     /// The time changes are stamped with.
     pub clock: Arc<dyn Clock>,
+    /// Runs simulations (`POST /api/simulate`), if this process can.
+    pub simulator: Option<Arc<dyn simulate::Simulate>>,
 }
 
 #[derive(OpenApi)]
@@ -89,6 +93,8 @@ pub fn routes(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(contacts::find))
         .routes(routes!(contacts::show))
         .routes(routes!(contacts::timeline))
+        .routes(routes!(contacts::mark_test))
+        .routes(routes!(simulate::simulate))
         .routes(routes!(outbox::list))
         .routes(routes!(metrics::json))
         .routes(routes!(metrics::prometheus))
@@ -121,6 +127,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         store: Arc::new(dripline_store::MemoryStore::new()),
         tokens: Tokens::fixed(Vec::new()),
         clock: Arc::new(dripline_clock::SystemClock),
+        simulator: None,
     });
     routes(state).1
 }

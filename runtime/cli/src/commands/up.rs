@@ -123,10 +123,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         None => None,
     };
     let tokens_file = deployment.data.join(dripline_admin::auth::TOKENS_FILE);
+    let simulator = dripline::simulate::Simulator::with_parts(
+        parts.plugins.clone(),
+        paths.templates.clone(),
+        parts.policy.clone(),
+    )
+    .with_segments_of(&paths.journeys.with_file_name("segments"))?;
     let api = Arc::new(AdminState {
         store: parts.store(),
         tokens: Tokens::at(&tokens_file),
         clock: clock.clone(),
+        simulator: Some(Arc::new(simulator)),
     });
     if api.tokens.count() == 0 {
         tracing::warn!(
