@@ -13,36 +13,13 @@ use std::time::{Duration, Instant};
 use dripline_admin::auth::{Role, new_token};
 use dripline_tests::gateway::SHOPIFY_SECRET;
 use dripline_tests::process::{Up, http};
-use dripline_tests::{Deployment, SHIPPED_STEPS, component, dripline_binary, repo_root};
+use dripline_tests::{Deployment, SHIPPED_STEPS, component, deployment_root, dripline_binary, repo_root};
 use serde_json::{Value, json};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 /// 2026-11-18 09:06:40 in Shanghai.
 const T0: i64 = 1_794_964_000_000;
-
-/// A deployment root in `dir`: the shipped journeys, templates and
-/// components; every message stays in the outbox.
-fn deployment(dir: &Path) {
-    for folder in ["journeys", "templates"] {
-        std::fs::create_dir_all(dir.join(folder)).unwrap();
-        for entry in std::fs::read_dir(repo_root().join(folder))
-            .unwrap()
-            .flatten()
-        {
-            std::fs::copy(entry.path(), dir.join(folder).join(entry.file_name())).unwrap();
-        }
-    }
-    let components = dir.join("components");
-    std::fs::create_dir_all(&components).unwrap();
-    for name in ["gateway", "shopify", "forms", "track"]
-        .iter()
-        .chain(SHIPPED_STEPS)
-    {
-        let file = component(name);
-        std::fs::copy(&file, components.join(file.file_name().unwrap())).unwrap();
-    }
-}
 
 /// `dripline token new` in `dir`: the token it prints.
 fn make_token(dir: &Path, name: &str, role: &str) -> String {
@@ -167,7 +144,7 @@ const ROUTES: [(&str, &str); 17] = [
 #[test]
 fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_admin_route() {
     let dir = tempfile::tempdir().unwrap();
-    deployment(dir.path());
+    deployment_root(dir.path());
     let marketing = make_token(dir.path(), "maya", "marketing");
     let engineering = make_token(dir.path(), "eli", "engineering");
     let up = Up::start(
@@ -291,7 +268,7 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
 #[test]
 fn pausing_a_journey_through_the_api_holds_new_entries_until_it_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    deployment(dir.path());
+    deployment_root(dir.path());
     let operations = make_token(dir.path(), "olga", "operations");
     let up = Up::start(
         dir.path(),
@@ -615,4 +592,14 @@ fn a_test_contact_goes_through_the_live_journey_with_its_messages_marked_and_lef
         .unwrap()
         .clone();
     assert_eq!(reminder["channels"][0]["sent"], 1, "only the real shopper's counts: {reminder}");
+}
+
+#[test]
+fn a_simulated_week_of_checkouts_gives_every_count_the_journey_must() {
+    // `./dev bench week` at a small population: the same run and checks.
+    let components = tempfile::tempdir().unwrap();
+    for name in SHIPPED_STEPS {
+        std::fs::copy(component(name), components.path().join(format!("{name}.wasm"))).unwrap();
+    }
+    dripline_bench::week::run(components.path(), repo_root(), 400).unwrap();
 }

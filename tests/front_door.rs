@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use dripline_tests::http_sink::Receiver;
 use dripline_tests::process::{Up, http};
 use dripline_tests::smtp::{Mail, slow_smtp_server, smtp_server};
-use dripline_tests::{SHIPPED_STEPS, component, repo_root};
+use dripline_tests::{deployment_root, repo_root};
 use serde_json::{Value, json};
 
 use dripline_tests::gateway::{
@@ -28,15 +28,7 @@ use dripline_tests::gateway::{
 /// without quiet hours (the scaled clock would put the send in them), and
 /// email through the SMTP server on `smtp_port`; the shipped components.
 fn deployment(dir: &Path, smtp_port: u16) {
-    for folder in ["journeys", "templates"] {
-        std::fs::create_dir_all(dir.join(folder)).unwrap();
-        for entry in std::fs::read_dir(repo_root().join(folder))
-            .unwrap()
-            .flatten()
-        {
-            std::fs::copy(entry.path(), dir.join(folder).join(entry.file_name())).unwrap();
-        }
-    }
+    deployment_root(dir);
     std::fs::write(dir.join("delivery.toml"), "max_per_day = 3\n").unwrap();
     std::fs::write(
         dir.join("channels.toml"),
@@ -46,15 +38,6 @@ fn deployment(dir: &Path, smtp_port: u16) {
         ),
     )
     .unwrap();
-    let components = dir.join("components");
-    std::fs::create_dir_all(&components).unwrap();
-    for name in ["gateway", "shopify", "forms", "track"]
-        .iter()
-        .chain(SHIPPED_STEPS)
-    {
-        let file = component(name);
-        std::fs::copy(&file, components.join(file.file_name().unwrap())).unwrap();
-    }
 }
 
 /// A signed `checkouts/create` POSTed as Shopify sends it: (status, body).

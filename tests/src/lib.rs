@@ -128,6 +128,29 @@ pub struct Deployment {
     gateway_store: Arc<dyn dripline_gateway_host::GatewayStore>,
 }
 
+/// A deployment root in `dir` for `dripline up`: the shipped journeys and
+/// templates in `journeys/` and `templates/`, and the gateway, the triggers
+/// and the shipped steps in `components/`.
+pub fn deployment_root(dir: &Path) {
+    for folder in ["journeys", "templates"] {
+        std::fs::create_dir_all(dir.join(folder)).unwrap_or_else(|e| panic!("{e}"));
+        let entries = std::fs::read_dir(repo_root().join(folder)).unwrap_or_else(|e| panic!("{e}"));
+        for entry in entries.flatten() {
+            std::fs::copy(entry.path(), dir.join(folder).join(entry.file_name()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let components = dir.join("components");
+    std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("{e}"));
+    for name in ["gateway", "shopify", "forms", "track"].iter().chain(SHIPPED_STEPS) {
+        let file = component(name);
+        let Some(file_name) = file.file_name() else {
+            panic!("{} has no file name", file.display());
+        };
+        std::fs::copy(&file, components.join(file_name)).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 /// An admin API served for a test ([`Deployment::serve_admin`]).
 pub struct AdminDoor {
     /// Where it listens.

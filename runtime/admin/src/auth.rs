@@ -31,8 +31,8 @@ pub const TOKENS_FILE: &str = "admin-tokens.toml";
 pub enum Role {
     /// Journeys and their analytics; contacts with personal data masked.
     Marketing,
-    /// Marketing's scopes, and running journeys, personal data, the outbox
-    /// and the metrics.
+    /// Marketing's scopes, and running journeys, personal data and the
+    /// outbox.
     Operations,
     /// Everything.
     Engineering,
@@ -64,13 +64,13 @@ impl Role {
         use Scope::*;
         match self {
             Role::Marketing => &[JourneysRead, ContactsRead, Simulate],
+            // The counters are the infrastructure's figures: engineering's.
             Role::Operations => &[
                 JourneysRead,
                 JourneysWrite,
                 ContactsRead,
                 PersonalData,
                 OutboxRead,
-                MetricsRead,
                 Simulate,
             ],
             Role::Engineering => &[

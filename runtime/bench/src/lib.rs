@@ -5,7 +5,8 @@
 //! natively), [`crash`] (SIGKILL at random points, then compare) and
 //! [`fuzz`] (mutated inputs through every parser of outside input) and
 //! [`audience`] (importing, segments and time-driven entries at a million
-//! contacts). Each
+//! contacts) and [`week`] (a week of the abandoned-checkout journey for a
+//! million shoppers, every count checked). Each
 //! prints its figures with a baseline measured in the same run; run them from
 //! a release build with `./dev bench NAME`.
 
@@ -15,3 +16,4 @@ pub mod fuzz;
 pub mod ingest;
 pub mod steps;
 pub mod timers;
+pub mod week;

@@ -124,6 +124,23 @@ enum Bench {
         )]
         components: PathBuf,
     },
+    /// A week of the abandoned-checkout journey for a population of shoppers
+    /// on a virtual clock, every count checked against the journey.
+    Week {
+        /// Shoppers, each leaving one checkout.
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: usize,
+        /// Directory of the shipped components.
+        #[arg(
+            long,
+            env = "DRIPLINE_COMPONENTS",
+            default_value = "target/dripline/components"
+        )]
+        components: PathBuf,
+        /// Where `journeys/` and `templates/` are.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
     /// Signed Shopify webhooks over HTTP on loopback (from `wrk`) into the
     /// inbox, and the same path natively.
     Ingest {
@@ -166,6 +183,11 @@ fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().bench {
+        Bench::Week {
+            contacts,
+            components,
+            root,
+        } => dripline_bench::week::run(&components, &root, contacts),
         Bench::Steps {
             components,
             iterations,
