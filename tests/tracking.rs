@@ -265,3 +265,25 @@ fn a_tracking_key_written_into_the_components_store_signs_no_valid_link() {
         None
     );
 }
+
+#[test]
+fn an_open_pixel_loaded_eight_times_adds_the_points_of_one_open() {
+    let mut deployment = Deployment::new(T0);
+    let served = serve(&deployment);
+    deployment.receive(whitepaper("wp-1", "gao@example.com", T0));
+    deployment.run_at(T0);
+    let delivery = emails_to(&deployment, "gao@example.com").pop().unwrap();
+    let html = delivery["html"].as_str().unwrap();
+    let pixel = links(html, "http://127.0.0.1:8080/t/o/")
+        .pop()
+        .unwrap_or_else(|| panic!("no open pixel in {html}"));
+    for load in 0..8 {
+        // A mail client, a scanner, a forward: each load answers the pixel.
+        deployment.clock.set(T0 + 1000 * (load + 1));
+        let answer = client().get(&on(&served, &pixel)).call().unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    deployment.run_at(T0 + 60_000);
+    // `email.opened` is worth 1 in the shipped delivery.toml.
+    assert_eq!(deployment.contact_by_email("gao@example.com").profile.score, 1);
+}

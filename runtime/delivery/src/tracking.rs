@@ -263,38 +263,54 @@ pub fn record<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
         occurred_at: now,
         received_at: now,
     };
-    store.apply(&[Write::inbox_put(
-        now,
-        &event.id,
-        serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    )])?;
-    if let Some(record) = &record {
-        count_first(store, link, &message, record, now)?;
+    // A message's engagement counts once: a pixel loaded eight times (a
+    // mail client, a scanner, a forward) is one open, for the lead score
+    // and the waits as for the rates. An unsubscribe always goes through.
+    // The mark comes first: a crash between the two loses an event rather
+    // than counting one twice.
+    let first = first_of(store, link, &message, now)?;
+    if first || link == Link::Unsubscribe {
+        store.apply(&[Write::inbox_put(
+            now,
+            &event.id,
+            serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )])?;
+    }
+    if let Some(record) = record.as_ref().filter(|_| first) {
+        count(store, link, &message, record, now)?;
     }
     Ok(Some(event))
 }
 
-/// Counts a message's first open, click or unsubscribe in the analytics (a
-/// pixel loaded eight times is one open, so that rates are of messages, not
-/// of loads). The mark comes first: a crash between the two loses a count
-/// rather than counting twice.
-fn count_first<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
+/// Whether this is the message's first open, click or unsubscribe.
+fn first_of<S: Dedupe + ?Sized>(
+    store: &S,
+    link: Link,
+    message: &dripline_store::OutboxMessage,
+    now: i64,
+) -> Result<bool, StoreError> {
+    const KEEP_MS: i64 = 400 * 86_400_000;
+    let mark = format!("engaged/{}/{}", link_name(link), message.id);
+    store.dedupe_mark(&mark, now, now.saturating_add(KEEP_MS))
+}
+
+fn link_name(link: Link) -> &'static str {
+    match link {
+        Link::Open => "opened",
+        Link::Click => "clicked",
+        Link::Unsubscribe => "unsubscribed",
+    }
+}
+
+/// Counts a message's first open, click or unsubscribe in the analytics.
+fn count<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
     store: &S,
     link: Link,
     message: &dripline_store::OutboxMessage,
     record: &crate::outbox_record::OutboxRecord,
     now: i64,
 ) -> Result<(), StoreError> {
-    let what = match link {
-        Link::Open => "opened",
-        Link::Click => "clicked",
-        Link::Unsubscribe => "unsubscribed",
-    };
-    const KEEP_MS: i64 = 400 * 86_400_000;
-    let mark = format!("analytics/{what}/{}", message.id);
-    if !store.dedupe_mark(&mark, now, now.saturating_add(KEEP_MS))? {
-        return Ok(());
-    }
+    let what = link_name(link);
     let key = crate::analytics::Key {
         journey: &record.journey,
         version: record.journey_version,
