@@ -805,3 +805,42 @@ fn a_hanging_sms_provider_does_not_hold_up_email_on_its_own_lane() {
     release.send(()).unwrap();
     assert_eq!(sms_lane.join().unwrap().sent, 1);
 }
+
+#[test]
+fn a_marketing_email_carries_one_click_list_unsubscribe_headers_and_a_receipt_does_not() {
+    let (port, mails) = smtp_server();
+    let channels = format!(
+        "[channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+         from = \"Example Shop <shop@example.com>\"\ntimeout = \"10s\"\n"
+    );
+    let marketing = send_journey("email").replace("category = \"transactional\"", "category = \"marketing\"");
+    let (_files, mut deployment) = deployment(&marketing, Some(&channels));
+    deployment.receive(json!({
+        "id": "consent-1", "source": "api", "name": "test.consent",
+        "identities": { "email": "li@example.com" },
+        "properties": { "consent": { "email": "granted" } },
+        "occurred_at": T0, "received_at": T0
+    }));
+    ping(&mut deployment, 1, "li@example.com", None);
+    let (_receipt_files, mut receipts) = deployment_pair(&channels);
+    ping(&mut receipts, 2, "wu@example.com", None);
+    for d in [&mut deployment, &mut receipts] {
+        let report = d.dispatch_at(T0);
+        assert_eq!(report.sent, 1, "{report:?} {:#?}", d.outbox());
+    }
+    let mails = mails.lock().unwrap().clone();
+    let to = |who: &str| mails.iter().find(|m| m.to == [who]).unwrap().data.clone();
+    let newsletter = to("li@example.com");
+    let header = newsletter
+        .lines()
+        .find(|l| l.starts_with("List-Unsubscribe:"))
+        .unwrap_or_else(|| panic!("no List-Unsubscribe in {newsletter}"));
+    assert!(header.contains("<http://127.0.0.1:8080/u/"), "{header}");
+    assert!(newsletter.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{newsletter}");
+    assert!(!to("wu@example.com").contains("List-Unsubscribe"));
+}
+
+/// The transactional ping on the same channels, a deployment of its own.
+fn deployment_pair(channels: &str) -> (tempfile::TempDir, Deployment) {
+    deployment(&send_journey("email"), Some(channels))
+}

@@ -94,11 +94,26 @@ impl Channel for Smtp {
                 })
                 .collect::<String>()
         );
-        let email = lettre::Message::builder()
+        let mut builder = lettre::Message::builder()
             .from(self.config.from.clone())
             .to(to)
             .subject(record.subject.as_deref().unwrap_or_default())
-            .message_id(Some(message_id.clone()))
+            .message_id(Some(message_id.clone()));
+        // Gmail and Yahoo require one-click unsubscribe (RFC 8058) of bulk
+        // senders: the mail client POSTs to the signed link tracking made.
+        if let Some(url) = record.unsubscribe_url.as_deref().filter(|_| record.is_marketing()) {
+            use lettre::message::header::{HeaderName, HeaderValue};
+            builder = builder
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                    format!("<{url}>"),
+                ))
+                .raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".to_owned(),
+                ));
+        }
+        let email = builder
             .multipart(body)
             .map_err(|e| DeliveryError::Permanent(format!("building the email: {e}")))?;
         match self.transport()?.send(&email) {
