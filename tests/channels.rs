@@ -844,3 +844,32 @@ fn a_marketing_email_carries_one_click_list_unsubscribe_headers_and_a_receipt_do
 fn deployment_pair(channels: &str) -> (tempfile::TempDir, Deployment) {
     deployment(&send_journey("email"), Some(channels))
 }
+
+#[test]
+fn a_webhook_target_that_redirects_elsewhere_is_not_followed_and_the_post_fails() {
+    use std::io::{Read as _, Write as _};
+    // Where the redirect points: it must hear nothing.
+    let elsewhere = Receiver::start();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let redirector = format!("http://{}/api/tasks", listener.local_addr().unwrap());
+    let location = format!("{}/steal", elsewhere.url);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 8192];
+            let _ = stream.read(&mut buffer);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    let channels = "[http_out]\nallowed_hosts = [\"127.0.0.1\"]\nsecret = \"whsec-test\"\n";
+    let (_files, mut deployment) = deployment(&post_journey(&redirector, &[]), Some(channels));
+    ping(&mut deployment, 1, "li@example.com", None);
+    let report = deployment.dispatch_at(T0);
+    assert_eq!((report.sent, report.failed), (0, 1), "{report:?}");
+    assert!(elsewhere.hits().is_empty(), "the redirect was followed");
+    let message = only_message(&deployment);
+    assert!(message.last_error.as_deref().unwrap_or_default().contains("307"), "{message:?}");
+}

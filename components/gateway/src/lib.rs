@@ -619,21 +619,27 @@ pub fn redirect_target(request: &Inbound, allowed_hosts: &[String]) -> Option<St
     };
     let target = from_query.or_else(from_body)?;
     let target = target.trim();
-    if target.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    // Browsers read a backslash as a slash (`https://evil.example\@shop/`
+    // goes to evil.example) and drop control characters and spaces, so a
+    // target with any of them could name a host other than the one read
+    // here: refused, as is any user part before the host.
+    if target
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
         return None;
     }
-    if target.starts_with('/') && !target.starts_with("//") && !target.starts_with("/\\") {
+    if target.starts_with('/') && !target.starts_with("//") {
         return Some(target.to_string());
     }
     let rest = target
         .strip_prefix("https://")
         .or_else(|| target.strip_prefix("http://"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = host
-        .rsplit('@')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    if host.contains('@') {
+        return None;
+    }
+    let host = host.to_ascii_lowercase();
     allowed_hosts
         .iter()
         .any(|allowed| allowed.trim().eq_ignore_ascii_case(&host))

@@ -338,6 +338,35 @@ fn a_form_redirects_only_to_its_own_paths_and_allowed_hosts() {
 }
 
 #[test]
+fn a_backslash_or_a_user_part_in_a_form_redirect_cannot_smuggle_in_another_host() {
+    let post = |body: &str| Inbound {
+        source: "form".into(),
+        method: "POST".into(),
+        path: "/forms/x".into(),
+        query: String::new(),
+        headers: vec![(
+            "content-type".into(),
+            "application/x-www-form-urlencoded".into(),
+        )],
+        body: body.as_bytes().to_vec(),
+        received_at: 0,
+    };
+    let allowed = vec!["shop.example.com".to_string()];
+    for smuggled in [
+        // A browser goes to evil.example: `\` reads as `/`.
+        "_redirect=https%3A%2F%2Fevil.example%5C%40shop.example.com%2F",
+        "_redirect=%2F%5Cevil.example",
+        "_redirect=https%3A%2F%2Fuser%40shop.example.com%2F",
+    ] {
+        assert_eq!(redirect_target(&post(smuggled), &allowed), None, "{smuggled}");
+    }
+    assert_eq!(
+        redirect_target(&post("_redirect=https%3A%2F%2Fshop.example.com%2Fthanks"), &allowed).as_deref(),
+        Some("https://shop.example.com/thanks")
+    );
+}
+
+#[test]
 fn an_html_form_with_a_thank_you_page_answers_303() {
     let mut backend = Memory {
         answer: Some(Ok(vec![Event {

@@ -38,6 +38,10 @@ impl HttpConfig {
             .timeout_global(Some(timeout))
             // Statuses are classified here, not turned into errors by ureq.
             .http_status_as_error(false)
+            // A redirect is never followed: it would carry the body and the
+            // signature to a host nobody granted (loopback, the cloud's
+            // metadata address). A 3xx is the target's answer, a failure.
+            .max_redirects(0)
             .user_agent("dripline")
             .build()
             .into();
