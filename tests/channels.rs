@@ -873,3 +873,25 @@ fn a_webhook_target_that_redirects_elsewhere_is_not_followed_and_the_post_fails(
     let message = only_message(&deployment);
     assert!(message.last_error.as_deref().unwrap_or_default().contains("307"), "{message:?}");
 }
+
+#[test]
+fn a_step_that_calls_its_promotion_transactional_is_still_held_to_marketing_rules() {
+    let journey = r#"
+name = "Ping"
+version = 1
+
+[trigger]
+event = "test.ping"
+
+[[steps]]
+id = "promote"
+uses = "claims-transactional"
+"#;
+    let (_files, mut deployment) = deployment(journey, None);
+    deployment.add_component("claims-transactional");
+    // The contact never agreed to marketing email.
+    ping(&mut deployment, 1, "li@example.com", None);
+    let message = only_message(&deployment);
+    assert_eq!(message.content["category"], "marketing", "{:#?}", message.content);
+    assert_eq!(message.content["delivery"]["status"], "suppressed", "{:#?}", message.content);
+}

@@ -250,6 +250,14 @@ impl Deployment {
         }
     }
 
+    /// Adds the component `name` (a fixture, say) to the deployment's
+    /// components and restarts it.
+    pub fn add_component(&mut self, name: &str) {
+        std::fs::copy(component(name), self.paths.components.join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("copying {name}: {e}"));
+        self.restart();
+    }
+
     /// Stops the runner and starts a new one on the same files, as a restart
     /// of `dripline up` does: a new store handle, plugins and journey catalog,
     /// with only what the SQLite file and the journey files hold.

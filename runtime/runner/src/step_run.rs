@@ -43,6 +43,8 @@ struct Prepared<'p> {
     context: StepContext,
     template: Option<String>,
     messenger: Arc<PolicyCall>,
+    /// What the step's config says its messages are.
+    category: dripline_delivery::Category,
 }
 
 impl Runner {
@@ -179,6 +181,12 @@ impl Runner {
         // What this unit is about to send the contact (another journey may
         // have sent on the same event a moment ago); the stored outbox joins
         // it when the step's first send is decided.
+        // What the journey's step says its messages are (marketing unless
+        // `category = "transactional"`), whatever the plugin claims.
+        let category = match config.get("category").and_then(Value::as_str) {
+            Some("transactional") => messaging::Category::Transactional,
+            _ => messaging::Category::Marketing,
+        };
         let since = unit.now - SendContext::lookback_ms(&self.policy);
         let history = unit.sends_to(&enrollment.contact_id, since);
         let now = unit.now;
@@ -200,7 +208,8 @@ impl Runner {
                     store: self.store.clone(),
                     contact_id: enrollment.contact_id.clone(),
                 })
-                .with_allowed_hosts(self.allowed_hosts.clone()),
+                .with_allowed_hosts(self.allowed_hosts.clone())
+                .with_category(category),
         );
         let context = StepContext {
             journey: enrollment.journey.clone(),
@@ -220,6 +229,10 @@ impl Runner {
             context,
             template,
             messenger,
+            category: match category {
+                messaging::Category::Transactional => dripline_delivery::Category::Transactional,
+                messaging::Category::Marketing => dripline_delivery::Category::Marketing,
+            },
         })
     }
 
@@ -253,6 +266,7 @@ impl Runner {
                         message,
                         delivery,
                     );
+                    entry.record.category = Some(prepared.category);
                     if let Some(tracker) = &self.tracker {
                         tracker.instrument(&mut entry);
                     }

@@ -316,6 +316,8 @@ pub struct PolicyCall {
     policy: Arc<DeliveryPolicy>,
     state: Mutex<CallState>,
     allowed_hosts: Vec<String>,
+    /// The category the journey's step config gives its messages.
+    category: Option<messaging::Category>,
 }
 
 struct CallState {
@@ -333,6 +335,7 @@ impl PolicyCall {
                 unread: None,
             }),
             allowed_hosts: Vec::new(),
+            category: None,
         }
     }
 
@@ -341,6 +344,15 @@ impl PolicyCall {
         if let Ok(state) = self.state.get_mut() {
             state.unread = Some(stored);
         }
+        self
+    }
+
+    /// Decides every send as `category`, whatever the plugin calls it: the
+    /// journey's step config says what a message is, so that a plugin cannot
+    /// skip consent, caps and quiet hours by calling a promotion
+    /// transactional.
+    pub fn with_category(mut self, category: messaging::Category) -> Self {
+        self.category = Some(category);
         self
     }
 
@@ -386,6 +398,17 @@ impl Messenger for PolicyCall {
             .lock()
             .map_err(|_| HostError::Unavailable("delivery policy".into()))?;
         state.read_stored(&self.policy)?;
+        let declared;
+        let message = match self.category {
+            Some(category) if category != message.category => {
+                declared = messaging::Message {
+                    category,
+                    ..message.clone()
+                };
+                &declared
+            }
+            _ => message,
+        };
         let context = &mut state.context;
         let decision = decide(&self.policy, context, contact, message, idempotency_key)?;
         if let messaging::Delivery::Sent(_) | messaging::Delivery::Deferred(_) = decision.delivery {
