@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use dripline_admin::auth::{Role, new_token};
 use dripline_tests::gateway::SHOPIFY_SECRET;
 use dripline_tests::process::{Up, http};
-use dripline_tests::{Deployment, SHIPPED_STEPS, component, deployment_root, dripline_binary, repo_root};
+use dripline_tests::{
+    Deployment, SHIPPED_STEPS, component, deployment_root, dripline_binary, repo_root,
+};
 use serde_json::{Value, json};
 
 const HOUR: i64 = 3_600_000;
@@ -24,11 +26,17 @@ const T0: i64 = 1_794_964_000_000;
 /// `dripline token new` in `dir`: the token it prints.
 fn make_token(dir: &Path, name: &str, role: &str) -> String {
     let out = Command::new(dripline_binary())
-        .args(["token", "--data", "data", "new", "--name", name, "--role", role])
+        .args([
+            "token", "--data", "data", "new", "--name", name, "--role", role,
+        ])
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -150,8 +158,16 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     let up = Up::start(
         dir.path(),
         &[
-            "--clock-speed", "3600", "--data", "data", "--components", "components",
-            "--spin", repo_root().join("spin.toml").to_str().unwrap(), "--root", ".",
+            "--clock-speed",
+            "3600",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--spin",
+            repo_root().join("spin.toml").to_str().unwrap(),
+            "--root",
+            ".",
         ],
         &[("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET)],
     );
@@ -167,7 +183,15 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     let problem: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(problem["status"], 401);
     let wrong = "dl_not-a-real-token-at-all";
-    assert_eq!(get(&api, "/api/contacts?email=shopper1@example.com", Some(wrong)).0, 401);
+    assert_eq!(
+        get(
+            &api,
+            "/api/contacts?email=shopper1@example.com",
+            Some(wrong)
+        )
+        .0,
+        401
+    );
     let answer = raw_get(&api, "/api/outbox");
     assert!(answer.contains("application/problem+json"), "{answer}");
     let logged = up.lines_until("refused a request without a valid token");
@@ -176,14 +200,21 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     // The contact shows up once the runner took the checkout.
     let deadline = Instant::now() + Duration::from_secs(30);
     let found = loop {
-        let (status, body) = get(&api, "/api/contacts?email=Shopper1@example.com", Some(&engineering));
+        let (status, body) = get(
+            &api,
+            "/api/contacts?email=Shopper1@example.com",
+            Some(&engineering),
+        );
         if status == 200 {
             break serde_json::from_str::<Value>(&body).unwrap();
         }
         assert!(Instant::now() < deadline, "no contact: {status} {body}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(found.to_string().contains("shopper1@example.com"), "{found}");
+    assert!(
+        found.to_string().contains("shopper1@example.com"),
+        "{found}"
+    );
     assert!(found.to_string().contains("+14155550001"), "{found}");
 
     // Marketing reads journeys and analytics, sees contacts masked, and may
@@ -191,19 +222,39 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     let (status, body) = get(&api, "/api/journeys", Some(&marketing));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"id\":\"abandoned-checkout\""), "{body}");
-    let (status, body) = get(&api, "/api/journeys/abandoned-checkout/analytics", Some(&marketing));
+    let (status, body) = get(
+        &api,
+        "/api/journeys/abandoned-checkout/analytics",
+        Some(&marketing),
+    );
     assert_eq!(status, 200, "{body}");
-    let (status, body) = get(&api, "/api/contacts?email=shopper1@example.com", Some(&marketing));
+    let (status, body) = get(
+        &api,
+        "/api/contacts?email=shopper1@example.com",
+        Some(&marketing),
+    );
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("s***@example.com"), "{body}");
-    assert!(!body.contains("shopper1@example.com") && !body.contains("+14155550001"), "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    assert!(
+        !body.contains("shopper1@example.com") && !body.contains("+14155550001"),
+        "{body}"
+    );
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, body) = get(&api, &format!("/api/contacts/{id}"), Some(&marketing));
     assert_eq!(status, 200, "{body}");
-    assert!(!body.contains("shopper1@example.com") && !body.contains("\"Li\""), "{body}");
+    assert!(
+        !body.contains("shopper1@example.com") && !body.contains("\"Li\""),
+        "{body}"
+    );
     assert_eq!(get(&api, "/api/outbox", Some(&marketing)).0, 403);
     assert_eq!(get(&api, "/metrics", Some(&marketing)).0, 403);
-    assert_eq!(post(&api, "/api/journeys/abandoned-checkout/pause", &marketing).0, 403);
+    assert_eq!(
+        post(&api, "/api/journeys/abandoned-checkout/pause", &marketing).0,
+        403
+    );
 
     // Engineering reads the outbox (the 30-minute SMS is there within a
     // second of the scaled clock) and the counters.
@@ -213,7 +264,10 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
         assert_eq!(status, 200, "{body}");
         let page: Value = serde_json::from_str(&body).unwrap();
         if !page["messages"].as_array().unwrap().is_empty() {
-            assert_eq!(page["messages"][0]["content"]["journey"], "abandoned-checkout");
+            assert_eq!(
+                page["messages"][0]["content"]["journey"],
+                "abandoned-checkout"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "nothing in the outbox");
@@ -221,13 +275,28 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     }
     let (status, body) = get(&api, "/metrics", Some(&engineering));
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains(r#"dripline_value{name="events.checkout.created"} 1"#), "{body}");
-    assert!(body.contains(r#"dripline_journey_total{journey="abandoned-checkout""#), "{body}");
+    assert!(
+        body.contains(r#"dripline_value{name="events.checkout.created"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"dripline_journey_total{journey="abandoned-checkout""#),
+        "{body}"
+    );
     let (status, body) = get(&api, "/api/outbox?status=bogus", Some(&engineering));
     assert_eq!(status, 400, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["field"], "query");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["field"],
+        "query"
+    );
     let (status, body) = get(&api, "/api/contacts?phone=123", Some(&engineering));
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["field"].clone()), (400, json!("phone")));
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
+        ),
+        (400, json!("phone"))
+    );
 
     // Marketing may rehearse a journey for a test contact; nothing is sent.
     let request = json!({
@@ -240,13 +309,38 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     let (status, body) = post_json(&api, "/api/simulate", &marketing, &request);
     assert_eq!(status, 200, "{body}");
     let simulated: Value = serde_json::from_str(&body).unwrap();
-    let kinds: Vec<&str> = simulated["timeline"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"entered") && kinds.contains(&"message"), "{body}");
-    let (status, body) = post_json(&api, "/api/simulate", &marketing, &json!({ "journey": "nope", "contact": {} }));
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["field"].clone()), (400, json!("journey")));
+    let kinds: Vec<&str> = simulated["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"entered") && kinds.contains(&"message"),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        &api,
+        "/api/simulate",
+        &marketing,
+        &json!({ "journey": "nope", "contact": {} }),
+    );
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
+        ),
+        (400, json!("journey"))
+    );
 
     // The public listener serves health and tracking only.
-    for path in ["/api/journeys", "/api/outbox", "/admin/outbox", "/openapi.json", "/metrics"] {
+    for path in [
+        "/api/journeys",
+        "/api/outbox",
+        "/admin/outbox",
+        "/openapi.json",
+        "/metrics",
+    ] {
         assert_eq!(get(&public, path, Some(&engineering)).0, 404, "{path}");
     }
     assert_eq!(get(&public, "/health/live", None).0, 200);
@@ -258,11 +352,23 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     assert!(document["openapi"].as_str().unwrap().starts_with("3."));
     for (method, path) in ROUTES {
         let operation = &document["paths"][path][method];
-        assert!(operation.is_object(), "{method} {path} missing from the document");
+        assert!(
+            operation.is_object(),
+            "{method} {path} missing from the document"
+        );
     }
     assert_eq!(document["security"][0]["token"], json!([]));
-    let listed: usize = document["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(listed, ROUTES.len(), "the document lists routes this test does not know");
+    let listed: usize = document["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        listed,
+        ROUTES.len(),
+        "the document lists routes this test does not know"
+    );
 }
 
 #[test]
@@ -273,8 +379,16 @@ fn pausing_a_journey_through_the_api_holds_new_entries_until_it_resumes() {
     let up = Up::start(
         dir.path(),
         &[
-            "--clock-speed", "1", "--data", "data", "--components", "components",
-            "--spin", repo_root().join("spin.toml").to_str().unwrap(), "--root", ".",
+            "--clock-speed",
+            "1",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--spin",
+            repo_root().join("spin.toml").to_str().unwrap(),
+            "--root",
+            ".",
         ],
         &[("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET)],
     );
@@ -289,16 +403,29 @@ fn pausing_a_journey_through_the_api_holds_new_entries_until_it_resumes() {
     let (status, body) = post(&api, "/api/journeys/abandoned-checkout/pause", &operations);
     assert_eq!(status, 200, "{body}");
     let control: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((control["state"].as_str(), control["changed_by"].as_str()), (Some("paused"), Some("olga")));
+    assert_eq!(
+        (control["state"].as_str(), control["changed_by"].as_str()),
+        (Some("paused"), Some("olga"))
+    );
     assert_eq!(post(&api, "/api/journeys/nope/pause", &operations).0, 404);
     // Workers read the state within a second.
     std::thread::sleep(Duration::from_millis(1500));
     let now = chrono::Utc::now().timestamp_millis();
-    assert_eq!(shopify(&gateway, "checkouts/create", "evt-p1", &checkout(1, now)).0, 200);
+    assert_eq!(
+        shopify(&gateway, "checkouts/create", "evt-p1", &checkout(1, now)).0,
+        200
+    );
     let contact = |n: usize| loop {
-        let (status, body) = get(&api, &format!("/api/contacts?email=shopper{n}@example.com"), Some(&operations));
+        let (status, body) = get(
+            &api,
+            &format!("/api/contacts?email=shopper{n}@example.com"),
+            Some(&operations),
+        );
         if status == 200 {
-            let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+            let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
             let (_, body) = get(&api, &format!("/api/contacts/{id}"), Some(&operations));
             break serde_json::from_str::<Value>(&body).unwrap();
         }
@@ -309,17 +436,29 @@ fn pausing_a_journey_through_the_api_holds_new_entries_until_it_resumes() {
     let (_, body) = get(&api, "/api/journeys/abandoned-checkout", Some(&operations));
     assert!(body.contains("\"entry_paused\":1"), "{body}");
 
-    assert_eq!(post(&api, "/api/journeys/abandoned-checkout/resume", &operations).0, 200);
+    assert_eq!(
+        post(&api, "/api/journeys/abandoned-checkout/resume", &operations).0,
+        200
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(shopify(&gateway, "checkouts/create", "evt-p2", &checkout(2, now)).0, 200);
+    assert_eq!(
+        shopify(&gateway, "checkouts/create", "evt-p2", &checkout(2, now)).0,
+        200
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let resumed = contact(2);
-        if resumed["enrollments"].as_array().is_some_and(|e| e.len() == 1) {
+        if resumed["enrollments"]
+            .as_array()
+            .is_some_and(|e| e.len() == 1)
+        {
             assert_eq!(resumed["enrollments"][0]["journey"], "abandoned-checkout");
             break;
         }
-        assert!(Instant::now() < deadline, "not enrolled after resuming: {resumed}");
+        assert!(
+            Instant::now() < deadline,
+            "not enrolled after resuming: {resumed}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -328,9 +467,13 @@ fn pausing_a_journey_through_the_api_holds_new_entries_until_it_resumes() {
 /// split, as a marketer measuring the coupons would run it.
 fn journeys_with_holdout(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let shipped = std::fs::read_to_string(repo_root().join("journeys/abandoned-checkout.toml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(repo_root().join("journeys/abandoned-checkout.toml")).unwrap();
     let split = "split = [\n  { percent = 50, next = \"coupon-email\" },\n  { percent = 50, next = \"coupon-sms\" },\n]";
-    assert!(shipped.contains(split), "the shipped split changed; update this test");
+    assert!(
+        shipped.contains(split),
+        "the shipped split changed; update this test"
+    );
     let with_holdout = shipped.replace(
         split,
         "split = [\n  { percent = 45, next = \"coupon-email\" },\n  { percent = 45, next = \"coupon-sms\" },\n  { percent = 10, holdout = true },\n]",
@@ -355,7 +498,8 @@ fn close(a: &Value, b: f64) -> bool {
 }
 
 #[test]
-fn the_abandoned_checkout_analytics_report_each_ways_conversions_revenue_and_uplift_over_the_holdout() {
+fn the_abandoned_checkout_analytics_report_each_ways_conversions_revenue_and_uplift_over_the_holdout()
+ {
     let journeys = tempfile::tempdir().unwrap();
     journeys_with_holdout(journeys.path());
     let mut deployment = Deployment::with_journeys(journeys.path(), T0);
@@ -365,23 +509,42 @@ fn the_abandoned_checkout_analytics_report_each_ways_conversions_revenue_and_upl
     let admin = deployment.serve_admin(vec![stored]);
     const SHOPPERS: usize = 240;
     for n in 0..SHOPPERS {
-        let (status, body) = shopify(&gateway, "checkouts/create", &format!("c-{n}"), &checkout(n, T0));
+        let (status, body) = shopify(
+            &gateway,
+            "checkouts/create",
+            &format!("c-{n}"),
+            &checkout(n, T0),
+        );
         assert_eq!(status, 200, "{body}");
     }
     // Through the 30-minute, 3-hour and 24-hour steps to the split.
-    for at in [T0 + 1000, T0 + 31 * 60_000, T0 + 3 * HOUR + 60_000, T0 + 24 * HOUR + 120_000] {
+    for at in [
+        T0 + 1000,
+        T0 + 31 * 60_000,
+        T0 + 3 * HOUR + 60_000,
+        T0 + 24 * HOUR + 120_000,
+    ] {
         deployment.run_at(at);
     }
 
     // Each shopper's way, as the API shows their enrollment.
     let mut ways: BTreeMap<usize, String> = BTreeMap::new();
     for n in 0..SHOPPERS {
-        let (status, body) = get(&admin.addr, &format!("/api/contacts?email=shopper{n}@example.com"), Some(&token));
+        let (status, body) = get(
+            &admin.addr,
+            &format!("/api/contacts?email=shopper{n}@example.com"),
+            Some(&token),
+        );
         assert_eq!(status, 200, "{body}");
-        let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+        let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (_, body) = get(&admin.addr, &format!("/api/contacts/{id}"), Some(&token));
         let detail: Value = serde_json::from_str(&body).unwrap();
-        let arm = detail["enrollments"][0]["arm"].as_str().unwrap_or_else(|| panic!("{detail}"));
+        let arm = detail["enrollments"][0]["arm"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{detail}"));
         ways.insert(n, arm.to_owned());
     }
     // Every way converts at its own rate; each order's total is its own.
@@ -396,7 +559,12 @@ fn the_abandoned_checkout_analytics_report_each_ways_conversions_revenue_and_upl
         let entry = expected.entry(arm.as_str()).or_default();
         entry.0 += 1;
         if converts(*n, arm) {
-            let (status, body) = shopify(&gateway, "orders/paid", &format!("o-{n}"), &order(*n, 50_000 + n, T0 + 26 * HOUR, &total(*n)));
+            let (status, body) = shopify(
+                &gateway,
+                "orders/paid",
+                &format!("o-{n}"),
+                &order(*n, 50_000 + n, T0 + 26 * HOUR, &total(*n)),
+            );
             assert_eq!(status, 200, "{body}");
             entry.1 += 1;
             entry.2 += ((20 + n) * 100 + n % 100) as i64;
@@ -405,21 +573,46 @@ fn the_abandoned_checkout_analytics_report_each_ways_conversions_revenue_and_upl
     deployment.run_at(T0 + 26 * HOUR + 60_000);
     // A second order of a converted shopper, and one a week and more after
     // the checkout, do not convert.
-    let converted_one = ways.iter().find(|(n, arm)| converts(**n, arm)).map(|(n, _)| *n).unwrap();
-    let late_one = ways.iter().find(|(n, arm)| !converts(**n, arm)).map(|(n, _)| *n).unwrap();
-    shopify(&gateway, "orders/paid", "o-again", &order(converted_one, 90_001, T0 + 27 * HOUR, "99.00"));
+    let converted_one = ways
+        .iter()
+        .find(|(n, arm)| converts(**n, arm))
+        .map(|(n, _)| *n)
+        .unwrap();
+    let late_one = ways
+        .iter()
+        .find(|(n, arm)| !converts(**n, arm))
+        .map(|(n, _)| *n)
+        .unwrap();
+    shopify(
+        &gateway,
+        "orders/paid",
+        "o-again",
+        &order(converted_one, 90_001, T0 + 27 * HOUR, "99.00"),
+    );
     deployment.run_at(T0 + 27 * HOUR + 60_000);
-    shopify(&gateway, "orders/paid", "o-late", &order(late_one, 90_002, T0 + 8 * DAY, "99.00"));
+    shopify(
+        &gateway,
+        "orders/paid",
+        "o-late",
+        &order(late_one, 90_002, T0 + 8 * DAY, "99.00"),
+    );
     deployment.run_at(T0 + 8 * DAY + 60_000);
 
-    let (status, body) = get(&admin.addr, "/api/journeys/abandoned-checkout/analytics", Some(&token));
+    let (status, body) = get(
+        &admin.addr,
+        "/api/journeys/abandoned-checkout/analytics",
+        Some(&token),
+    );
     assert_eq!(status, 200, "{body}");
     let report: Value = serde_json::from_str(&body).unwrap();
     let version = &report["versions"][0];
     assert_eq!(version["entered"], SHOPPERS as i64, "{version}");
     let all: i64 = expected.values().map(|e| e.1).sum();
     assert_eq!(version["converted"], all);
-    assert!(close(&version["conversion_rate"], all as f64 / SHOPPERS as f64));
+    assert!(close(
+        &version["conversion_rate"],
+        all as f64 / SHOPPERS as f64
+    ));
     let arms: BTreeMap<String, Value> = version["arms"]
         .as_array()
         .unwrap()
@@ -433,41 +626,79 @@ fn the_abandoned_checkout_analytics_report_each_ways_conversions_revenue_and_upl
         let figures = &arms[*arm];
         assert_eq!(figures["contacts"], *contacts, "{arm}: {figures}");
         assert_eq!(figures["converted"], *converted, "{arm}: {figures}");
-        assert!(close(&figures["revenue"], *revenue_cents as f64 / 100.0), "{arm}: {figures}");
-        assert!(close(&figures["conversion_rate"], *converted as f64 / *contacts as f64), "{arm}");
+        assert!(
+            close(&figures["revenue"], *revenue_cents as f64 / 100.0),
+            "{arm}: {figures}"
+        );
+        assert!(
+            close(
+                &figures["conversion_rate"],
+                *converted as f64 / *contacts as f64
+            ),
+            "{arm}"
+        );
         if *arm == "holdout" {
             assert!(figures["uplift"].is_null());
             continue;
         }
-        let (difference, low, high) =
-            expected_uplift(*converted as f64, *contacts as f64, holdout.1 as f64, holdout.0 as f64);
+        let (difference, low, high) = expected_uplift(
+            *converted as f64,
+            *contacts as f64,
+            holdout.1 as f64,
+            holdout.0 as f64,
+        );
         let uplift = &figures["uplift"];
         assert!(close(&uplift["difference"], difference), "{arm}: {uplift}");
-        assert!(close(&uplift["ci95_low"], low) && close(&uplift["ci95_high"], high), "{arm}: {uplift}");
+        assert!(
+            close(&uplift["ci95_low"], low) && close(&uplift["ci95_high"], high),
+            "{arm}: {uplift}"
+        );
     }
 
     // One shopper's timeline: the checkout, the entry, each message with the
     // policy's decision, the exit at the split or the goal.
-    let (_, body) = get(&admin.addr, "/api/contacts?email=shopper0@example.com", Some(&token));
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
-    let (status, body) = get(&admin.addr, &format!("/api/contacts/{id}/timeline"), Some(&token));
+    let (_, body) = get(
+        &admin.addr,
+        "/api/contacts?email=shopper0@example.com",
+        Some(&token),
+    );
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = get(
+        &admin.addr,
+        &format!("/api/contacts/{id}/timeline"),
+        Some(&token),
+    );
     assert_eq!(status, 200, "{body}");
     let timeline: Vec<Value> = serde_json::from_str(&body).unwrap();
-    let kinds: Vec<&str> = timeline.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = timeline
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds[0], "event", "{body}");
-    assert!(kinds.contains(&"entered") && kinds.contains(&"exited"), "{body}");
+    assert!(
+        kinds.contains(&"entered") && kinds.contains(&"exited"),
+        "{body}"
+    );
     let sent = timeline
         .iter()
         .find(|e| e["kind"] == "message" && e["detail"]["decision"]["status"] != "suppressed")
         .unwrap_or_else(|| panic!("no message went: {body}"));
-    assert_eq!(sent["detail"]["body"], "[withheld]", "marketing reads no message body");
+    assert_eq!(
+        sent["detail"]["body"], "[withheld]",
+        "marketing reads no message body"
+    );
 }
 
 /// The API's answer to a POST with a JSON body.
 fn post_json(address: &str, path: &str, token: &str, body: &Value) -> (u16, String) {
     http(
         address,
-        &format!("POST {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json"),
+        &format!(
+            "POST {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json"
+        ),
         body.to_string().as_bytes(),
     )
 }
@@ -476,7 +707,11 @@ fn post_json(address: &str, path: &str, token: &str, body: &Value) -> (u16, Stri
 fn a_canary_version_takes_its_share_of_new_checkouts_by_contact_until_promoted() {
     let journeys = tempfile::tempdir().unwrap();
     for file in ["abandoned-checkout.toml", "new-customer-care.toml"] {
-        std::fs::copy(repo_root().join("journeys").join(file), journeys.path().join(file)).unwrap();
+        std::fs::copy(
+            repo_root().join("journeys").join(file),
+            journeys.path().join(file),
+        )
+        .unwrap();
     }
     let mut deployment = Deployment::with_journeys(journeys.path(), T0);
     let front = deployment.serve_gateway();
@@ -491,15 +726,36 @@ fn a_canary_version_takes_its_share_of_new_checkouts_by_contact_until_promoted()
     deployment.restart();
 
     let version_of = |n: usize| -> (String, u64) {
-        let (status, body) = get(&admin.addr, &format!("/api/contacts?email=shopper{n}@example.com"), Some(&token));
+        let (status, body) = get(
+            &admin.addr,
+            &format!("/api/contacts?email=shopper{n}@example.com"),
+            Some(&token),
+        );
         assert_eq!(status, 200, "{body}");
-        let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+        let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (_, body) = get(&admin.addr, &format!("/api/contacts/{id}"), Some(&token));
         let detail: Value = serde_json::from_str(&body).unwrap();
-        (id, detail["enrollments"][0]["version"].as_u64().unwrap_or_else(|| panic!("{detail}")))
+        (
+            id,
+            detail["enrollments"][0]["version"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{detail}")),
+        )
     };
     for n in 0..200 {
-        assert_eq!(shopify(&gateway, "checkouts/create", &format!("c-{n}"), &checkout(n, T0)).0, 200);
+        assert_eq!(
+            shopify(
+                &gateway,
+                "checkouts/create",
+                &format!("c-{n}"),
+                &checkout(n, T0)
+            )
+            .0,
+            200
+        );
     }
     deployment.run_at(T0 + 1000);
     let mut on_trial = 0;
@@ -510,60 +766,140 @@ fn a_canary_version_takes_its_share_of_new_checkouts_by_contact_until_promoted()
         assert_eq!(version, if bucket < 20 { 3 } else { 2 }, "shopper {n}");
         on_trial += usize::from(version == 3);
     }
-    assert!((20..=60).contains(&on_trial), "{on_trial} of 200 on the canary");
+    assert!(
+        (20..=60).contains(&on_trial),
+        "{on_trial} of 200 on the canary"
+    );
 
     let (_, body) = get(&admin.addr, "/api/journeys", Some(&token));
     let list: Vec<Value> = serde_json::from_str(&body).unwrap();
-    let journey = list.iter().find(|j| j["id"] == "abandoned-checkout").unwrap();
-    assert_eq!(journey["canary"], json!({ "version": 3, "stable": 2, "percent": 20 }));
+    let journey = list
+        .iter()
+        .find(|j| j["id"] == "abandoned-checkout")
+        .unwrap();
+    assert_eq!(
+        journey["canary"],
+        json!({ "version": 3, "stable": 2, "percent": 20 })
+    );
     // The two versions side by side.
-    let (_, body) = get(&admin.addr, "/api/journeys/abandoned-checkout/analytics", Some(&token));
+    let (_, body) = get(
+        &admin.addr,
+        "/api/journeys/abandoned-checkout/analytics",
+        Some(&token),
+    );
     let report: Value = serde_json::from_str(&body).unwrap();
     let entered: Vec<(u64, i64)> = report["versions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|v| (v["version"].as_u64().unwrap(), v["entered"].as_i64().unwrap()))
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["entered"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(entered, [(3, on_trial as i64), (2, 200 - on_trial as i64)]);
 
     // Bad requests name their field.
-    let (status, body) = post_json(&admin.addr, "/api/journeys/abandoned-checkout/canary", &token, &json!({ "version": 3, "percent": 150 }));
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["field"].clone()), (400, json!("percent")));
-    let (status, body) = post_json(&admin.addr, "/api/journeys/abandoned-checkout/canary", &token, &json!({ "version": 9, "percent": 5 }));
-    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["field"].clone()), (400, json!("version")));
+    let (status, body) = post_json(
+        &admin.addr,
+        "/api/journeys/abandoned-checkout/canary",
+        &token,
+        &json!({ "version": 3, "percent": 150 }),
+    );
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
+        ),
+        (400, json!("percent"))
+    );
+    let (status, body) = post_json(
+        &admin.addr,
+        "/api/journeys/abandoned-checkout/canary",
+        &token,
+        &json!({ "version": 9, "percent": 5 }),
+    );
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
+        ),
+        (400, json!("version"))
+    );
 
     // Promoted, version 3 takes every new checkout; nothing is left to roll back.
-    let (status, body) = post(&admin.addr, "/api/journeys/abandoned-checkout/promote", &token);
+    let (status, body) = post(
+        &admin.addr,
+        "/api/journeys/abandoned-checkout/promote",
+        &token,
+    );
     assert_eq!(status, 200, "{body}");
     deployment.runner.reload_journeys().unwrap();
     for n in 200..240 {
-        assert_eq!(shopify(&gateway, "checkouts/create", &format!("c-{n}"), &checkout(n, T0)).0, 200);
+        assert_eq!(
+            shopify(
+                &gateway,
+                "checkouts/create",
+                &format!("c-{n}"),
+                &checkout(n, T0)
+            )
+            .0,
+            200
+        );
     }
     deployment.run_at(T0 + 2000);
     for n in 200..240 {
         assert_eq!(version_of(n).1, 3, "shopper {n} after the promotion");
     }
-    assert_eq!(post(&admin.addr, "/api/journeys/abandoned-checkout/rollback", &token).0, 409);
+    assert_eq!(
+        post(
+            &admin.addr,
+            "/api/journeys/abandoned-checkout/rollback",
+            &token
+        )
+        .0,
+        409
+    );
 }
 
 #[test]
-fn a_test_contact_goes_through_the_live_journey_with_its_messages_marked_and_left_out_of_the_figures() {
+fn a_test_contact_goes_through_the_live_journey_with_its_messages_marked_and_left_out_of_the_figures()
+ {
     let mut deployment = Deployment::new(T0);
     let front = deployment.serve_gateway();
     let gateway = front.addr.to_string();
     let (token, stored) = new_token("eli", Role::Engineering).unwrap();
     let admin = deployment.serve_admin(vec![stored]);
     for n in [1, 2] {
-        assert_eq!(shopify(&gateway, "checkouts/create", &format!("c-{n}"), &checkout(n, T0)).0, 200);
+        assert_eq!(
+            shopify(
+                &gateway,
+                "checkouts/create",
+                &format!("c-{n}"),
+                &checkout(n, T0)
+            )
+            .0,
+            200
+        );
     }
     deployment.run_at(T0 + 1000);
-    let (_, body) = get(&admin.addr, "/api/contacts?email=shopper1@example.com", Some(&token));
-    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    let (_, body) = get(
+        &admin.addr,
+        "/api/contacts?email=shopper1@example.com",
+        Some(&token),
+    );
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mark = |contact: &str, body: &str| {
         http(
             &admin.addr,
-            &format!("POST /api/contacts/{contact}/test HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json"),
+            &format!(
+                "POST /api/contacts/{contact}/test HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json"
+            ),
             body.as_bytes(),
         )
     };
@@ -579,10 +915,25 @@ fn a_test_contact_goes_through_the_live_journey_with_its_messages_marked_and_lef
     assert_eq!(messages.len(), 2, "{page}");
     for message in messages {
         let test = message["contact_id"] == id.as_str();
-        assert_eq!(message["content"]["test"].as_bool().unwrap_or(false), test, "{message}");
-        assert_eq!(message["content"]["body"].as_str().unwrap().starts_with("[TEST] "), test, "{message}");
+        assert_eq!(
+            message["content"]["test"].as_bool().unwrap_or(false),
+            test,
+            "{message}"
+        );
+        assert_eq!(
+            message["content"]["body"]
+                .as_str()
+                .unwrap()
+                .starts_with("[TEST] "),
+            test,
+            "{message}"
+        );
     }
-    let (_, body) = get(&admin.addr, "/api/journeys/abandoned-checkout/analytics", Some(&token));
+    let (_, body) = get(
+        &admin.addr,
+        "/api/journeys/abandoned-checkout/analytics",
+        Some(&token),
+    );
     let report: Value = serde_json::from_str(&body).unwrap();
     let reminder = report["versions"][0]["steps"]
         .as_array()
@@ -591,7 +942,10 @@ fn a_test_contact_goes_through_the_live_journey_with_its_messages_marked_and_lef
         .find(|s| s["step"] == "cart-reminder")
         .unwrap()
         .clone();
-    assert_eq!(reminder["channels"][0]["sent"], 1, "only the real shopper's counts: {reminder}");
+    assert_eq!(
+        reminder["channels"][0]["sent"], 1,
+        "only the real shopper's counts: {reminder}"
+    );
 }
 
 #[test]
@@ -599,7 +953,11 @@ fn a_simulated_week_of_checkouts_gives_every_count_the_journey_must() {
     // `./dev bench week` at a small population: the same run and checks.
     let components = tempfile::tempdir().unwrap();
     for name in SHIPPED_STEPS {
-        std::fs::copy(component(name), components.path().join(format!("{name}.wasm"))).unwrap();
+        std::fs::copy(
+            component(name),
+            components.path().join(format!("{name}.wasm")),
+        )
+        .unwrap();
     }
     dripline_bench::week::run(components.path(), repo_root(), 400).unwrap();
 }

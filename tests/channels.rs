@@ -813,7 +813,8 @@ fn a_marketing_email_carries_one_click_list_unsubscribe_headers_and_a_receipt_do
         "[channels.email]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          from = \"Example Shop <shop@example.com>\"\ntimeout = \"10s\"\n"
     );
-    let marketing = send_journey("email").replace("category = \"transactional\"", "category = \"marketing\"");
+    let marketing =
+        send_journey("email").replace("category = \"transactional\"", "category = \"marketing\"");
     let (_files, mut deployment) = deployment(&marketing, Some(&channels));
     deployment.receive(json!({
         "id": "consent-1", "source": "api", "name": "test.consent",
@@ -836,7 +837,10 @@ fn a_marketing_email_carries_one_click_list_unsubscribe_headers_and_a_receipt_do
         .find(|l| l.starts_with("List-Unsubscribe:"))
         .unwrap_or_else(|| panic!("no List-Unsubscribe in {newsletter}"));
     assert!(header.contains("<http://127.0.0.1:8080/u/"), "{header}");
-    assert!(newsletter.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"), "{newsletter}");
+    assert!(
+        newsletter.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"),
+        "{newsletter}"
+    );
     assert!(!to("wu@example.com").contains("List-Unsubscribe"));
 }
 
@@ -871,7 +875,14 @@ fn a_webhook_target_that_redirects_elsewhere_is_not_followed_and_the_post_fails(
     assert_eq!((report.sent, report.failed), (0, 1), "{report:?}");
     assert!(elsewhere.hits().is_empty(), "the redirect was followed");
     let message = only_message(&deployment);
-    assert!(message.last_error.as_deref().unwrap_or_default().contains("307"), "{message:?}");
+    assert!(
+        message
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("307"),
+        "{message:?}"
+    );
 }
 
 #[test]
@@ -892,6 +903,14 @@ uses = "claims-transactional"
     // The contact never agreed to marketing email.
     ping(&mut deployment, 1, "li@example.com", None);
     let message = only_message(&deployment);
-    assert_eq!(message.content["category"], "marketing", "{:#?}", message.content);
-    assert_eq!(message.content["delivery"]["status"], "suppressed", "{:#?}", message.content);
+    assert_eq!(
+        message.content["category"], "marketing",
+        "{:#?}",
+        message.content
+    );
+    assert_eq!(
+        message.content["delivery"]["status"], "suppressed",
+        "{:#?}",
+        message.content
+    );
 }

@@ -64,12 +64,20 @@ fn the_abandoned_checkout_simulation_prints_the_timeline_stored_beside_its_scrip
         std::fs::write(&stored, &printed).unwrap();
     }
     let expected = std::fs::read_to_string(&stored).unwrap();
-    assert_eq!(printed, expected, "the timeline changed; see {}", stored.display());
+    assert_eq!(
+        printed,
+        expected,
+        "the timeline changed; see {}",
+        stored.display()
+    );
 }
 
 #[test]
 fn every_shipped_journey_simulates_to_a_timeline_in_which_the_contact_enters_and_hears_from_it() {
-    for entry in std::fs::read_dir(repo_root().join("journeys")).unwrap().flatten() {
+    for entry in std::fs::read_dir(repo_root().join("journeys"))
+        .unwrap()
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_none_or(|x| x != "toml") {
             continue;
@@ -83,17 +91,21 @@ fn every_shipped_journey_simulates_to_a_timeline_in_which_the_contact_enters_and
         };
         let printed = simulate(run, &journey, true);
         let moments: Vec<serde_json::Value> = serde_json::from_str(&printed).unwrap();
-        let entered = moments
-            .iter()
-            .any(|m| m["kind"] == "entered" && m["what"].as_str().unwrap().starts_with(&format!("{journey} ")));
-        assert!(entered, "{journey}: nobody entered:\n{printed}");
-        let heard = moments.iter().any(|m| {
-            m["kind"] == "message" && m["what"].as_str().unwrap().ends_with(": sent")
+        let entered = moments.iter().any(|m| {
+            m["kind"] == "entered"
+                && m["what"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{journey} "))
         });
-        assert!(heard, "{journey}: no message went:\n{printed}");
-        let failed = moments
+        assert!(entered, "{journey}: nobody entered:\n{printed}");
+        let heard = moments
             .iter()
-            .find(|m| m["kind"] == "exited" && m["what"].as_str().unwrap().starts_with("step failed"));
+            .any(|m| m["kind"] == "message" && m["what"].as_str().unwrap().ends_with(": sent"));
+        assert!(heard, "{journey}: no message went:\n{printed}");
+        let failed = moments.iter().find(|m| {
+            m["kind"] == "exited" && m["what"].as_str().unwrap().starts_with("step failed")
+        });
         assert!(failed.is_none(), "{journey}: {failed:?}");
     }
 }
@@ -109,7 +121,13 @@ fn a_preview_renders_one_template_for_the_test_contact() {
     )
     .unwrap();
     let out = Command::new(dripline_binary())
-        .args(["preview", "checkout-items", "--channel", "email", "--contact"])
+        .args([
+            "preview",
+            "checkout-items",
+            "--channel",
+            "email",
+            "--contact",
+        ])
         .arg(cases().join("contact.json"))
         .arg("--properties")
         .arg(properties.path())
@@ -119,11 +137,21 @@ fn a_preview_renders_one_template_for_the_test_contact() {
         .arg(components_dir())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.contains("subject: You left something in your cart"), "{printed}");
+    assert!(
+        printed.contains("subject: You left something in your cart"),
+        "{printed}"
+    );
     assert!(printed.contains("Ceramic mug: 64.00 CNY"), "{printed}");
-    assert!(printed.contains("https://shop.example.com/recover/1"), "{printed}");
+    assert!(
+        printed.contains("https://shop.example.com/recover/1"),
+        "{printed}"
+    );
 
     let missing = Command::new(dripline_binary())
         .args(["preview", "no-such-template", "--contact"])
@@ -198,9 +226,15 @@ config = { channel = "#sales" }
             .to_owned()
     };
     let hand_off = line("goal.hand_off");
-    assert!(hand_off.starts_with("journeys/broken.toml:9: goal.hand_off: no journey \"thank-you\""), "{printed}");
+    assert!(
+        hand_off.starts_with("journeys/broken.toml:9: goal.hand_off: no journey \"thank-you\""),
+        "{printed}"
+    );
     let template = line("steps.mail.config");
-    assert!(template.starts_with("journeys/broken.toml:18:") && template.contains("no-such-template"), "{template}");
+    assert!(
+        template.starts_with("journeys/broken.toml:18:") && template.contains("no-such-template"),
+        "{template}"
+    );
     let config = line("steps.tag-it.config");
     assert!(config.starts_with("journeys/broken.toml:24:"), "{config}");
     let component = line("steps.notify.uses");

@@ -285,5 +285,8 @@ fn an_open_pixel_loaded_eight_times_adds_the_points_of_one_open() {
     }
     deployment.run_at(T0 + 60_000);
     // `email.opened` is worth 1 in the shipped delivery.toml.
-    assert_eq!(deployment.contact_by_email("gao@example.com").profile.score, 1);
+    assert_eq!(
+        deployment.contact_by_email("gao@example.com").profile.score,
+        1
+    );
 }

@@ -142,7 +142,10 @@ pub fn deployment_root(dir: &Path) {
     }
     let components = dir.join("components");
     std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("{e}"));
-    for name in ["gateway", "shopify", "forms", "track"].iter().chain(SHIPPED_STEPS) {
+    for name in ["gateway", "shopify", "forms", "track"]
+        .iter()
+        .chain(SHIPPED_STEPS)
+    {
         let file = component(name);
         let Some(file_name) = file.file_name() else {
             panic!("{} has no file name", file.display());
@@ -243,7 +246,11 @@ impl Deployment {
         });
         let (runtime, listener) = loopback(2);
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        runtime.spawn(dripline_admin::serve_admin(listener, state, std::future::pending()));
+        runtime.spawn(dripline_admin::serve_admin(
+            listener,
+            state,
+            std::future::pending(),
+        ));
         AdminDoor {
             addr: addr.to_string(),
             _runtime: runtime,
@@ -253,8 +260,11 @@ impl Deployment {
     /// Adds the component `name` (a fixture, say) to the deployment's
     /// components and restarts it.
     pub fn add_component(&mut self, name: &str) {
-        std::fs::copy(component(name), self.paths.components.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("copying {name}: {e}"));
+        std::fs::copy(
+            component(name),
+            self.paths.components.join(format!("{name}.wasm")),
+        )
+        .unwrap_or_else(|e| panic!("copying {name}: {e}"));
         self.restart();
     }
 

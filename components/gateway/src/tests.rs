@@ -358,10 +358,18 @@ fn a_backslash_or_a_user_part_in_a_form_redirect_cannot_smuggle_in_another_host(
         "_redirect=%2F%5Cevil.example",
         "_redirect=https%3A%2F%2Fuser%40shop.example.com%2F",
     ] {
-        assert_eq!(redirect_target(&post(smuggled), &allowed), None, "{smuggled}");
+        assert_eq!(
+            redirect_target(&post(smuggled), &allowed),
+            None,
+            "{smuggled}"
+        );
     }
     assert_eq!(
-        redirect_target(&post("_redirect=https%3A%2F%2Fshop.example.com%2Fthanks"), &allowed).as_deref(),
+        redirect_target(
+            &post("_redirect=https%3A%2F%2Fshop.example.com%2Fthanks"),
+            &allowed
+        )
+        .as_deref(),
         Some("https://shop.example.com/thanks")
     );
 }

@@ -169,16 +169,23 @@ pub fn report(
             continue;
         }
         let value = *value;
-        let version = versions.entry(counter.version).or_insert_with(|| VersionFigures {
-            version: counter.version,
-            ..VersionFigures::default()
-        });
-        let day = days.entry(counter.day.to_owned()).or_insert_with(|| DayFigures {
-            day: counter.day.to_owned(),
-            ..DayFigures::default()
-        });
+        let version = versions
+            .entry(counter.version)
+            .or_insert_with(|| VersionFigures {
+                version: counter.version,
+                ..VersionFigures::default()
+            });
+        let day = days
+            .entry(counter.day.to_owned())
+            .or_insert_with(|| DayFigures {
+                day: counter.day.to_owned(),
+                ..DayFigures::default()
+            });
         let Counter {
-            step, channel, what, ..
+            step,
+            channel,
+            what,
+            ..
         } = counter;
         match (step, channel) {
             (None, _) => match what {
@@ -197,9 +204,15 @@ pub fn report(
                 }
                 other => {
                     if let Some(arm) = other.strip_prefix("converted.") {
-                        by_arm.entry((counter.version, arm.to_owned())).or_default().0 += value;
+                        by_arm
+                            .entry((counter.version, arm.to_owned()))
+                            .or_default()
+                            .0 += value;
                     } else if let Some(arm) = other.strip_prefix("revenue_cents.") {
-                        by_arm.entry((counter.version, arm.to_owned())).or_default().1 += value;
+                        by_arm
+                            .entry((counter.version, arm.to_owned()))
+                            .or_default()
+                            .1 += value;
                     }
                 }
             },
@@ -272,7 +285,9 @@ pub fn report(
             continue;
         };
         for (split, ways) in version_splits {
-            version.arms.extend(arms(version, split, ways, &by_arm, *number));
+            version
+                .arms
+                .extend(arms(version, split, ways, &by_arm, *number));
         }
     }
     JourneyAnalytics {
@@ -384,10 +399,16 @@ mod tests {
         counters.insert(name(None, None, "revenue_cents.mail", 1), 180_000);
         counters.insert(name(Some("mail"), Some("email"), "delivered", 0), 800);
         counters.insert(name(Some("mail"), Some("email"), "opened", 1), 200);
-        counters.insert(name(Some("mail"), Some("email"), "suppressed.no-consent", 0), 100);
+        counters.insert(
+            name(Some("mail"), Some("email"), "suppressed.no-consent", 0),
+            100,
+        );
         let splits = BTreeMap::from([(
             1,
-            BTreeMap::from([("offer".to_owned(), vec!["mail".to_owned(), "holdout".to_owned()])]),
+            BTreeMap::from([(
+                "offer".to_owned(),
+                vec!["mail".to_owned(), "holdout".to_owned()],
+            )]),
         )]);
         let report = report("j", &counters, &splits, None, None);
         let version = &report.versions[0];
@@ -402,7 +423,12 @@ mod tests {
         assert!((uplift.ci95_low - 0.035_655).abs() < 1e-5, "{uplift:?}");
         assert!((uplift.ci95_high - 0.164_345).abs() < 1e-5, "{uplift:?}");
         assert!(version.arms[1].uplift.is_none());
-        let email = &version.steps.iter().find(|s| s.step == "mail").unwrap().channels[0];
+        let email = &version
+            .steps
+            .iter()
+            .find(|s| s.step == "mail")
+            .unwrap()
+            .channels[0];
         assert_eq!(email.open_rate, Some(0.25));
         assert_eq!(email.suppressed["no-consent"], 100);
         assert_eq!(report.days.len(), 2);

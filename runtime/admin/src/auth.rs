@@ -189,16 +189,24 @@ impl Tokens {
         if self.path.as_os_str().is_empty() {
             return;
         }
-        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let modified = std::fs::metadata(&self.path)
+            .and_then(|m| m.modified())
+            .ok();
         if modified.is_some() && modified == loaded.0 {
             return;
         }
-        *loaded = (modified, read_file(&self.path).unwrap_or_else(|e| {
-            // A file that does not read lets nobody in rather than the
-            // tokens it held before: a revocation must not fail open.
-            tracing::error!("{}: {e}; the admin API refuses every token", self.path.display());
-            Vec::new()
-        }));
+        *loaded = (
+            modified,
+            read_file(&self.path).unwrap_or_else(|e| {
+                // A file that does not read lets nobody in rather than the
+                // tokens it held before: a revocation must not fail open.
+                tracing::error!(
+                    "{}: {e}; the admin API refuses every token",
+                    self.path.display()
+                );
+                Vec::new()
+            }),
+        );
     }
 }
 
@@ -238,12 +246,17 @@ pub fn new_token(name: &str, role: Role) -> Result<(String, StoredToken), String
 /// Adds a token's hash to the file at `path` (created `0600` if absent).
 pub fn add_to_file(path: &Path, stored: StoredToken) -> Result<(), String> {
     let mut file = match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str::<TokensFile>(&text).map_err(|e| format!("{}: {e}", path.display()))?,
+        Ok(text) => {
+            toml::from_str::<TokensFile>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokensFile::default(),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
     if file.token.iter().any(|t| t.name == stored.name) {
-        return Err(format!("a token named {:?} exists; revoke it first", stored.name));
+        return Err(format!(
+            "a token named {:?} exists; revoke it first",
+            stored.name
+        ));
     }
     file.token.push(stored);
     write_file(path, &file)
@@ -252,7 +265,8 @@ pub fn add_to_file(path: &Path, stored: StoredToken) -> Result<(), String> {
 /// Removes the token named `name`; whether there was one.
 pub fn revoke_in_file(path: &Path, name: &str) -> Result<bool, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut file: TokensFile = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut file: TokensFile =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let before = file.token.len();
     file.token.retain(|t| t.name != name);
     let removed = file.token.len() != before;
@@ -274,12 +288,10 @@ fn write_file(path: &Path, file: &TokensFile) -> Result<(), String> {
     let mut out = options
         .open(&temporary)
         .map_err(|e| format!("{}: {e}", temporary.display()))?;
-    out.write_all(
-        b"# Admin API tokens, hashed (SHA-256). Made by `dripline token new`.\n",
-    )
-    .and_then(|()| out.write_all(text.as_bytes()))
-    .and_then(|()| out.sync_all())
-    .map_err(|e| format!("{}: {e}", temporary.display()))?;
+    out.write_all(b"# Admin API tokens, hashed (SHA-256). Made by `dripline token new`.\n")
+        .and_then(|()| out.write_all(text.as_bytes()))
+        .and_then(|()| out.sync_all())
+        .map_err(|e| format!("{}: {e}", temporary.display()))?;
     std::fs::rename(&temporary, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -51,7 +51,10 @@ impl Problem {
     /// A store failure: logged here with its cause, answered without it.
     pub fn store(error: impl std::fmt::Display) -> Self {
         tracing::error!("admin API: the store failed: {error}");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "the store failed; try again")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store failed; try again",
+        )
     }
 }
 

@@ -73,7 +73,10 @@ fn order(i: usize, at: i64) -> serde_json::Value {
 }
 
 /// Puts `events` in the inbox, in batches.
-fn receive(store: &SqliteStore, events: impl Iterator<Item = serde_json::Value>) -> anyhow::Result<()> {
+fn receive(
+    store: &SqliteStore,
+    events: impl Iterator<Item = serde_json::Value>,
+) -> anyhow::Result<()> {
     let mut batch = Vec::with_capacity(10_000);
     for event in events {
         let id = event["id"].as_str().unwrap_or_default().to_owned();
@@ -229,7 +232,8 @@ fn check(store: &SqliteStore, contacts: usize) -> anyhow::Result<Checked> {
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(usize::MAX);
             let got_coupon = i < contacts && !matches!(i % 10, 0..=2);
-            let bucket = dripline_engine::split::bucket(&contact.id, "abandoned-checkout", "coupon-offer");
+            let bucket =
+                dripline_engine::split::bucket(&contact.id, "abandoned-checkout", "coupon-offer");
             if got_coupon && bucket < 50 {
                 to_email += 1;
             }
@@ -253,24 +257,59 @@ fn check(store: &SqliteStore, contacts: usize) -> anyhow::Result<Checked> {
             .sum()
     };
     let expect = |what: &str, got: i64, want: usize| -> anyhow::Result<()> {
-        anyhow::ensure!(got == want as i64, "{what}: {got}, the journey must give {want}");
+        anyhow::ensure!(
+            got == want as i64,
+            "{what}: {got}, the journey must give {want}"
+        );
         Ok(())
     };
     let journey = "abandoned-checkout";
     expect("entered", total(journey, "-", "entered"), contacts)?;
-    expect("SMS reminders", total(journey, "cart-reminder", "sent"), reminders)?;
-    expect("item emails", total(journey, "abandoned-items", "sent"), emails)?;
-    expect("coupons by email", total(journey, "coupon-email", "sent"), to_email)?;
-    expect("coupons by SMS", total(journey, "coupon-sms", "sent"), coupons - to_email)?;
-    expect("goals reached", total(journey, "-", "goal_reached"), a + b + c)?;
-    expect("conversions", total(journey, "-", "converted"), a + b + c + d)?;
+    expect(
+        "SMS reminders",
+        total(journey, "cart-reminder", "sent"),
+        reminders,
+    )?;
+    expect(
+        "item emails",
+        total(journey, "abandoned-items", "sent"),
+        emails,
+    )?;
+    expect(
+        "coupons by email",
+        total(journey, "coupon-email", "sent"),
+        to_email,
+    )?;
+    expect(
+        "coupons by SMS",
+        total(journey, "coupon-sms", "sent"),
+        coupons - to_email,
+    )?;
+    expect(
+        "goals reached",
+        total(journey, "-", "goal_reached"),
+        a + b + c,
+    )?;
+    expect(
+        "conversions",
+        total(journey, "-", "converted"),
+        a + b + c + d,
+    )?;
     expect(
         "revenue (cents)",
         total(journey, "-", "revenue_cents"),
         (a + b + c + d) * 4497,
     )?;
-    expect("hand-offs", total("new-customer-care", "-", "entered"), a + b + c)?;
-    expect("thank-you emails", total("new-customer-care", "thank-you", "sent"), a + b + c)?;
+    expect(
+        "hand-offs",
+        total("new-customer-care", "-", "entered"),
+        a + b + c,
+    )?;
+    expect(
+        "thank-you emails",
+        total("new-customer-care", "thank-you", "sent"),
+        a + b + c,
+    )?;
     let messages = reminders + emails + coupons + a + b + c;
     let (mut rows, mut after) = (0, None);
     loop {

@@ -150,7 +150,11 @@ pub struct SimulateArgs {
     #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
     pub root: PathBuf,
     /// Directory of component files.
-    #[arg(long, env = "DRIPLINE_COMPONENTS", default_value = "target/dripline/components")]
+    #[arg(
+        long,
+        env = "DRIPLINE_COMPONENTS",
+        default_value = "target/dripline/components"
+    )]
     pub components: PathBuf,
     /// Print the timeline as JSON.
     #[arg(long)]
@@ -175,7 +179,11 @@ pub struct PreviewArgs {
     #[arg(long, env = "DRIPLINE_ROOT", default_value = ".")]
     pub root: PathBuf,
     /// Directory of component files.
-    #[arg(long, env = "DRIPLINE_COMPONENTS", default_value = "target/dripline/components")]
+    #[arg(
+        long,
+        env = "DRIPLINE_COMPONENTS",
+        default_value = "target/dripline/components"
+    )]
     pub components: PathBuf,
 }
 

@@ -112,11 +112,19 @@ impl Simulator {
     pub fn new(sandbox: &Arc<Sandbox>, components: &Path, root: &Path) -> anyhow::Result<Self> {
         let plugins = Arc::new(Plugins::load_dir(sandbox, components)?);
         let policy = DeliveryPolicy::load(&root.join(dripline_delivery::policy::DELIVERY_FILE))?;
-        Ok(Self::with_parts(plugins, root.join("templates"), Arc::new(policy)))
+        Ok(Self::with_parts(
+            plugins,
+            root.join("templates"),
+            Arc::new(policy),
+        ))
     }
 
     /// A simulator on parts already loaded (`dripline up`'s).
-    pub fn with_parts(plugins: Arc<Plugins>, templates: PathBuf, policy: Arc<DeliveryPolicy>) -> Self {
+    pub fn with_parts(
+        plugins: Arc<Plugins>,
+        templates: PathBuf,
+        policy: Arc<DeliveryPolicy>,
+    ) -> Self {
         Self {
             plugins,
             templates,
@@ -154,7 +162,11 @@ impl Simulator {
         dripline_engine::parse_journey(file, journey).map_err(|errors| {
             anyhow!(
                 "{}",
-                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
             )
         })?;
         let start = match &script.start {
@@ -263,7 +275,11 @@ impl Simulator {
             }
             runner.run_until_idle()?;
             let actions = std::mem::take(&mut *trace.lock().unwrap_or_else(|p| p.into_inner()));
-            moments.extend(actions.iter().filter_map(|(at, action)| moment_of(*at, action)));
+            moments.extend(
+                actions
+                    .iter()
+                    .filter_map(|(at, action)| moment_of(*at, action)),
+            );
             let messages = store.outbox_list(None, usize::MAX)?;
             for message in messages.iter().skip(seen_messages) {
                 moments.push(message_moment(message));
@@ -305,7 +321,10 @@ fn conversions(
             found.push(Moment {
                 at,
                 kind: "converted".into(),
-                what: format!("{} v{}{arm}", enrollment.journey, enrollment.journey_version),
+                what: format!(
+                    "{} v{}{arm}",
+                    enrollment.journey, enrollment.journey_version
+                ),
                 detail: Vec::new(),
             });
         }
@@ -325,7 +344,10 @@ fn file_name(file: &str) -> String {
 /// starts on.
 fn contact_event(contact: &TestContact, identities: &Identities, at: i64) -> Event {
     let mut consent = Map::new();
-    for (channel, has) in [("email", identities.email.is_some()), ("sms", identities.phone.is_some())] {
+    for (channel, has) in [
+        ("email", identities.email.is_some()),
+        ("sms", identities.phone.is_some()),
+    ] {
         if has {
             consent.insert(channel.into(), json!("granted"));
         }
@@ -384,11 +406,15 @@ fn moment_of(at: i64, action: &Action) -> Option<Moment> {
         Action::Exit { reason, .. } => moment("exited", reason.clone()),
         Action::HandOff { to_journey, .. } => moment("handoff", format!("to {to_journey}")),
         Action::Metric { step, name, .. } => match (name, step) {
-            (MetricName::SplitWay { way }, Some(step)) => moment("split", format!("{step}: way {way}")),
+            (MetricName::SplitWay { way }, Some(step)) => {
+                moment("split", format!("{step}: way {way}"))
+            }
             (MetricName::Holdout, Some(step)) => moment("split", format!("{step}: held out")),
             (MetricName::GoalReached, _) => moment("goal", "reached".into()),
             (MetricName::GoalAlreadyMet, _) => moment("goal", "already met: not entered".into()),
-            (MetricName::WaitMatched, Some(step)) => moment("wait", format!("{step}: the event came")),
+            (MetricName::WaitMatched, Some(step)) => {
+                moment("wait", format!("{step}: the event came"))
+            }
             (MetricName::WaitTimedOut, Some(step)) => moment("wait", format!("{step}: timed out")),
             (MetricName::Entered, Some(step)) => moment("step", format!("{step}: entered")),
             _ => return None,
@@ -402,7 +428,10 @@ fn moment_of(at: i64, action: &Action) -> Option<Moment> {
 
 fn message_moment(message: &dripline_store::OutboxMessage) -> Moment {
     let record = OutboxRecord::read(message).ok();
-    let template = record.as_ref().and_then(|r| r.template.clone()).unwrap_or_default();
+    let template = record
+        .as_ref()
+        .and_then(|r| r.template.clone())
+        .unwrap_or_default();
     let step = record.as_ref().map(|r| r.step.clone()).unwrap_or_default();
     let decision = match record.as_ref().and_then(|r| r.delivery.as_ref()) {
         Some(dripline_delivery::DeliveryDecision::Sent { .. }) => "sent".to_owned(),
@@ -442,7 +471,11 @@ pub fn utc(ms: i64) -> String {
 /// A time in `zone`, to the minute, with its offset.
 fn local(ms: i64, zone: chrono_tz::Tz) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z").to_string())
+        .map(|t| {
+            t.with_timezone(&zone)
+                .format("%Y-%m-%d %H:%M %:z")
+                .to_string()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -464,7 +497,12 @@ pub fn render(moments: &[Moment], zone: chrono_tz::Tz) -> String {
         let at = local(moment.at, zone);
         out.push_str(&format!("{at}  {:<9} {}\n", moment.kind, moment.what));
         for line in &moment.detail {
-            out.push_str(&format!("{:width$}  {:<9} {line}\n", "", "", width = at.len()));
+            out.push_str(&format!(
+                "{:width$}  {:<9} {line}\n",
+                "",
+                "",
+                width = at.len()
+            ));
         }
     }
     out
@@ -516,7 +554,9 @@ pub fn preview(
     moments
         .into_iter()
         .find(|m| m.kind == "message")
-        .ok_or_else(|| anyhow!("the send step made no message (is the template {template:?} there?)"))
+        .ok_or_else(|| {
+            anyhow!("the send step made no message (is the template {template:?} there?)")
+        })
 }
 
 impl dripline_admin::api::simulate::Simulate for Simulator {

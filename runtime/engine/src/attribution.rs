@@ -164,7 +164,12 @@ mod tests {
         let conversion = attribute(&journey, &mut enrollment, &contact, &order).unwrap();
         assert_eq!(conversion.revenue_cents, 1990);
         assert_eq!(conversion.arm, arm);
-        let again = event("o2", "order.paid", 7_200_000, json!({ "checkout_token": "t1" }));
+        let again = event(
+            "o2",
+            "order.paid",
+            7_200_000,
+            json!({ "checkout_token": "t1" }),
+        );
         assert_eq!(attribute(&journey, &mut enrollment, &contact, &again), None);
     }
 
@@ -173,7 +178,12 @@ mod tests {
         let journey = parse_journey("j.toml", JOURNEY).unwrap();
         let contact = ContactView::new("c-1");
         let mut enrollment = enrolled("c-1");
-        let late = event("o1", "order.paid", 3 * 86_400_000, json!({ "checkout_token": "t1" }));
+        let late = event(
+            "o1",
+            "order.paid",
+            3 * 86_400_000,
+            json!({ "checkout_token": "t1" }),
+        );
         assert_eq!(attribute(&journey, &mut enrollment, &contact, &late), None);
         let other = event("o2", "order.paid", 1_000, json!({ "checkout_token": "t2" }));
         assert_eq!(attribute(&journey, &mut enrollment, &contact, &other), None);

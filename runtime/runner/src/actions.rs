@@ -39,7 +39,9 @@ impl Runner {
             }
             match action {
                 Action::Enroll(enrollment) => {
-                    if self.closed_to_entry(unit, &enrollment) || self.refuse_entry(unit, &enrollment)? {
+                    if self.closed_to_entry(unit, &enrollment)
+                        || self.refuse_entry(unit, &enrollment)?
+                    {
                         skipping = true;
                     } else {
                         unit.put_enrollment(enrollment)

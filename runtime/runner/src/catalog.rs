@@ -245,7 +245,10 @@ impl Journeys {
     }
 
     /// For every journey, the version a new enrollment of `contact_id` gets.
-    pub fn current_for<'a>(&'a self, contact_id: &'a str) -> impl Iterator<Item = &'a Arc<Journey>> + 'a {
+    pub fn current_for<'a>(
+        &'a self,
+        contact_id: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<Journey>> + 'a {
         self.current
             .keys()
             .filter_map(move |id| self.for_contact(id, contact_id))

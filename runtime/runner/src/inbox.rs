@@ -252,7 +252,10 @@ impl Runner {
                 ),
             ];
             if let Some(arm) = &conversion.arm {
-                counts.push((analytics::counter(&overall, unit.now, &format!("converted.{arm}")), 1));
+                counts.push((
+                    analytics::counter(&overall, unit.now, &format!("converted.{arm}")),
+                    1,
+                ));
                 counts.push((
                     analytics::counter(&overall, unit.now, &format!("revenue_cents.{arm}")),
                     conversion.revenue_cents,
@@ -334,7 +337,11 @@ fn on_test_marked(unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> 
         .get("contact")
         .and_then(serde_json::Value::as_str)
         .ok_or_else(|| InputError::bad("a test mark without `contact`"))?;
-    let test = event.properties.get("test").and_then(serde_json::Value::as_bool).unwrap_or(true);
+    let test = event
+        .properties
+        .get("test")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(true);
     let record = unit.contact_mut(contact)?;
     if record.is_tombstone() {
         return Ok(());

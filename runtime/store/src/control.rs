@@ -121,7 +121,10 @@ impl JourneyControl {
 
 /// The control record of `journey` (the default when none was set).
 pub fn journey_control(store: &dyn KeyValue, journey: &str) -> Result<JourneyControl> {
-    match store.kv_get(RUNTIME_KV_STORE, &format!("{JOURNEY_CONTROL_PREFIX}{journey}"))? {
+    match store.kv_get(
+        RUNTIME_KV_STORE,
+        &format!("{JOURNEY_CONTROL_PREFIX}{journey}"),
+    )? {
         None => Ok(JourneyControl::default()),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Corrupt(format!("journey state of {journey}: {e}"))),
@@ -133,7 +136,9 @@ pub fn journey_controls(
     store: &dyn KeyValue,
 ) -> Result<std::collections::BTreeMap<String, JourneyControl>> {
     let mut all = std::collections::BTreeMap::new();
-    for (key, bytes) in store.kv_scan_prefix(RUNTIME_KV_STORE, JOURNEY_CONTROL_PREFIX, None, 10_000)? {
+    for (key, bytes) in
+        store.kv_scan_prefix(RUNTIME_KV_STORE, JOURNEY_CONTROL_PREFIX, None, 10_000)?
+    {
         let journey = key.trim_start_matches(JOURNEY_CONTROL_PREFIX).to_owned();
         let control = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Corrupt(format!("journey state of {journey}: {e}")))?;

@@ -97,7 +97,10 @@ fn identity_of(lookup: &Lookup) -> Result<Identity, Problem> {
             _ => Err(Problem::field("external", "write it as <system>:<id>")),
         },
         "email" => Err(Problem::field("email", "not an email address")),
-        _ => Err(Problem::field("phone", "not a phone number in E.164 (+<digits>)")),
+        _ => Err(Problem::field(
+            "phone",
+            "not a phone number in E.164 (+<digits>)",
+        )),
     }
 }
 
@@ -197,7 +200,10 @@ fn detail(store: &dyn Store, id: &str, unmasked: bool) -> Result<ContactDetail, 
             detail: json!({ "id": event.get("id"), "source": event.get("source") }),
         });
     }
-    let history = contact.profile.get("consent_history").and_then(Value::as_array);
+    let history = contact
+        .profile
+        .get("consent_history")
+        .and_then(Value::as_array);
     for change in history.into_iter().flatten() {
         timeline.push(TimelineEntry {
             at: change.get("at").and_then(Value::as_i64).unwrap_or(0),
@@ -212,10 +218,16 @@ fn detail(store: &dyn Store, id: &str, unmasked: bool) -> Result<ContactDetail, 
         let journey = format!(
             "{} v{}",
             stored.journey,
-            state.get("journey_version").and_then(Value::as_u64).unwrap_or(0)
+            state
+                .get("journey_version")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
         );
         let entered = state.get("entered_at").and_then(Value::as_i64).unwrap_or(0);
-        let trigger = state.pointer("/trigger/name").cloned().unwrap_or(Value::Null);
+        let trigger = state
+            .pointer("/trigger/name")
+            .cloned()
+            .unwrap_or(Value::Null);
         timeline.push(TimelineEntry {
             at: entered,
             kind: "entered".into(),

@@ -107,11 +107,14 @@ pub(crate) fn stored_versions(
         // Each was parsed by the runner before it was stored; one that does
         // not read now is shown without its definition rather than hidden.
         let definition = toml::from_str::<Value>(&text).unwrap_or(Value::Null);
-        journeys.entry(id.to_owned()).or_default().push(StoredVersion {
-            version,
-            definition,
-            text: text.into_owned(),
-        });
+        journeys
+            .entry(id.to_owned())
+            .or_default()
+            .push(StoredVersion {
+                version,
+                definition,
+                text: text.into_owned(),
+            });
     }
     Ok(journeys)
 }
@@ -131,13 +134,15 @@ pub(crate) fn splits_of(definition: &Value) -> Splits {
         let names = ways
             .iter()
             .enumerate()
-            .map(|(index, way)| match way.get("next").and_then(Value::as_str) {
-                Some(next) => next.to_owned(),
-                None if way.get("holdout").and_then(Value::as_bool) == Some(true) => {
-                    "holdout".to_owned()
-                }
-                None => format!("way {index}"),
-            })
+            .map(
+                |(index, way)| match way.get("next").and_then(Value::as_str) {
+                    Some(next) => next.to_owned(),
+                    None if way.get("holdout").and_then(Value::as_bool) == Some(true) => {
+                        "holdout".to_owned()
+                    }
+                    None => format!("way {index}"),
+                },
+            )
             .collect();
         splits.insert(id.to_owned(), names);
     }
@@ -418,11 +423,17 @@ pub async fn canary(
 ) -> Result<Json<JourneyControl>, Problem> {
     let Json(request) = body.map_err(|e| Problem::field("body", e.body_text()))?;
     if !(1..=99).contains(&request.percent) {
-        return Err(Problem::field("percent", "a share of new enrollments: 1 to 99"));
+        return Err(Problem::field(
+            "percent",
+            "a share of new enrollments: 1 to 99",
+        ));
     }
     change_control(state, caller, id, move |control, versions| {
         if !versions.iter().any(|v| v.version == request.version) {
-            return Err(Problem::field("version", format!("no version {} is stored", request.version)));
+            return Err(Problem::field(
+                "version",
+                format!("no version {} is stored", request.version),
+            ));
         }
         let stable = versions
             .iter()
@@ -452,8 +463,9 @@ pub async fn promote(
     Path(id): Path<String>,
 ) -> Result<Json<JourneyControl>, Problem> {
     change_control(state, caller, id, |control, versions| {
-        let trial = canary_now(control, versions)
-            .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "the journey has no canary to promote"))?;
+        let trial = canary_now(control, versions).ok_or_else(|| {
+            Problem::new(StatusCode::CONFLICT, "the journey has no canary to promote")
+        })?;
         let newest = versions.last().map_or(trial.version, |v| v.version);
         control.canary = None;
         control.rolled_back = None;
@@ -476,8 +488,12 @@ pub async fn rollback(
     Path(id): Path<String>,
 ) -> Result<Json<JourneyControl>, Problem> {
     change_control(state, caller, id, |control, versions| {
-        let trial = canary_now(control, versions)
-            .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "the journey has no canary to roll back"))?;
+        let trial = canary_now(control, versions).ok_or_else(|| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "the journey has no canary to roll back",
+            )
+        })?;
         control.canary = None;
         control.promoted = None;
         control.rolled_back = Some(trial.version);

@@ -64,7 +64,10 @@ pub async fn prometheus(
     let all = blocking(move || state.store.metrics_all().map_err(Problem::store)).await?;
     let text = encode(&all).map_err(|e| {
         tracing::error!("encoding the metrics: {e}");
-        Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Problem::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        )
     })?;
     Ok((
         [(
@@ -82,7 +85,11 @@ fn encode(all: &BTreeMap<String, i64>) -> Result<String, std::fmt::Error> {
     // gauge; the analytics only ever count up.
     let totals = Family::<ByName, Gauge>::default();
     let journeys = Family::<ByJourney, Counter>::default();
-    registry.register("value", "Dripline's running totals, by name", totals.clone());
+    registry.register(
+        "value",
+        "Dripline's running totals, by name",
+        totals.clone(),
+    );
     registry.register(
         "journey",
         "Journey analytics: what happened at each step and channel",
@@ -132,7 +139,10 @@ mod tests {
         all.insert(analytics::counter(&key, 0, "sent"), 2);
         all.insert(analytics::counter(&key, 86_400_000, "sent"), 5);
         let text = encode(&all).unwrap();
-        assert!(text.contains(r#"dripline_value{name="events.order.paid"} 3"#), "{text}");
+        assert!(
+            text.contains(r#"dripline_value{name="events.order.paid"} 3"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"dripline_journey_total{journey="j",version="1",step="mail",channel="email",what="sent"} 7"#),
             "{text}"

@@ -194,6 +194,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T, Problem> {
     tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
         tracing::error!("admin API: a task failed: {e}");
-        Err(Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+        Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        ))
     })
 }

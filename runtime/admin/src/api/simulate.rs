@@ -77,16 +77,27 @@ pub async fn simulate(
             }
         }
         let journey = wanted.ok_or_else(|| {
-            Problem::field("journey", format!("no journey {:?} is stored", request.journey))
+            Problem::field(
+                "journey",
+                format!("no journey {:?} is stored", request.journey),
+            )
         })?;
         let script = match request.script {
             Value::Null => json!({}),
             script => script,
         };
         let timeline = simulator
-            .simulate(&request.journey, &journey, &texts, &request.contact, &script)
+            .simulate(
+                &request.journey,
+                &journey,
+                &texts,
+                &request.contact,
+                &script,
+            )
             .map_err(|(field, message)| Problem::field(&field, message))?;
-        Ok(Json(json!({ "journey": request.journey, "timeline": timeline })))
+        Ok(Json(
+            json!({ "journey": request.journey, "timeline": timeline }),
+        ))
     })
     .await
 }

@@ -31,13 +31,20 @@ fn hand_off_targets(journey: &Path, text: &str) -> Vec<(String, String)> {
     let Ok(parsed) = dripline_engine::parse_journey(&journey.display().to_string(), text) else {
         return Vec::new();
     };
-    let mut targets: Vec<String> = parsed.goal.iter().filter_map(|g| g.hand_off.clone()).collect();
+    let mut targets: Vec<String> = parsed
+        .goal
+        .iter()
+        .filter_map(|g| g.hand_off.clone())
+        .collect();
     for step in &parsed.steps {
         if let dripline_engine::StepKind::HandOff { journey } = &step.kind {
             targets.push(journey.clone());
         }
     }
-    let dir = journey.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = journey
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     targets
         .into_iter()
         .filter_map(|target| {
@@ -86,7 +93,13 @@ pub fn preview(args: PreviewArgs) -> anyhow::Result<()> {
         None => serde_json::Map::new(),
     };
     let simulator = simulator(&args.components, &args.root)?;
-    let moment = simulate::preview(&simulator, &args.template, &args.channel, &contact, properties)?;
+    let moment = simulate::preview(
+        &simulator,
+        &args.template,
+        &args.channel,
+        &contact,
+        properties,
+    )?;
     println!("{}", moment.what);
     for line in &moment.detail {
         println!("{line}");

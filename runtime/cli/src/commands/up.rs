@@ -148,7 +148,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         let admin_listener = tokio::net::TcpListener::bind(admin_listen)
             .await
             .with_context(|| format!("binding the admin API to {admin_listen}"))?;
-        tracing::info!("the admin API is up on http://{}", admin_listener.local_addr()?);
+        tracing::info!(
+            "the admin API is up on http://{}",
+            admin_listener.local_addr()?
+        );
         tracing::info!("dripline is up on http://{}", listener.local_addr()?);
         // The listeners stay open until the worker is done, so that what
         // comes meanwhile gets an answer: 503 with Retry-After from the

@@ -166,10 +166,16 @@ fn check_step(
         ));
     };
     let mut config = config.clone();
-    if let Some(template) = config.get("template").and_then(Value::as_str).map(str::to_owned)
+    if let Some(template) = config
+        .get("template")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
         && let Some(map) = config.as_object_mut()
     {
-        map.insert("template_files".into(), Value::Object(templates.files_of(&template)));
+        map.insert(
+            "template_files".into(),
+            Value::Object(templates.files_of(&template)),
+        );
     }
     match plugin.validate(&config.to_string()) {
         Ok(Ok(())) => Ok(()),
@@ -182,9 +188,19 @@ fn check_step(
 
 /// The hand-off targets (the goal's and each `hand_off` step's) that are not
 /// a journey beside this one nor among the files checked.
-fn hand_offs(file: &Path, name: &str, text: &str, journey: &Journey, files: &[PathBuf]) -> Vec<String> {
+fn hand_offs(
+    file: &Path,
+    name: &str,
+    text: &str,
+    journey: &Journey,
+    files: &[PathBuf],
+) -> Vec<String> {
     let mut known = journeys_beside(file);
-    known.extend(files.iter().filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned())));
+    known.extend(
+        files
+            .iter()
+            .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned())),
+    );
     let mut problems = Vec::new();
     if let Some(target) = journey.goal.as_ref().and_then(|g| g.hand_off.as_ref())
         && !known.contains(target)
@@ -258,9 +274,16 @@ fn sms_segments(templates: &Path, config: &Value) -> Option<String> {
     let source = std::fs::read_to_string(templates.join(format!("{template}.sms.liquid"))).ok()?;
     let fixed = fixed_text(&source);
     let gsm = fixed.chars().all(is_gsm7);
-    let length: usize = fixed.chars().map(|c| if gsm && is_gsm7_extension(c) { 2 } else { 1 }).sum();
+    let length: usize = fixed
+        .chars()
+        .map(|c| if gsm && is_gsm7_extension(c) { 2 } else { 1 })
+        .sum();
     let (one, each) = if gsm { (160, 153) } else { (70, 67) };
-    let segments = if length <= one { 1 } else { length.div_ceil(each) };
+    let segments = if length <= one {
+        1
+    } else {
+        length.div_ceil(each)
+    };
     Some(format!(
         "SMS {template:?}: {length} characters of fixed text ({}), {segments} segment{}, more with its values",
         if gsm { "GSM-7" } else { "UCS-2" },

@@ -101,7 +101,11 @@ impl Channel for Smtp {
             .message_id(Some(message_id.clone()));
         // Gmail and Yahoo require one-click unsubscribe (RFC 8058) of bulk
         // senders: the mail client POSTs to the signed link tracking made.
-        if let Some(url) = record.unsubscribe_url.as_deref().filter(|_| record.is_marketing()) {
+        if let Some(url) = record
+            .unsubscribe_url
+            .as_deref()
+            .filter(|_| record.is_marketing())
+        {
             use lettre::message::header::{HeaderName, HeaderValue};
             builder = builder
                 .raw_header(HeaderValue::new(
