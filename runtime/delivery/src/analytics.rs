@@ -27,6 +27,19 @@ pub struct Key<'a> {
     pub channel: Option<&'a str>,
 }
 
+impl<'a> Key<'a> {
+    /// Where the counts of a message belong: its journey, version and step,
+    /// on `channel`.
+    pub fn of_message(record: &'a crate::OutboxRecord, channel: &'a str) -> Self {
+        Self {
+            journey: &record.journey,
+            version: record.journey_version,
+            step: Some(&record.step),
+            channel: Some(channel),
+        }
+    }
+}
+
 /// A counter's name for `what` under `key`, on the UTC day of `at_ms`.
 pub fn counter(key: &Key<'_>, at_ms: i64, what: &str) -> String {
     format!(

@@ -318,12 +318,7 @@ impl Dispatcher {
         let metric = |name: String| Write::MetricAdd { name, delta: 1 };
         let by_day = |what: &str| {
             record.as_ref().map(|r| {
-                let key = crate::analytics::Key {
-                    journey: &r.journey,
-                    version: r.journey_version,
-                    step: Some(&r.step),
-                    channel: Some(&message.channel),
-                };
+                let key = crate::analytics::Key::of_message(r, &message.channel);
                 metric(crate::analytics::counter(&key, now, what))
             })
         };

@@ -106,6 +106,15 @@ impl DeliveryDecision {
     }
 }
 
+impl From<messaging::Category> for Category {
+    fn from(category: messaging::Category) -> Self {
+        match category {
+            messaging::Category::Marketing => Category::Marketing,
+            messaging::Category::Transactional => Category::Transactional,
+        }
+    }
+}
+
 impl From<&messaging::Delivery> for DeliveryDecision {
     fn from(delivery: &messaging::Delivery) -> Self {
         match delivery {
@@ -215,10 +224,7 @@ impl OutboxEntry {
                 subject: message.subject.clone(),
                 body: message.body.clone(),
                 html: message.html.clone(),
-                category: Some(match message.category {
-                    messaging::Category::Marketing => Category::Marketing,
-                    messaging::Category::Transactional => Category::Transactional,
-                }),
+                category: Some(message.category.into()),
                 delivery: Some(delivery.into()),
                 unsubscribe_url: None,
                 url: None,

@@ -269,15 +269,24 @@ pub fn record<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
     // The mark comes first: a crash between the two loses an event rather
     // than counting one twice.
     let first = first_of(store, link, &message, now)?;
+    let mut writes = Vec::new();
     if first || link == Link::Unsubscribe {
-        store.apply(&[Write::inbox_put(
+        writes.push(Write::inbox_put(
             now,
             &event.id,
             serde_json::to_vec(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        )])?;
+        ));
     }
+    // The analytics count messages opened and clicked, once each.
     if let Some(record) = record.as_ref().filter(|_| first) {
-        count(store, link, &message, record, now)?;
+        let key = crate::analytics::Key::of_message(record, &message.channel);
+        writes.push(Write::MetricAdd {
+            name: crate::analytics::counter(&key, now, link_name(link)),
+            delta: 1,
+        });
+    }
+    if !writes.is_empty() {
+        store.apply(&writes)?;
     }
     Ok(Some(event))
 }
@@ -300,28 +309,6 @@ fn link_name(link: Link) -> &'static str {
         Link::Click => "clicked",
         Link::Unsubscribe => "unsubscribed",
     }
-}
-
-/// Counts a message's first open, click or unsubscribe in the analytics.
-fn count<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
-    store: &S,
-    link: Link,
-    message: &dripline_store::OutboxMessage,
-    record: &crate::outbox_record::OutboxRecord,
-    now: i64,
-) -> Result<(), StoreError> {
-    let what = link_name(link);
-    let key = crate::analytics::Key {
-        journey: &record.journey,
-        version: record.journey_version,
-        step: Some(&record.step),
-        channel: Some(&message.channel),
-    };
-    store.apply(&[Write::MetricAdd {
-        name: crate::analytics::counter(&key, now, what),
-        delta: 1,
-    }])?;
-    Ok(())
 }
 
 #[cfg(test)]

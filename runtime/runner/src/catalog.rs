@@ -15,10 +15,11 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use dripline_engine::{Journey, Segment, parse_journey};
-use dripline_store::control::{JourneyControl, JourneyState, journey_controls};
+use dripline_store::control::{
+    JOURNEY_VERSIONS_PREFIX, JourneyControl, JourneyState, journey_controls, journey_version_key,
+    journey_version_of,
+};
 use dripline_store::{KeyValue, RUNTIME_KV_STORE, StoreError, Write};
-
-const VERSIONS_PREFIX: &str = "journey/";
 
 /// All journey versions known, and which one new enrollments get.
 pub struct Journeys {
@@ -49,17 +50,13 @@ impl Journeys {
             controls: BTreeMap::new(),
         };
         for (key, source) in
-            store.kv_scan_prefix(RUNTIME_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)?
+            store.kv_scan_prefix(RUNTIME_KV_STORE, JOURNEY_VERSIONS_PREFIX, None, usize::MAX)?
         {
             let text = String::from_utf8_lossy(&source);
             // A journey without an explicit `id` takes its file's stem: name the
             // stored copy after the journey (`journey/<id>/v..` -> `<id>.toml`),
             // not after its version.
-            let id = key
-                .trim_start_matches(VERSIONS_PREFIX)
-                .split('/')
-                .next()
-                .unwrap_or_default();
+            let id = journey_version_of(&key).map_or("", |(id, _)| id);
             if let Ok(journey) = parse_journey(&format!("{id}.toml"), &text) {
                 journeys
                     .versions
@@ -120,7 +117,7 @@ impl Journeys {
                     .join("\n")));
             }
         };
-        let key = format!("{VERSIONS_PREFIX}{}/v{:010}", journey.id, journey.version);
+        let key = journey_version_key(&journey.id, journey.version);
         match store.kv_get(RUNTIME_KV_STORE, &key)? {
             Some(stored) if stored != text.as_bytes() => {
                 return Ok(Err(format!(

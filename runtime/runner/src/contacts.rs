@@ -111,8 +111,8 @@ pub const CONSENT_HISTORY: usize = 20;
 pub const DRIPLINE: &str = "dripline";
 
 /// Sources whose grant is a person acting now (a form they filled in, an
-/// identify or track call from the site they are on, source `api`), which may undo an unsubscribe made through
-/// Dripline. A store's webhook repeats the state it recorded, possibly from
+/// identify or track call from the site they are on, source `api`), which
+/// may undo an unsubscribe made through Dripline. A store's webhook repeats the state it recorded, possibly from
 /// before the unsubscribe, and an imported list may be stale: neither may.
 pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "api"];
 

@@ -109,7 +109,8 @@ impl Runner {
         if config.get("channel").and_then(Value::as_str) != Some(PREFERRED) {
             return Ok(None);
         }
-        let marketing = config.get("category").and_then(Value::as_str) != Some("transactional");
+        let category = declared_category(config);
+        let marketing = category == messaging::Category::Marketing;
         let contact = unit.contact(&enrollment.contact_id)?.wit();
         if self.policy.resolve_preferred(&contact, marketing).is_some() {
             return Ok(None);
@@ -119,11 +120,7 @@ impl Runner {
             subject: None,
             body: String::new(),
             html: None,
-            category: if marketing {
-                messaging::Category::Marketing
-            } else {
-                messaging::Category::Transactional
-            },
+            category,
         };
         let journey = self.journey_of(enrollment)?.clone();
         let origin = Origin {
@@ -150,22 +147,13 @@ impl Runner {
         call: StepCall<'_>,
     ) -> Result<Prepared<'p>, InputError> {
         let mut config = call.config;
-        if let Some(template) = config
-            .get("template")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            && let Some(map) = config.as_object_mut()
-        {
-            map.insert(
-                "template_files".into(),
-                Value::Object(self.templates.files_of(&template)),
-            );
-        }
+        self.templates.add_to(&mut config);
         let journey = self.journey_of(enrollment)?.clone();
+        let category = declared_category(&config);
         // `preferred` is settled before the step renders, so it picks the
         // template and the length limits of the channel it will really use.
         if config.get("channel").and_then(Value::as_str) == Some(PREFERRED) {
-            let marketing = config.get("category").and_then(Value::as_str) != Some("transactional");
+            let marketing = category == messaging::Category::Marketing;
             let contact = unit.contact(&enrollment.contact_id)?.wit();
             if let (Some(channel), Some(map)) = (
                 self.policy.resolve_preferred(&contact, marketing),
@@ -181,12 +169,6 @@ impl Runner {
         // What this unit is about to send the contact (another journey may
         // have sent on the same event a moment ago); the stored outbox joins
         // it when the step's first send is decided.
-        // What the journey's step says its messages are (marketing unless
-        // `category = "transactional"`), whatever the plugin claims.
-        let category = match config.get("category").and_then(Value::as_str) {
-            Some("transactional") => messaging::Category::Transactional,
-            _ => messaging::Category::Marketing,
-        };
         let since = unit.now - SendContext::lookback_ms(&self.policy);
         let history = unit.sends_to(&enrollment.contact_id, since);
         let now = unit.now;
@@ -229,10 +211,7 @@ impl Runner {
             context,
             template,
             messenger,
-            category: match category {
-                messaging::Category::Transactional => dripline_delivery::Category::Transactional,
-                messaging::Category::Marketing => dripline_delivery::Category::Marketing,
-            },
+            category: category.into(),
         })
     }
 
@@ -252,8 +231,9 @@ impl Runner {
             step: step_id,
             now: unit.now,
         };
+        let test_contact = unit.contact(&enrollment.contact_id)?.profile.test;
         for effect in &run.effects {
-            let entry = match effect {
+            let mut entry = match effect {
                 Effect::Send {
                     idempotency_key,
                     message,
@@ -279,8 +259,7 @@ impl Runner {
                 } => OutboxEntry::post(origin, idempotency_key, url, body),
                 _ => continue,
             };
-            let mut entry = entry;
-            if unit.contact(&enrollment.contact_id)?.profile.test {
+            if test_contact {
                 entry.record.mark_test();
             }
             unit.queue_outbox(entry);
@@ -360,5 +339,15 @@ fn step_outcome(outcome: Outcome) -> StepOutcome {
             reason: retry.reason,
             after_ms: retry.after,
         },
+    }
+}
+
+/// What a step's messages are, as its journey's config says: marketing
+/// unless `category = "transactional"`. The plugin's own claim does not count
+/// (it would skip consent, caps and quiet hours).
+fn declared_category(config: &Value) -> messaging::Category {
+    match config.get("category").and_then(Value::as_str) {
+        Some("transactional") => messaging::Category::Transactional,
+        _ => messaging::Category::Marketing,
     }
 }

@@ -38,4 +38,28 @@ impl Templates {
             .map(|(file, text)| (file.clone(), serde_json::Value::String(text.clone())))
             .collect()
     }
+
+    /// Adds to a step's `config` the files of the template it names, as
+    /// `template_files`: what the runtime hands the step, and what
+    /// `dripline validate` checks it with.
+    pub fn add_to(&self, config: &mut serde_json::Value) {
+        let Some(template) = config
+            .get("template")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+        else {
+            return;
+        };
+        if let Some(map) = config.as_object_mut() {
+            map.insert(
+                "template_files".into(),
+                serde_json::Value::Object(self.files_of(&template)),
+            );
+        }
+    }
+
+    /// The text of one file, by name (`checkout-reminder.sms.liquid`).
+    pub fn file(&self, name: &str) -> Option<&str> {
+        self.files.get(name).map(String::as_str)
+    }
 }

@@ -198,12 +198,7 @@ impl<'a> Unit<'a> {
     /// decisions in this unit (a second journey sending on the same event).
     pub(crate) fn queue_outbox(&mut self, entry: OutboxEntry) {
         if let Some(what) = queued_as(&entry.record).filter(|_| !entry.record.test) {
-            let key = analytics::Key {
-                journey: &entry.record.journey,
-                version: entry.record.journey_version,
-                step: Some(&entry.record.step),
-                channel: Some(&entry.channel),
-            };
+            let key = analytics::Key::of_message(&entry.record, &entry.channel);
             let name = analytics::counter(&key, self.now, &what);
             self.metric(name);
         }

@@ -15,6 +15,24 @@ pub const ADMIN_SOURCE: &str = "admin";
 /// again (properties `contact`, `test`).
 pub const TEST_MARKED: &str = "contact.test_marked";
 
+/// The prefix, in the runtime's key-value store, of the journey versions the
+/// runner loaded (`journey/<id>/v<version, 10 digits>`, the file's text): a
+/// contact in flight finishes its version from there, and the admin API
+/// shows them.
+pub const JOURNEY_VERSIONS_PREFIX: &str = "journey/";
+
+/// The key of a stored journey version.
+pub fn journey_version_key(journey: &str, version: u32) -> String {
+    format!("{JOURNEY_VERSIONS_PREFIX}{journey}/v{version:010}")
+}
+
+/// The journey and version a stored version's key names.
+pub fn journey_version_of(key: &str) -> Option<(&str, u32)> {
+    let rest = key.strip_prefix(JOURNEY_VERSIONS_PREFIX)?;
+    let (journey, version) = rest.split_once("/v")?;
+    Some((journey, version.parse().ok()?))
+}
+
 /// The prefix of the records.
 pub const JOURNEY_CONTROL_PREFIX: &str = "journey-state/";
 

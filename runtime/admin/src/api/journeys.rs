@@ -11,7 +11,8 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use dripline_delivery::analytics;
 use dripline_store::control::{
-    JourneyControl, JourneyState, journey_control, journey_controls, set_journey_control,
+    JOURNEY_VERSIONS_PREFIX, JourneyControl, JourneyState, journey_control, journey_controls,
+    journey_version_of, set_journey_control,
 };
 use dripline_store::{RUNTIME_KV_STORE, Store};
 use serde::{Deserialize, Serialize};
@@ -22,9 +23,6 @@ use super::{AdminState, blocking, need};
 use crate::analytics::{JourneyAnalytics, Splits, report};
 use crate::auth::{Caller, Scope};
 use crate::problem::Problem;
-
-/// Where the runner keeps the journey versions it loaded.
-const VERSIONS_PREFIX: &str = "journey/";
 
 /// A journey in the list.
 #[derive(Debug, Serialize, ToSchema)]
@@ -93,14 +91,10 @@ pub(crate) fn stored_versions(
 ) -> Result<BTreeMap<String, Vec<StoredVersion>>, Problem> {
     let mut journeys: BTreeMap<String, Vec<StoredVersion>> = BTreeMap::new();
     let records = store
-        .kv_scan_prefix(RUNTIME_KV_STORE, VERSIONS_PREFIX, None, usize::MAX)
+        .kv_scan_prefix(RUNTIME_KV_STORE, JOURNEY_VERSIONS_PREFIX, None, usize::MAX)
         .map_err(Problem::store)?;
     for (key, text) in records {
-        let rest = key.trim_start_matches(VERSIONS_PREFIX);
-        let Some((id, version)) = rest.split_once("/v") else {
-            continue;
-        };
-        let Ok(version) = version.parse::<u32>() else {
+        let Some((id, version)) = journey_version_of(&key) else {
             continue;
         };
         let text = String::from_utf8_lossy(&text);

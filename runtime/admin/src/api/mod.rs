@@ -22,11 +22,11 @@ pub mod simulate;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
 use dripline_clock::Clock;
 use dripline_store::Store;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -111,25 +111,18 @@ pub fn routes(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
 /// The admin listener's router: the API and `/openapi.json`.
 pub fn router(state: Arc<AdminState>) -> Router {
     let (api, document) = routes(state);
-    let document = Arc::new(document);
+    // The document does not change while the process runs: written once.
+    let document = document.to_json().unwrap_or_else(|e| {
+        tracing::error!("the OpenAPI document does not serialize: {e}");
+        "{}".to_owned()
+    });
     api.route(
         "/openapi.json",
         axum::routing::get(move || {
             let document = document.clone();
-            async move { Json(document.as_ref().clone()) }
+            async move { ([(header::CONTENT_TYPE, "application/json")], document) }
         }),
     )
-}
-
-/// The OpenAPI document, as `/openapi.json` serves it.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let state = Arc::new(AdminState {
-        store: Arc::new(dripline_store::MemoryStore::new()),
-        tokens: Tokens::fixed(Vec::new()),
-        clock: Arc::new(dripline_clock::SystemClock),
-        simulator: None,
-    });
-    routes(state).1
 }
 
 /// Lets a request through with its [`Caller`] when it carries a known

@@ -96,7 +96,7 @@ pub fn run(files: &[PathBuf], against: &Against) -> anyhow::Result<bool> {
                         problems.push(format!("{at}: steps.{}.{field}: {message}", step.id))
                     }
                 }
-                if let Some(note) = sms_segments(&templates_dir, config) {
+                if let Some(note) = sms_segments(&templates, config) {
                     notes.push(format!("{at}: steps.{}: {note}", step.id));
                 }
             }
@@ -166,17 +166,7 @@ fn check_step(
         ));
     };
     let mut config = config.clone();
-    if let Some(template) = config
-        .get("template")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        && let Some(map) = config.as_object_mut()
-    {
-        map.insert(
-            "template_files".into(),
-            Value::Object(templates.files_of(&template)),
-        );
-    }
+    templates.add_to(&mut config);
     match plugin.validate(&config.to_string()) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(StepError::InvalidConfig(message) | StepError::Other(message))) => {
@@ -266,13 +256,12 @@ fn line_of(text: &str, key: &str) -> usize {
 /// add is known only when it renders): GSM-7 text takes 160 characters in
 /// one segment and 153 in each of several, anything else (Chinese, emoji)
 /// UCS-2, 70 and 67.
-fn sms_segments(templates: &Path, config: &Value) -> Option<String> {
+fn sms_segments(templates: &Templates, config: &Value) -> Option<String> {
     if config.get("channel").and_then(Value::as_str) != Some("sms") {
         return None;
     }
     let template = config.get("template").and_then(Value::as_str)?;
-    let source = std::fs::read_to_string(templates.join(format!("{template}.sms.liquid"))).ok()?;
-    let fixed = fixed_text(&source);
+    let fixed = fixed_text(templates.file(&format!("{template}.sms.liquid"))?);
     let gsm = fixed.chars().all(is_gsm7);
     let length: usize = fixed
         .chars()
