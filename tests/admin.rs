@@ -129,9 +129,10 @@ fn order(n: usize, order_id: usize, at: i64, total: &str) -> Value {
 }
 
 /// Every route the admin API must serve, as the OpenAPI document names them.
-const ROUTES: [(&str, &str); 17] = [
+const ROUTES: [(&str, &str); 19] = [
     ("get", "/api/journeys"),
     ("get", "/api/journeys/{id}"),
+    ("get", "/api/journeys/{id}/canvas"),
     ("get", "/api/journeys/{id}/analytics"),
     ("post", "/api/journeys/{id}/pause"),
     ("post", "/api/journeys/{id}/resume"),
@@ -147,6 +148,7 @@ const ROUTES: [(&str, &str); 17] = [
     ("get", "/api/outbox"),
     ("get", "/api/metrics"),
     ("get", "/metrics"),
+    ("get", "/api/me"),
 ];
 
 #[test]

@@ -11,6 +11,8 @@
 pub mod analytics;
 pub mod api;
 pub mod auth;
+pub mod canvas;
+pub mod console;
 pub mod mask;
 pub mod problem;
 mod readiness;

@@ -91,8 +91,11 @@ pub enum MetricName {
     Entered,
     /// A contact went on from a step.
     Passed,
-    /// A contact left the journey, at this step.
+    /// A contact left the journey, at this step, before its end (the goal,
+    /// a failed step, a refusal).
     Exited,
+    /// A contact finished the journey: the step it was at has no next.
+    Completed,
     /// The goal was reached.
     GoalReached,
     /// An entry was refused because the goal already held: the contact's

@@ -943,12 +943,20 @@ impl<'a> Walker<'a> {
         self.enrollment.status = EnrollmentStatus::Done;
         self.enrollment.exited_at = Some(self.now);
         self.enrollment.exit_reason = Some(reason.clone());
+        // Told apart, so that a canvas can show who dropped out at a step
+        // and who simply reached the end after it.
+        let completed = reason == COMPLETED;
         self.effects.push(Action::Exit {
             enrollment_id: self.enrollment.id.clone(),
             reason,
         });
         let step = self.enrollment.step.clone();
-        self.metric(step.as_deref(), MetricName::Exited);
+        let name = if completed {
+            MetricName::Completed
+        } else {
+            MetricName::Exited
+        };
+        self.metric(step.as_deref(), name);
     }
 
     fn hand_off(&mut self, target: &str) {

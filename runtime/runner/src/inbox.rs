@@ -261,6 +261,15 @@ impl Runner {
                     conversion.revenue_cents,
                 ));
             }
+            // Each step the contact went through counts the conversion too,
+            // so that a message's node shows how many converted after it.
+            for step in enrollment.visits.keys() {
+                let at_step = analytics::Key {
+                    step: Some(step),
+                    ..overall
+                };
+                counts.push((analytics::counter(&at_step, unit.now, "converted"), 1));
+            }
             for (name, delta) in counts {
                 unit.metric_by(name, delta);
             }

@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{AdminState, blocking, need};
 use crate::analytics::{JourneyAnalytics, Splits, report};
 use crate::auth::{Caller, Scope};
+use crate::canvas::{Canvas, canvas as draw, counts_by_version};
 use crate::problem::Problem;
 
 /// A journey in the list.
@@ -492,6 +493,74 @@ pub async fn rollback(
         control.promoted = None;
         control.rolled_back = Some(trial.version);
         Ok(())
+    })
+    .await
+}
+
+/// A journey drawn: per version, newest first, its steps as nodes with
+/// their counts and the ways between them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JourneyCanvas {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `running`, `paused` or `draining`.
+    #[schema(value_type = String)]
+    pub state: JourneyState,
+    /// The canary in force, if any.
+    #[schema(value_type = Option<Object>)]
+    pub canary: Option<dripline_store::control::Canary>,
+    /// Contacts who entered, all versions.
+    pub entered: i64,
+    /// Conversions, all versions.
+    pub converted: i64,
+    /// Every version, newest first.
+    pub versions: Vec<Canvas>,
+}
+
+/// A journey as a graph for the console: each step a node of its kind with
+/// its counts (entered, waiting now, passed, dropped), each message step's
+/// sent, open, click and conversion figures, and the ways between them.
+#[utoipa::path(get, path = "/api/journeys/{id}/canvas", tag = "journeys",
+    params(("id" = String, Path, description = "The journey's id")),
+    responses((status = 200, body = JourneyCanvas), (status = 404, body = Problem)))]
+pub async fn canvas(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<JourneyCanvas>, Problem> {
+    need(&caller, Scope::JourneysRead)?;
+    blocking(move || {
+        let store = state.store.as_ref();
+        let versions = stored_versions(store)?
+            .remove(&id)
+            .ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))?;
+        let mut counts = counts_by_version(&analytics_of(store, &id)?);
+        let total = |what: &str| counts.values().map(|c| c.total(what)).sum::<i64>();
+        let (entered, converted) = (total("entered"), total("converted"));
+        let control = journey_control(store, &id).map_err(Problem::store)?;
+        let name = versions
+            .last()
+            .and_then(|v| v.definition.get("name").and_then(Value::as_str))
+            .unwrap_or(&id)
+            .to_owned();
+        Ok(Json(JourneyCanvas {
+            canary: canary_now(&control, &versions),
+            state: control.state,
+            entered,
+            converted,
+            name,
+            versions: versions
+                .iter()
+                .rev()
+                .map(|v| {
+                    let counts = counts.remove(&v.version).unwrap_or_default();
+                    draw(v.version, &v.definition, &counts)
+                })
+                .collect(),
+            id,
+        }))
     })
     .await
 }

@@ -10,12 +10,14 @@
 //! - [`simulate`]: a journey run for a test contact on a virtual clock.
 //! - [`outbox`]: the outbox.
 //! - [`metrics`]: the counters, as JSON and in Prometheus's text format.
+//! - [`me`]: the caller's token, role and scopes.
 //!
 //! Errors are `application/problem+json` ([`Problem`]). Personal data is
 //! masked ([`crate::mask`]) for a caller without the `personal_data` scope.
 
 pub mod contacts;
 pub mod journeys;
+pub mod me;
 pub mod metrics;
 pub mod outbox;
 pub mod simulate;
@@ -62,6 +64,7 @@ pub struct AdminState {
         (name = "contacts", description = "Contacts, enrollments and timelines"),
         (name = "outbox", description = "Messages queued, sent, suppressed and failed"),
         (name = "metrics", description = "Counters"),
+        (name = "access", description = "The caller's token"),
     )
 )]
 struct ApiDoc;
@@ -83,6 +86,7 @@ pub fn routes(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
     let (api, document) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(journeys::list))
         .routes(routes!(journeys::show))
+        .routes(routes!(journeys::canvas))
         .routes(routes!(journeys::analytics))
         .routes(routes!(journeys::pause))
         .routes(routes!(journeys::resume))
@@ -98,6 +102,7 @@ pub fn routes(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(outbox::list))
         .routes(routes!(metrics::json))
         .routes(routes!(metrics::prometheus))
+        .routes(routes!(me::me))
         .split_for_parts();
     let api = api
         .layer(axum::middleware::from_fn_with_state(
@@ -108,7 +113,8 @@ pub fn routes(state: Arc<AdminState>) -> (Router, utoipa::openapi::OpenApi) {
     (api, document)
 }
 
-/// The admin listener's router: the API and `/openapi.json`.
+/// The admin listener's router: the API, `/openapi.json` and the console
+/// ([`crate::console`]).
 pub fn router(state: Arc<AdminState>) -> Router {
     let (api, document) = routes(state);
     // The document does not change while the process runs: written once.
@@ -123,6 +129,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
             async move { ([(header::CONTENT_TYPE, "application/json")], document) }
         }),
     )
+    .merge(crate::console::router())
 }
 
 /// Lets a request through with its [`Caller`] when it carries a known

@@ -1,0 +1,825 @@
+//! The console in a real browser: Debian's headless Chromium, driven through
+//! ChromeDriver (WebDriver), against the real `dripline up` on loopback. A
+//! population of signed Shopify checkouts goes through the shipped
+//! abandoned-checkout journey on a clock an hour a second fast, and the
+//! counts the test expects of it are read off the canvas's nodes in the
+//! page. Screenshots of the canvas and of a contact's page are written under
+//! the build directory (`<target>/release/console-screenshots/`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use dripline_tests::gateway::SHOPIFY_SECRET;
+use dripline_tests::process::{Up, http};
+use dripline_tests::{deployment_root, dripline_binary, repo_root};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// ChromeDriver on a free loopback port, and a headless Chromium session
+/// through it; both end when this is dropped.
+struct Browser {
+    driver: Child,
+    client: Option<Client>,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    async fn open(width: u32, height: u32) -> Self {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: install Debian's chromium and chromium-driver (`./dev test` does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let address = format!("http://127.0.0.1:{port}");
+        // Without the background-networking flags Chromium keeps calling
+        // Google's hosts, which a closed network refuses.
+        let capabilities = json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--lang=en-US",
+                    format!("--window-size={width},{height}"),
+                    format!("--user-data-dir={}", profile.path().display()),
+                ]
+            }
+        });
+        let Value::Object(capabilities) = capabilities else {
+            unreachable!()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = loop {
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&address)
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("no browser session through ChromeDriver: {e}"),
+            }
+        };
+        Self {
+            driver,
+            client: Some(client),
+            _profile: profile,
+        }
+    }
+
+    fn client(&self) -> &Client {
+        self.client.as_ref().unwrap()
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// `dripline token new` in `dir`: the token it prints.
+fn make_token(dir: &Path, name: &str, role: &str) -> String {
+    let out = Command::new(dripline_binary())
+        .args([
+            "token", "--data", "data", "new", "--name", name, "--role", role,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn api(address: &str, path: &str, token: &str) -> Value {
+    let (status, body) = http(
+        address,
+        &format!("GET {path} HTTP/1.1\r\nAuthorization: Bearer {token}"),
+        b"",
+    );
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn case(name: &str) -> Value {
+    let path = repo_root().join(format!("tests/cases/webhooks/shopify/{name}.json"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A signed Shopify webhook.
+fn shopify(gateway: &str, topic: &str, event_id: &str, body: &Value) {
+    let body = body.to_string().into_bytes();
+    let signature = webhook_auth::sign(SHOPIFY_SECRET.as_bytes(), &body);
+    let head = format!(
+        "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
+         X-Shopify-Topic: {topic}\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
+         X-Shopify-Event-Id: {event_id}\r\nX-Shopify-Hmac-Sha256: {signature}"
+    );
+    let (status, answer) = http(gateway, &head, &body);
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Shopper `n`'s checkout now, with consent on both channels.
+fn checkout(gateway: &str, n: usize) {
+    let now = rfc3339(chrono::Utc::now().timestamp_millis());
+    let mut body = case("checkouts-create");
+    body["id"] = json!(10_000 + n);
+    body["token"] = json!(format!("tok-{n}"));
+    body["cart_token"] = json!(format!("cart-{n}"));
+    body["email"] = json!(format!("shopper{n}@example.com"));
+    body["phone"] = json!(format!("+1415555{n:04}"));
+    body["buyer_accepts_marketing"] = json!(true);
+    body["created_at"] = json!(now);
+    body["updated_at"] = json!(now);
+    body["customer"]["email"] = json!(format!("shopper{n}@example.com"));
+    body["customer"]["phone"] = json!(format!("+1415555{n:04}"));
+    body["customer"]["id"] = json!(20_000 + n);
+    body["customer"]["sms_marketing_consent"] = json!({ "state": "subscribed" });
+    shopify(gateway, "checkouts/create", &format!("c-{n}"), &body);
+}
+
+/// Shopper `n`'s paid order for their checkout, placed at `at`.
+fn order(gateway: &str, n: usize, at: i64) {
+    let now = rfc3339(at);
+    let mut body = case("orders-paid");
+    body["id"] = json!(50_000 + n);
+    body["token"] = json!(format!("order-{n}"));
+    body["checkout_token"] = json!(format!("tok-{n}"));
+    body["checkout_id"] = json!(10_000 + n);
+    body["email"] = json!(format!("shopper{n}@example.com"));
+    body["contact_email"] = json!(format!("shopper{n}@example.com"));
+    body["total_price"] = json!("42.00");
+    body["created_at"] = json!(now);
+    body["processed_at"] = json!(now);
+    body["updated_at"] = json!(now);
+    body["customer"]["email"] = json!(format!("shopper{n}@example.com"));
+    body["customer"]["id"] = json!(20_000 + n);
+    shopify(gateway, "orders/paid", &format!("o-{n}"), &body);
+}
+
+/// A journey of fifty steps (waits, messages and branches), to be drawn.
+fn long_journey() -> String {
+    let mut text = String::from(
+        "name = \"Long nurture\"\nversion = 1\n\n[trigger]\nevent = \"lead.long\"\n\n",
+    );
+    for i in 0..50 {
+        let next = if i < 49 {
+            format!("next = \"s{}\"\n", i + 1)
+        } else {
+            String::new()
+        };
+        text.push_str(&format!("[[steps]]\nid = \"s{i}\"\n"));
+        if i % 10 == 9 && i < 49 {
+            text.push_str(&format!(
+                "branch = [{{ when = \"contact.score > {i}\", next = \"s{}\" }}, {{ next = \"s{}\" }}]\n\n",
+                i + 1,
+                i + 1
+            ));
+        } else if i % 5 == 2 {
+            text.push_str(&format!(
+                "uses = \"send\"\nconfig = {{ channel = \"sms\", template = \"checkout-reminder\" }}\n{next}\n"
+            ));
+        } else {
+            text.push_str(&format!("wait = \"1d\"\n{next}\n"));
+        }
+    }
+    text
+}
+
+/// A deployment of the shipped journeys (and the long one) under a policy
+/// without quiet hours (the fast clock would put sends in them), up with
+/// an hour a second.
+fn deployment(dir: &Path) -> Up {
+    deployment_root(dir);
+    std::fs::write(dir.join("delivery.toml"), "max_per_day = 10\n").unwrap();
+    std::fs::write(dir.join("journeys/long-nurture.toml"), long_journey()).unwrap();
+    Up::start(
+        dir,
+        &[
+            "--clock-speed",
+            "3600",
+            "--data",
+            "data",
+            "--components",
+            "components",
+            "--spin",
+            repo_root().join("spin.toml").to_str().unwrap(),
+            "--root",
+            ".",
+        ],
+        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET)],
+    )
+}
+
+fn screenshots() -> PathBuf {
+    let dir = dripline_binary()
+        .parent()
+        .unwrap()
+        .join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A screenshot of the page in a window tall enough for the whole canvas
+/// (1280 wide), written to `file`; the window is 1280 by 800 again after.
+async fn screenshot(client: &Client, file: &Path) {
+    client.set_window_size(1280, 1700).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(file, client.screenshot().await.unwrap()).unwrap();
+    client.set_window_size(1280, 800).await.unwrap();
+    println!("screenshot: {}", file.display());
+}
+
+/// Polls `check` (true when done) every 100 ms for up to `within`.
+async fn until(within: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn sign_in(client: &Client, console: &str, token: &str) {
+    client.goto(console).await.unwrap();
+    let field = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#token"))
+        .await
+        .unwrap();
+    field.send_keys(token).await.unwrap();
+    client
+        .find(Locator::Css(".login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("table.journeys"))
+        .await
+        .unwrap();
+}
+
+/// The node `id`'s data attribute `name`, as a number.
+async fn node_count(client: &Client, id: &str, name: &str) -> Option<i64> {
+    let node = client
+        .find(Locator::Css(&format!("[data-node=\"{id}\"]")))
+        .await
+        .ok()?;
+    node.attr(&format!("data-{name}")).await.ok()??.parse().ok()
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// How long the page took to paint: the browser's first contentful paint,
+/// and the console's mark once the named page is drawn, ms from navigation.
+async fn paint_times(client: &Client, mark: &str) -> (f64, f64) {
+    let times = client
+        .execute(
+            "const fcp = performance.getEntriesByName('first-contentful-paint')[0];
+             const drawn = performance.getEntriesByName(arguments[0])[0];
+             return [fcp ? fcp.startTime : -1, drawn ? drawn.startTime : -1];",
+            vec![json!(mark)],
+        )
+        .await
+        .unwrap();
+    (
+        times[0].as_f64().unwrap_or(-1.0),
+        times[1].as_f64().unwrap_or(-1.0),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_timeline_and_simulates()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let up = deployment(dir.path());
+    let engineering = make_token(dir.path(), "eli", "engineering");
+    let gateway = up.gateway();
+    let admin = up.api();
+    let console = format!("http://{admin}/");
+
+    // The population: twelve shoppers leave a checkout; at an hour a second
+    // each is through the whole journey (24 hours) in half a minute. Four
+    // order afterwards, within the 7-day attribution window.
+    const SHOPPERS: usize = 12;
+    for n in 0..SHOPPERS {
+        checkout(&gateway, n);
+    }
+    let canvas_of = || {
+        api(
+            &admin,
+            "/api/journeys/abandoned-checkout/canvas",
+            &engineering,
+        )
+    };
+    let node_of = |canvas: &Value, id: &str| -> Value {
+        canvas["versions"][0]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no node {id}"))
+    };
+    until(
+        Duration::from_secs(120),
+        "every shopper at the end",
+        async || node_of(&canvas_of(), "@end")["counts"]["entered"] == SHOPPERS,
+    )
+    .await;
+    // The orders are stamped on the deployment's fast clock: a day and an
+    // hour after each shopper entered, as the enrollment says.
+    for n in 0..4 {
+        let found = api(
+            &admin,
+            &format!("/api/contacts?email=shopper{n}@example.com"),
+            &engineering,
+        );
+        let id = found["id"].as_str().unwrap();
+        let detail = api(&admin, &format!("/api/contacts/{id}"), &engineering);
+        let entered = detail["enrollments"][0]["entered_at"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no entry time: {detail}"));
+        order(&gateway, n, entered + 25 * 3_600_000);
+    }
+    until(Duration::from_secs(60), "four conversions", async || {
+        api(&admin, "/api/journeys", &engineering)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["id"] == "abandoned-checkout" && j["converted"] == 4)
+    })
+    .await;
+    let canvas = canvas_of();
+    let email_way = node_of(&canvas, "coupon-email")["counts"]["entered"]
+        .as_i64()
+        .unwrap();
+
+    let browser = Browser::open(1280, 800).await;
+    let client = browser.client();
+
+    // No token: the login form and nothing else.
+    client.goto(&console).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#token"))
+        .await
+        .unwrap();
+    assert!(client.find(Locator::Css("table")).await.is_err());
+
+    sign_in(client, &console, &engineering).await;
+    // The first paint of the console with the shipped journeys, from a load
+    // of the page (the token kept in the tab).
+    client.refresh().await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(
+            "table.journeys tr[data-journey=\"abandoned-checkout\"]",
+        ))
+        .await
+        .unwrap();
+    let (first_paint, journeys_drawn) = paint_times(client, "dripline:journeys").await;
+    println!(
+        "console first paint: {first_paint:.0} ms (first contentful paint); the journeys list drawn at {journeys_drawn:.0} ms"
+    );
+
+    client
+        .find(Locator::LinkText("Abandoned checkout recovery"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-node=\"@trigger\"]"))
+        .await
+        .unwrap();
+    // The counts on the nodes, as the page shows them.
+    let shoppers = SHOPPERS as i64;
+    for (id, entered, passed) in [
+        ("@trigger", shoppers, shoppers),
+        ("wait-30m", shoppers, shoppers),
+        ("cart-reminder", shoppers, shoppers),
+        ("wait-3h", shoppers, shoppers),
+        ("abandoned-items", shoppers, shoppers),
+        ("wait-24h", shoppers, shoppers),
+        ("coupon-offer", shoppers, shoppers),
+        ("coupon-email", email_way, email_way),
+        ("coupon-sms", shoppers - email_way, shoppers - email_way),
+    ] {
+        assert_eq!(
+            node_count(client, id, "entered").await,
+            Some(entered),
+            "{id} entered"
+        );
+        assert_eq!(
+            node_count(client, id, "passed").await,
+            Some(passed),
+            "{id} passed"
+        );
+        assert_eq!(
+            node_count(client, id, "waiting").await,
+            Some(0),
+            "{id} waiting"
+        );
+        assert_eq!(
+            node_count(client, id, "dropped").await,
+            Some(0),
+            "{id} dropped"
+        );
+    }
+    assert_eq!(node_count(client, "@end", "entered").await, Some(shoppers));
+    assert_eq!(
+        node_count(client, "cart-reminder", "sent").await,
+        Some(shoppers)
+    );
+    assert_eq!(
+        node_count(client, "abandoned-items", "sent").await,
+        Some(shoppers)
+    );
+    // Every message node carries its figures in words; four of twelve who
+    // got the reminder converted.
+    let reminder = client
+        .find(Locator::Css("[data-node=\"cart-reminder\"]"))
+        .await
+        .unwrap();
+    let words = reminder.attr("aria-label").await.unwrap().unwrap();
+    assert!(
+        words.contains("12 sent") && words.contains("33.3% converted"),
+        "{words}"
+    );
+    // Distinct shapes: the split is a polygon, the waits rounded boxes.
+    assert!(
+        client
+            .find(Locator::Css("[data-node=\"coupon-offer\"] polygon"))
+            .await
+            .is_ok()
+    );
+    client.refresh().await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-node=\"@end\"]"))
+        .await
+        .unwrap();
+    let (first_paint, canvas_drawn) = paint_times(client, "dripline:canvas").await;
+    println!(
+        "the abandoned-checkout canvas, loaded: first paint {first_paint:.0} ms, drawn at {canvas_drawn:.0} ms"
+    );
+    assert_eq!(
+        client
+            .find(Locator::Css("[data-total-converted]"))
+            .await
+            .unwrap()
+            .attr("data-total-converted")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("4")
+    );
+    let shots = screenshots();
+    screenshot(client, &shots.join("canvas.png")).await;
+
+    // The counts refresh while the page is open: two more checkouts show on
+    // the trigger without a reload.
+    checkout(&gateway, 100);
+    checkout(&gateway, 101);
+    until(
+        Duration::from_secs(20),
+        "the new checkouts on the canvas",
+        async || node_count(client, "@trigger", "entered").await == Some(shoppers + 2),
+    )
+    .await;
+
+    // Pause and resume from the page, as engineering may.
+    client
+        .find(Locator::XPath("//button[text()='Pause']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(Duration::from_secs(10), "the journey paused", async || {
+        api(&admin, "/api/journeys/abandoned-checkout", &engineering)["control"]["state"]
+            == "paused"
+    })
+    .await;
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::XPath("//button[text()='Resume']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(Duration::from_secs(10), "the journey resumed", async || {
+        api(&admin, "/api/journeys/abandoned-checkout", &engineering)["control"]["state"]
+            == "running"
+    })
+    .await;
+
+    // A contact's page: found by email, with its timeline.
+    client
+        .find(Locator::LinkText("Contacts"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let value = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#value"))
+        .await
+        .unwrap();
+    value.send_keys("shopper0@example.com").await.unwrap();
+    client
+        .find(Locator::Css("form.search button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("ol.timeline"))
+        .await
+        .unwrap();
+    assert_eq!(
+        text_of(client, "h1.contact-name").await,
+        "shopper0@example.com"
+    );
+    let kinds: Vec<String> = {
+        let mut kinds = Vec::new();
+        for moment in client
+            .find_all(Locator::Css("ol.timeline li"))
+            .await
+            .unwrap()
+        {
+            kinds.push(moment.attr("data-kind").await.unwrap().unwrap_or_default());
+        }
+        kinds
+    };
+    for kind in ["event", "entered", "message", "exited"] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+    let consent = text_of(client, "table.consent").await;
+    assert!(
+        consent.contains("shopify"),
+        "consent without its source: {consent}"
+    );
+    screenshot(client, &shots.join("contact.png")).await;
+
+    // A simulation from the page: the stored case's script, its timeline
+    // with the rendered reminder.
+    client
+        .find(Locator::LinkText("Simulate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let script_field = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#sim-script"))
+        .await
+        .unwrap();
+    let case: Value = toml::from_str(
+        &std::fs::read_to_string(repo_root().join("tests/cases/simulate/abandoned-checkout.toml"))
+            .unwrap(),
+    )
+    .unwrap();
+    client
+        .find(Locator::Css(
+            "#journey option[value=\"abandoned-checkout\"]",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    script_field.clear().await.unwrap();
+    script_field.send_keys(&case.to_string()).await.unwrap();
+    client
+        .find(Locator::Css("form.simulate button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css(".sim-result ol.timeline"))
+        .await
+        .unwrap();
+    let timeline = text_of(client, ".sim-result").await;
+    assert!(
+        timeline.contains("Your items are still in your cart"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("sms checkout-reminder from cart-reminder: sent"),
+        "{timeline}"
+    );
+
+    // A journey of fifty steps is drawn whole.
+    // A load of the page (not a move within it), so that the marks are
+    // this load's.
+    let started = Instant::now();
+    client
+        .goto(&format!("{console}#/journeys/long-nurture"))
+        .await
+        .unwrap();
+    client.refresh().await.unwrap();
+    until(Duration::from_secs(10), "fifty steps drawn", async || {
+        client
+            .find_all(Locator::Css("[data-node]"))
+            .await
+            .unwrap()
+            .len()
+            >= 52
+    })
+    .await;
+    let (_, drawn) = paint_times(client, "dripline:canvas").await;
+    println!(
+        "a journey of 50 steps drawn at {drawn:.0} ms after the page load ({} ms as the test saw it)",
+        started.elapsed().as_millis()
+    );
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketing_token_sees_masked_identities_and_a_phone_sized_screen_reads_without_sideways_scroll()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let up = deployment(dir.path());
+    let marketing = make_token(dir.path(), "maya", "marketing");
+    let gateway = up.gateway();
+    let admin = up.api();
+    let console = format!("http://{admin}/");
+    checkout(&gateway, 7);
+    until(Duration::from_secs(30), "the shopper stored", async || {
+        http(
+            &admin,
+            &format!(
+                "GET /api/contacts?email=shopper7@example.com HTTP/1.1\r\nAuthorization: Bearer {marketing}"
+            ),
+            b"",
+        )
+        .0 == 200
+    })
+    .await;
+
+    let browser = Browser::open(390, 844).await;
+    let client = browser.client();
+    // A wrong token is refused and shows nothing.
+    client.goto(&console).await.unwrap();
+    let field = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#token"))
+        .await
+        .unwrap();
+    field.send_keys("not-a-token").await.unwrap();
+    client
+        .find(Locator::Css(".login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(".login .problem"))
+        .await
+        .unwrap();
+    assert!(client.find(Locator::Css("table")).await.is_err());
+    // Without a token the API answers the page's requests with 401.
+    let status = client
+        .execute_async(
+            "fetch('/api/journeys').then(r => arguments[0](r.status))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 401);
+
+    sign_in(client, &console, &marketing).await;
+    // Marketing reads, but neither runs journeys nor reads the outbox.
+    assert!(client.find(Locator::LinkText("Outbox")).await.is_err());
+    client
+        .goto(&format!("{console}#/journeys/abandoned-checkout"))
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-node=\"@trigger\"]"))
+        .await
+        .unwrap();
+    assert!(
+        client
+            .find(Locator::XPath("//button[text()='Pause']"))
+            .await
+            .is_err()
+    );
+    // On a phone-sized screen the page does not scroll sideways (the
+    // canvas scrolls in its own box).
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - window.innerWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page overflows by {overflow} px"
+    );
+
+    client.goto(&format!("{console}#/contacts")).await.unwrap();
+    let value = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#value"))
+        .await
+        .unwrap();
+    value.send_keys("shopper7@example.com").await.unwrap();
+    client
+        .find(Locator::Css("form.search button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("ol.timeline"))
+        .await
+        .unwrap();
+    let page = text_of(client, "main").await;
+    assert!(page.contains("s***@example.com"), "{page}");
+    assert!(!page.contains("shopper7@example.com"), "{page}");
+    assert!(!page.contains("+14155550007"), "{page}");
+    browser.close().await;
+}
