@@ -680,7 +680,38 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
         "{timeline}"
     );
 
-    // A journey of fifty steps is drawn whole.
+    // A journey of fifty steps that a million contacts went through over
+    // thirty days is drawn whole: its counters, written into the
+    // deployment's store as the runner writes them, are what the canvas
+    // reads, however many contacts they count.
+    {
+        use dripline_store::Metrics as _;
+        let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+        let day = 86_400_000;
+        let now = chrono::Utc::now().timestamp_millis();
+        let add = |step: Option<&str>, at: i64, what: &str, n: i64| {
+            let key = dripline_delivery::analytics::Key {
+                journey: "long-nurture",
+                version: 1,
+                step,
+                channel: None,
+            };
+            store
+                .metric_add(&dripline_delivery::analytics::counter(&key, at, what), n)
+                .unwrap();
+        };
+        for d in 0..30 {
+            let at = now - d * day;
+            add(None, at, "entered", 1_000_000 / 30);
+            for i in 0..50 {
+                let step = format!("s{i}");
+                let here = (1_000_000 - 10_000 * i) / 30;
+                add(Some(&step), at, "entered", here);
+                add(Some(&step), at, "passed", here - 10_000 / 30);
+                add(Some(&step), at, "exited", 100);
+            }
+        }
+    }
     // A load of the page (not a move within it), so that the marks are
     // this load's.
     let started = Instant::now();
@@ -700,9 +731,15 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
     .await;
     let (_, drawn) = paint_times(client, "dripline:canvas").await;
     println!(
-        "a journey of 50 steps drawn at {drawn:.0} ms after the page load ({} ms as the test saw it)",
+        "a journey of 50 steps and 1M contacts drawn at {drawn:.0} ms after the page load ({} ms as the test saw it)",
         started.elapsed().as_millis()
     );
+    assert_eq!(
+        node_count(client, "@trigger", "entered").await,
+        Some(1_000_000 / 30 * 30)
+    );
+    let trigger = text_of(client, "[data-node=\"@trigger\"] .counts").await;
+    assert_eq!(trigger, "1M entered");
     browser.close().await;
 }
 
