@@ -7,38 +7,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dripline_admin::auth::{Role, new_token};
 use dripline_tests::gateway::SHOPIFY_SECRET;
 use dripline_tests::process::{Up, http};
-use dripline_tests::{
-    Deployment, SHIPPED_STEPS, component, deployment_root, dripline_binary, repo_root,
-};
+use dripline_tests::shop::{checkout, make_token, order, shopify};
+use dripline_tests::{Deployment, SHIPPED_STEPS, component, deployment_root, repo_root};
 use serde_json::{Value, json};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
 /// 2026-11-18 09:06:40 in Shanghai.
 const T0: i64 = 1_794_964_000_000;
-
-/// `dripline token new` in `dir`: the token it prints.
-fn make_token(dir: &Path, name: &str, role: &str) -> String {
-    let out = Command::new(dripline_binary())
-        .args([
-            "token", "--data", "data", "new", "--name", name, "--role", role,
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// A GET with `token` (none: no header); (status, body, content type).
 fn get(address: &str, path: &str, token: Option<&str>) -> (u16, String) {
@@ -66,66 +47,6 @@ fn raw_get(address: &str, path: &str) -> String {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer
-}
-
-/// A signed Shopify webhook of topic `topic` with `body`.
-fn shopify(gateway: &str, topic: &str, event_id: &str, body: &Value) -> (u16, String) {
-    let body = body.to_string().into_bytes();
-    let signature = webhook_auth::sign(SHOPIFY_SECRET.as_bytes(), &body);
-    let head = format!(
-        "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
-         X-Shopify-Topic: {topic}\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
-         X-Shopify-Event-Id: {event_id}\r\nX-Shopify-Hmac-Sha256: {signature}"
-    );
-    http(gateway, &head, &body)
-}
-
-fn case(name: &str) -> Value {
-    let path = repo_root().join(format!("tests/cases/webhooks/shopify/{name}.json"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// Shopper `n`'s checkout at `at`, with consent on both channels.
-fn checkout(n: usize, at: i64) -> Value {
-    let mut body = case("checkouts-create");
-    body["id"] = json!(10_000 + n);
-    body["token"] = json!(format!("tok-{n}"));
-    body["cart_token"] = json!(format!("cart-{n}"));
-    body["email"] = json!(format!("shopper{n}@example.com"));
-    body["phone"] = json!(format!("+1415555{n:04}"));
-    body["buyer_accepts_marketing"] = json!(true);
-    body["created_at"] = json!(rfc3339(at));
-    body["updated_at"] = json!(rfc3339(at));
-    body["customer"]["email"] = json!(format!("shopper{n}@example.com"));
-    body["customer"]["phone"] = json!(format!("+1415555{n:04}"));
-    body["customer"]["id"] = json!(20_000 + n);
-    body["customer"]["sms_marketing_consent"] = json!({ "state": "subscribed" });
-    body
-}
-
-/// Shopper `n`'s paid order for their checkout at `at`, of `total`.
-fn order(n: usize, order_id: usize, at: i64, total: &str) -> Value {
-    let mut body = case("orders-paid");
-    body["id"] = json!(order_id);
-    body["token"] = json!(format!("order-{order_id}"));
-    body["checkout_token"] = json!(format!("tok-{n}"));
-    body["checkout_id"] = json!(10_000 + n);
-    body["cart_token"] = json!(format!("cart-{n}"));
-    body["email"] = json!(format!("shopper{n}@example.com"));
-    body["contact_email"] = json!(format!("shopper{n}@example.com"));
-    body["total_price"] = json!(total);
-    body["created_at"] = json!(rfc3339(at));
-    body["processed_at"] = json!(rfc3339(at));
-    body["updated_at"] = json!(rfc3339(at));
-    body["customer"]["email"] = json!(format!("shopper{n}@example.com"));
-    body["customer"]["id"] = json!(20_000 + n);
-    body
 }
 
 /// Every route the admin API must serve, as the OpenAPI document names them.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use dripline_tests::gateway::SHOPIFY_SECRET;
 use dripline_tests::process::{Up, http};
+use dripline_tests::shop::{make_token, order, shopify};
 use dripline_tests::{deployment_root, dripline_binary, repo_root};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -109,17 +110,12 @@ impl Drop for Browser {
     }
 }
 
-/// `dripline token new` in `dir`: the token it prints.
-fn make_token(dir: &Path, name: &str, role: &str) -> String {
-    let out = Command::new(dripline_binary())
-        .args([
-            "token", "--data", "data", "new", "--name", name, "--role", role,
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+/// Shopper `n`'s checkout, now, through the front door.
+fn checkout(gateway: &str, n: usize) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let body = dripline_tests::shop::checkout(n, now);
+    let (status, answer) = shopify(gateway, "checkouts/create", &format!("c-{n}"), &body);
+    assert_eq!(status, 200, "{answer}");
 }
 
 fn api(address: &str, path: &str, token: &str) -> Value {
@@ -130,68 +126,6 @@ fn api(address: &str, path: &str, token: &str) -> Value {
     );
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap()
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn case(name: &str) -> Value {
-    let path = repo_root().join(format!("tests/cases/webhooks/shopify/{name}.json"));
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
-
-/// A signed Shopify webhook.
-fn shopify(gateway: &str, topic: &str, event_id: &str, body: &Value) {
-    let body = body.to_string().into_bytes();
-    let signature = webhook_auth::sign(SHOPIFY_SECRET.as_bytes(), &body);
-    let head = format!(
-        "POST /webhooks/shopify HTTP/1.1\r\nContent-Type: application/json\r\n\
-         X-Shopify-Topic: {topic}\r\nX-Shopify-Shop-Domain: acme-mugs.myshopify.com\r\n\
-         X-Shopify-Event-Id: {event_id}\r\nX-Shopify-Hmac-Sha256: {signature}"
-    );
-    let (status, answer) = http(gateway, &head, &body);
-    assert_eq!(status, 200, "{answer}");
-}
-
-/// Shopper `n`'s checkout now, with consent on both channels.
-fn checkout(gateway: &str, n: usize) {
-    let now = rfc3339(chrono::Utc::now().timestamp_millis());
-    let mut body = case("checkouts-create");
-    body["id"] = json!(10_000 + n);
-    body["token"] = json!(format!("tok-{n}"));
-    body["cart_token"] = json!(format!("cart-{n}"));
-    body["email"] = json!(format!("shopper{n}@example.com"));
-    body["phone"] = json!(format!("+1415555{n:04}"));
-    body["buyer_accepts_marketing"] = json!(true);
-    body["created_at"] = json!(now);
-    body["updated_at"] = json!(now);
-    body["customer"]["email"] = json!(format!("shopper{n}@example.com"));
-    body["customer"]["phone"] = json!(format!("+1415555{n:04}"));
-    body["customer"]["id"] = json!(20_000 + n);
-    body["customer"]["sms_marketing_consent"] = json!({ "state": "subscribed" });
-    shopify(gateway, "checkouts/create", &format!("c-{n}"), &body);
-}
-
-/// Shopper `n`'s paid order for their checkout, placed at `at`.
-fn order(gateway: &str, n: usize, at: i64) {
-    let now = rfc3339(at);
-    let mut body = case("orders-paid");
-    body["id"] = json!(50_000 + n);
-    body["token"] = json!(format!("order-{n}"));
-    body["checkout_token"] = json!(format!("tok-{n}"));
-    body["checkout_id"] = json!(10_000 + n);
-    body["email"] = json!(format!("shopper{n}@example.com"));
-    body["contact_email"] = json!(format!("shopper{n}@example.com"));
-    body["total_price"] = json!("42.00");
-    body["created_at"] = json!(now);
-    body["processed_at"] = json!(now);
-    body["updated_at"] = json!(now);
-    body["customer"]["email"] = json!(format!("shopper{n}@example.com"));
-    body["customer"]["id"] = json!(20_000 + n);
-    shopify(gateway, "orders/paid", &format!("o-{n}"), &body);
 }
 
 /// A journey of fifty steps (waits, messages and branches), to be drawn.
@@ -278,24 +212,33 @@ async fn until(within: Duration, what: &str, mut check: impl AsyncFnMut() -> boo
 
 async fn sign_in(client: &Client, console: &str, token: &str) {
     client.goto(console).await.unwrap();
-    let field = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#token"))
-        .await
-        .unwrap();
+    let field = shown(client, Locator::Css("#token"), 10).await;
     field.send_keys(token).await.unwrap();
-    client
-        .find(Locator::Css(".login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::Css(".login button[type=submit]")).await;
+    shown(client, Locator::Css("table.journeys"), 10).await;
+}
+
+/// The element at `locator` once the page shows it, within `seconds`.
+async fn shown(
+    client: &Client,
+    locator: Locator<'_>,
+    seconds: u64,
+) -> fantoccini::elements::Element {
     client
         .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("table.journeys"))
+        .at_most(Duration::from_secs(seconds))
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|e| panic!("nothing at {locator:?} within {seconds} s: {e}"))
+}
+
+/// Clicks the element at `locator`.
+async fn click(client: &Client, locator: Locator<'_>) {
+    client
+        .find(locator)
+        .await
+        .unwrap_or_else(|e| panic!("nothing at {locator:?} to click: {e}"))
+        .click()
         .await
         .unwrap();
 }
@@ -389,7 +332,9 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
         let entered = detail["enrollments"][0]["entered_at"]
             .as_i64()
             .unwrap_or_else(|| panic!("no entry time: {detail}"));
-        order(&gateway, n, entered + 25 * 3_600_000);
+        let body = order(n, 50_000 + n, entered + 25 * 3_600_000, "42.00");
+        let (status, answer) = shopify(&gateway, "orders/paid", &format!("o-{n}"), &body);
+        assert_eq!(status, 200, "{answer}");
     }
     until(Duration::from_secs(60), "four conversions", async || {
         api(&admin, "/api/journeys", &engineering)
@@ -409,44 +354,26 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
 
     // No token: the login form and nothing else.
     client.goto(&console).await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#token"))
-        .await
-        .unwrap();
+    shown(client, Locator::Css("#token"), 10).await;
     assert!(client.find(Locator::Css("table")).await.is_err());
 
     sign_in(client, &console, &engineering).await;
     // The first paint of the console with the shipped journeys, from a load
     // of the page (the token kept in the tab).
     client.refresh().await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(
-            "table.journeys tr[data-journey=\"abandoned-checkout\"]",
-        ))
-        .await
-        .unwrap();
+    shown(
+        client,
+        Locator::Css("table.journeys tr[data-journey=\"abandoned-checkout\"]"),
+        10,
+    )
+    .await;
     let (first_paint, journeys_drawn) = paint_times(client, "dripline:journeys").await;
     println!(
         "console first paint: {first_paint:.0} ms (first contentful paint); the journeys list drawn at {journeys_drawn:.0} ms"
     );
 
-    client
-        .find(Locator::LinkText("Abandoned checkout recovery"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-node=\"@trigger\"]"))
-        .await
-        .unwrap();
+    click(client, Locator::LinkText("Abandoned checkout recovery")).await;
+    shown(client, Locator::Css("[data-node=\"@trigger\"]"), 10).await;
     // The counts on the nodes, as the page shows them.
     let shoppers = SHOPPERS as i64;
     for (id, entered, passed) in [
@@ -509,12 +436,7 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
             .is_ok()
     );
     client.refresh().await.unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-node=\"@end\"]"))
-        .await
-        .unwrap();
+    shown(client, Locator::Css("[data-node=\"@end\"]"), 10).await;
     let (first_paint, canvas_drawn) = paint_times(client, "dripline:canvas").await;
     println!(
         "the abandoned-checkout canvas, loaded: first paint {first_paint:.0} ms, drawn at {canvas_drawn:.0} ms"
@@ -545,24 +467,14 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
     .await;
 
     // Pause and resume from the page, as engineering may.
-    client
-        .find(Locator::XPath("//button[text()='Pause']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(client, Locator::XPath("//button[text()='Pause']")).await;
     until(Duration::from_secs(10), "the journey paused", async || {
         api(&admin, "/api/journeys/abandoned-checkout", &engineering)["control"]["state"]
             == "paused"
     })
     .await;
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::XPath("//button[text()='Resume']"))
+    shown(client, Locator::XPath("//button[text()='Resume']"), 10)
         .await
-        .unwrap()
         .click()
         .await
         .unwrap();
@@ -573,33 +485,11 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
     .await;
 
     // A contact's page: found by email, with its timeline.
-    client
-        .find(Locator::LinkText("Contacts"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let value = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#value"))
-        .await
-        .unwrap();
+    click(client, Locator::LinkText("Contacts")).await;
+    let value = shown(client, Locator::Css("#value"), 10).await;
     value.send_keys("shopper0@example.com").await.unwrap();
-    client
-        .find(Locator::Css("form.search button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("ol.timeline"))
-        .await
-        .unwrap();
+    click(client, Locator::Css("form.search button")).await;
+    shown(client, Locator::Css("ol.timeline"), 10).await;
     assert_eq!(
         text_of(client, "h1.contact-name").await,
         "shopper0@example.com"
@@ -627,49 +517,23 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
 
     // A simulation from the page: the stored case's script, its timeline
     // with the rendered reminder.
-    client
-        .find(Locator::LinkText("Simulate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let script_field = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#sim-script"))
-        .await
-        .unwrap();
+    click(client, Locator::LinkText("Simulate")).await;
+    let script_field = shown(client, Locator::Css("#sim-script"), 10).await;
     let case: Value = toml::from_str(
         &std::fs::read_to_string(repo_root().join("tests/cases/simulate/abandoned-checkout.toml"))
             .unwrap(),
     )
     .unwrap();
-    client
-        .find(Locator::Css(
-            "#journey option[value=\"abandoned-checkout\"]",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(
+        client,
+        Locator::Css("#journey option[value=\"abandoned-checkout\"]"),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     script_field.clear().await.unwrap();
     script_field.send_keys(&case.to_string()).await.unwrap();
-    client
-        .find(Locator::Css("form.simulate button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(60))
-        .for_element(Locator::Css(".sim-result ol.timeline"))
-        .await
-        .unwrap();
+    click(client, Locator::Css("form.simulate button[type=submit]")).await;
+    shown(client, Locator::Css(".sim-result ol.timeline"), 60).await;
     let timeline = text_of(client, ".sim-result").await;
     assert!(
         timeline.contains("Your items are still in your cart"),
@@ -769,26 +633,10 @@ async fn a_marketing_token_sees_masked_identities_and_a_phone_sized_screen_reads
     let client = browser.client();
     // A wrong token is refused and shows nothing.
     client.goto(&console).await.unwrap();
-    let field = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#token"))
-        .await
-        .unwrap();
+    let field = shown(client, Locator::Css("#token"), 10).await;
     field.send_keys("not-a-token").await.unwrap();
-    client
-        .find(Locator::Css(".login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(".login .problem"))
-        .await
-        .unwrap();
+    click(client, Locator::Css(".login button[type=submit]")).await;
+    shown(client, Locator::Css(".login .problem"), 10).await;
     assert!(client.find(Locator::Css("table")).await.is_err());
     // Without a token the API answers the page's requests with 401.
     let status = client
@@ -807,17 +655,33 @@ async fn a_marketing_token_sees_masked_identities_and_a_phone_sized_screen_reads
         .goto(&format!("{console}#/journeys/abandoned-checkout"))
         .await
         .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("[data-node=\"@trigger\"]"))
-        .await
-        .unwrap();
+    shown(client, Locator::Css("[data-node=\"@trigger\"]"), 10).await;
     assert!(
         client
             .find(Locator::XPath("//button[text()='Pause']"))
             .await
             .is_err()
+    );
+    // With the keyboard: a node takes the focus, and Enter says its
+    // figures in words.
+    let node = client
+        .find(Locator::Css("[data-node=\"wait-30m\"]"))
+        .await
+        .unwrap();
+    client
+        .execute(
+            "arguments[0].focus()",
+            vec![serde_json::to_value(&node).unwrap()],
+        )
+        .await
+        .unwrap();
+    node.send_keys(&fantoccini::key::Key::Enter).await.unwrap();
+    let picked = shown(client, Locator::Css(".picked h2"), 5).await;
+    assert_eq!(picked.text().await.unwrap(), "v2 · wait-30m");
+    let words = text_of(client, ".picked p").await;
+    assert!(
+        words.starts_with("Wait wait-30m, wait 30m, 1 entered"),
+        "{words}"
     );
     // On a phone-sized screen the page does not scroll sideways (the
     // canvas scrolls in its own box).
@@ -834,26 +698,10 @@ async fn a_marketing_token_sees_masked_identities_and_a_phone_sized_screen_reads
     );
 
     client.goto(&format!("{console}#/contacts")).await.unwrap();
-    let value = client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("#value"))
-        .await
-        .unwrap();
+    let value = shown(client, Locator::Css("#value"), 10).await;
     value.send_keys("shopper7@example.com").await.unwrap();
-    client
-        .find(Locator::Css("form.search button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css("ol.timeline"))
-        .await
-        .unwrap();
+    click(client, Locator::Css("form.search button")).await;
+    shown(client, Locator::Css("ol.timeline"), 10).await;
     let page = text_of(client, "main").await;
     assert!(page.contains("s***@example.com"), "{page}");
     assert!(!page.contains("shopper7@example.com"), "{page}");

@@ -6,6 +6,7 @@ pub mod flaky;
 pub mod gateway;
 pub mod http_sink;
 pub mod process;
+pub mod shop;
 pub mod smtp;
 
 use std::path::{Path, PathBuf};
