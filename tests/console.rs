@@ -515,6 +515,49 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
     );
     screenshot(client, &shots.join("contact.png")).await;
 
+    // The outbox, filtered: the population's messages (the embedded
+    // channels keep each in the outbox as sent), and no failure.
+    click(client, Locator::LinkText("Outbox")).await;
+    shown(client, Locator::Css("table.outbox"), 10).await;
+    click(client, Locator::Css("#status option[value=\"sent\"]")).await;
+    click(client, Locator::Css("form.search button")).await;
+    until(
+        Duration::from_secs(10),
+        "the sent messages listed",
+        async || {
+            client
+                .current_url()
+                .await
+                .unwrap()
+                .as_str()
+                .ends_with("status=sent")
+                && client
+                    .find_all(Locator::Css("table.outbox tbody tr"))
+                    .await
+                    .unwrap()
+                    .len()
+                    >= 3 * SHOPPERS
+        },
+    )
+    .await;
+    for row in client
+        .find_all(Locator::Css("table.outbox tbody tr"))
+        .await
+        .unwrap()
+    {
+        assert_eq!(
+            row.attr("data-status").await.unwrap().as_deref(),
+            Some("sent")
+        );
+    }
+    click(client, Locator::LinkText("Failures only")).await;
+    shown(
+        client,
+        Locator::XPath("//p[text()='No message matches.']"),
+        10,
+    )
+    .await;
+
     // A simulation from the page: the stored case's script, its timeline
     // with the rendered reminder.
     click(client, Locator::LinkText("Simulate")).await;
