@@ -299,10 +299,17 @@ function contactSearch(query) {
   paint(page());
 }
 
+/** A value as a person reads it: moments (`*_at`, ms) in the viewer's zone. */
+function shown(key, value) {
+  if (key.endsWith("_at") && typeof value === "number") return when(value);
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
 function keyValues(object) {
-  const entries = Object.entries(object || {});
+  // An absent detail (null) says nothing: left out.
+  const entries = Object.entries(object || {}).filter(([, v]) => v !== null && v !== undefined);
   if (!entries.length) return html`<p class="hint">none</p>`;
-  return html`<dl class="pairs">${entries.map(([k, v]) => html`<dt>${k}</dt><dd>${typeof v === "object" ? JSON.stringify(v) : String(v)}</dd>`)}</dl>`;
+  return html`<dl class="pairs">${entries.map(([k, v]) => html`<dt>${k}</dt><dd>${shown(k, v)}</dd>`)}</dl>`;
 }
 
 function timelineList(entries) {
