@@ -206,6 +206,27 @@ fn a_trigger_loaded_as_a_step_is_refused_naming_the_step_export() {
 }
 
 #[test]
+fn a_step_that_floods_one_call_gets_access_denied_past_each_bound_and_records_no_more() {
+    let sandbox = sandbox(Duration::from_secs(5), 64 << 20);
+    let flood = step(&sandbox, "floods");
+    let run = flood
+        .run(&sample_context("{}"), SAMPLE_KEY, Arc::new(AcceptAll))
+        .unwrap();
+    assert_eq!(
+        run.result,
+        Err(StepError::Other(
+            "went through: 64 attributes, 64 tags, 4 sends; first refusal: \
+             a step call may make at most 64 attribute writes"
+                .into()
+        ))
+    );
+    let count = |of: fn(&Effect) -> bool| run.effects.iter().filter(|e| of(e)).count();
+    assert_eq!(count(|e| matches!(e, Effect::SetAttribute { .. })), 64);
+    assert_eq!(count(|e| matches!(e, Effect::AddTag(_))), 64);
+    assert_eq!(count(|e| matches!(e, Effect::Send { .. })), 4);
+}
+
+#[test]
 fn every_hostile_fixture_has_a_test() {
     // A fixture's test may be wherever its subject is tested (the sandbox
     // here, the delivery policy in channels.rs).

@@ -21,6 +21,8 @@ pub struct StepCall {
     /// author's grant, which the component cannot change.
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) effects: Vec<Effect>,
+    /// Log lines written so far in this call.
+    pub(crate) log_lines: usize,
 }
 
 impl StepCall {
@@ -42,6 +44,7 @@ impl StepCall {
             call_key: call_key.to_string(),
             messenger,
             effects: Vec::new(),
+            log_lines: 0,
         }
     }
 
@@ -54,6 +57,7 @@ impl StepCall {
             messenger: Arc::new(crate::step::AcceptAll),
             allowed_hosts: Vec::new(),
             effects: Vec::new(),
+            log_lines: 0,
         }
     }
 
@@ -95,10 +99,53 @@ fn check_name(what: &str, name: &str) -> Result<(), HostError> {
     Ok(())
 }
 
+/// What one step call may do. A journey step sends a message or two, sets
+/// a few attributes and tags, posts to one CRM: these bounds are far above
+/// that, and keep a buggy or hostile plugin from turning one call into a
+/// flood of messages, posts or profile writes. Past a bound the host answers
+/// `access-denied`, naming it, and records nothing more of that kind.
+pub const MAX_SENDS_PER_CALL: usize = 4;
+/// Posts per call.
+pub const MAX_POSTS_PER_CALL: usize = 4;
+/// Attribute writes per call.
+pub const MAX_ATTRIBUTE_WRITES_PER_CALL: usize = 64;
+/// Bytes of attribute values per call, all writes together.
+pub const MAX_ATTRIBUTE_BYTES_PER_CALL: usize = 256 << 10;
+/// Tags added or removed per call.
+pub const MAX_TAG_CHANGES_PER_CALL: usize = 64;
+/// Log lines per call; the rest are dropped (`log` never fails), and the
+/// drop is said once.
+pub const MAX_LOG_LINES_PER_CALL: usize = 64;
+
+impl StepCall {
+    fn count(&self, of: impl Fn(&Effect) -> bool) -> usize {
+        self.effects.iter().filter(|e| of(e)).count()
+    }
+
+    fn within(&self, what: &str, used: usize, limit: usize) -> Result<(), HostError> {
+        if used >= limit {
+            return Err(HostError::AccessDenied(format!(
+                "a step call may make at most {limit} {what}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl crate::bindings::step::dripline::journey::types::Host for StepCall {}
 
 impl log::Host for StepCall {
     fn log(&mut self, level: log::Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+                let note = format!(
+                    "over {MAX_LOG_LINES_PER_CALL} log lines in one call: the rest are dropped"
+                );
+                crate::link::log(&self.plugin, Some(&self.call_key), log::Level::Warn, &note);
+            }
+            return;
+        }
         crate::link::log(&self.plugin, Some(&self.call_key), level, &message);
     }
 }
@@ -121,6 +168,21 @@ impl contacts::Host for StepCall {
                 "value of `{name}` is over {MAX_VALUE} bytes"
             )));
         }
+        let writes = self.count(|e| matches!(e, Effect::SetAttribute { .. }));
+        self.within("attribute writes", writes, MAX_ATTRIBUTE_WRITES_PER_CALL)?;
+        let bytes: usize = self
+            .effects
+            .iter()
+            .map(|e| match e {
+                Effect::SetAttribute { value, .. } => value.to_string().len(),
+                _ => 0,
+            })
+            .sum();
+        if bytes + value.len() > MAX_ATTRIBUTE_BYTES_PER_CALL {
+            return Err(HostError::AccessDenied(format!(
+                "a step call may write at most {MAX_ATTRIBUTE_BYTES_PER_CALL} bytes of attributes"
+            )));
+        }
         let value = serde_json::from_str(&value)
             .map_err(|e| HostError::InvalidInput(format!("value of `{name}` is not JSON: {e}")))?;
         self.effects.push(Effect::SetAttribute { name, value });
@@ -129,12 +191,16 @@ impl contacts::Host for StepCall {
 
     fn add_tag(&mut self, tag: String) -> Result<(), HostError> {
         check_name("tag", &tag)?;
+        let changes = self.count(|e| matches!(e, Effect::AddTag(_) | Effect::RemoveTag(_)));
+        self.within("tag changes", changes, MAX_TAG_CHANGES_PER_CALL)?;
         self.effects.push(Effect::AddTag(tag));
         Ok(())
     }
 
     fn remove_tag(&mut self, tag: String) -> Result<(), HostError> {
         check_name("tag", &tag)?;
+        let changes = self.count(|e| matches!(e, Effect::AddTag(_) | Effect::RemoveTag(_)));
+        self.within("tag changes", changes, MAX_TAG_CHANGES_PER_CALL)?;
         self.effects.push(Effect::RemoveTag(tag));
         Ok(())
     }
@@ -165,11 +231,8 @@ impl messaging::Host for StepCall {
         {
             return Err(HostError::InvalidInput("message body is too large".into()));
         }
-        let sends = self
-            .effects
-            .iter()
-            .filter(|e| matches!(e, Effect::Send { .. }))
-            .count();
+        let sends = self.count(|e| matches!(e, Effect::Send { .. }));
+        self.within("sends", sends, MAX_SENDS_PER_CALL)?;
         let idempotency_key = format!("{}/send-{sends}", self.call_key);
         let Decision { channel, delivery } =
             self.messenger
@@ -200,11 +263,8 @@ impl http_out::Host for StepCall {
                 .grant_post(&request.url)
                 .map_err(HostError::AccessDenied)?;
         }
-        let posts = self
-            .effects
-            .iter()
-            .filter(|e| matches!(e, Effect::Post { .. }))
-            .count();
+        let posts = self.count(|e| matches!(e, Effect::Post { .. }));
+        self.within("posts", posts, MAX_POSTS_PER_CALL)?;
         let idempotency_key = format!("{}/post-{posts}", self.call_key);
         self.effects.push(Effect::Post {
             idempotency_key: idempotency_key.clone(),
