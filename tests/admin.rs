@@ -10,7 +10,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use dripline_admin::auth::{Role, new_token};
-use dripline_tests::gateway::SHOPIFY_SECRET;
 use dripline_tests::process::{Up, http};
 use dripline_tests::shop::{checkout, make_token, order, shopify};
 use dripline_tests::{Deployment, SHIPPED_STEPS, component, deployment_root, repo_root};
@@ -78,22 +77,7 @@ fn each_token_opens_only_what_its_role_may_and_the_public_listener_serves_no_adm
     deployment_root(dir.path());
     let marketing = make_token(dir.path(), "maya", "marketing");
     let engineering = make_token(dir.path(), "eli", "engineering");
-    let up = Up::start(
-        dir.path(),
-        &[
-            "--clock-speed",
-            "3600",
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--spin",
-            repo_root().join("spin.toml").to_str().unwrap(),
-            "--root",
-            ".",
-        ],
-        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET)],
-    );
+    let up = Up::deployment(dir.path(), "3600");
     let gateway = up.gateway();
     let api = up.api();
     let public = up.admin();
@@ -299,22 +283,7 @@ fn pausing_a_journey_through_the_api_holds_new_entries_until_it_resumes() {
     let dir = tempfile::tempdir().unwrap();
     deployment_root(dir.path());
     let operations = make_token(dir.path(), "olga", "operations");
-    let up = Up::start(
-        dir.path(),
-        &[
-            "--clock-speed",
-            "1",
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--spin",
-            repo_root().join("spin.toml").to_str().unwrap(),
-            "--root",
-            ".",
-        ],
-        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET)],
-    );
+    let up = Up::deployment(dir.path(), "1");
     let gateway = up.gateway();
     let api = up.api();
     // The journey is stored once the runner loaded it.

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dripline_tests::gateway::SHOPIFY_SECRET;
 use dripline_tests::process::{Up, http};
 use dripline_tests::shop::{make_token, order, shopify};
 use dripline_tests::{deployment_root, dripline_binary, repo_root};
@@ -169,22 +168,7 @@ fn deployment(dir: &Path) -> Up {
 
 /// `dripline up` on the deployment in `dir`, made by [`deployment`].
 fn up_again(dir: &Path) -> Up {
-    Up::start(
-        dir,
-        &[
-            "--clock-speed",
-            "3600",
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--spin",
-            repo_root().join("spin.toml").to_str().unwrap(),
-            "--root",
-            ".",
-        ],
-        &[("SPIN_VARIABLE_SHOPIFY_SECRET", SHOPIFY_SECRET)],
-    )
+    Up::deployment(dir, "3600")
 }
 
 fn screenshots() -> PathBuf {

@@ -32,6 +32,34 @@ impl Up {
         Self::spawn(dir, &[&listeners[..], args].concat(), env)
     }
 
+    /// Starts `dripline up` on the deployment root that
+    /// [`crate::deployment_root`] made in `dir` (data in `dir/data`), with the
+    /// repository's `spin.toml`, the test Shopify secret, and the clock
+    /// `speed` times the wall clock's.
+    pub fn deployment(dir: &Path, speed: &str) -> Self {
+        let spin = crate::repo_root().join("spin.toml");
+        let spin = spin.to_string_lossy();
+        Self::start(
+            dir,
+            &[
+                "--clock-speed",
+                speed,
+                "--data",
+                "data",
+                "--components",
+                "components",
+                "--spin",
+                &spin,
+                "--root",
+                ".",
+            ],
+            &[(
+                "SPIN_VARIABLE_SHOPIFY_SECRET",
+                crate::gateway::SHOPIFY_SECRET,
+            )],
+        )
+    }
+
     /// Starts `dripline worker` in `dir` with `args` and `env`.
     pub fn worker(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::spawn(dir, &[&["worker"][..], args].concat(), env)
