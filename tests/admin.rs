@@ -694,32 +694,24 @@ fn a_canary_version_takes_its_share_of_new_checkouts_by_contact_until_promoted()
     assert_eq!(entered, [(3, on_trial as i64), (2, 200 - on_trial as i64)]);
 
     // Bad requests name their field.
-    let (status, body) = post_json(
-        &admin.addr,
-        "/api/journeys/abandoned-checkout/canary",
-        &token,
-        &json!({ "version": 3, "percent": 150 }),
-    );
-    assert_eq!(
-        (
-            status,
-            serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
-        ),
-        (400, json!("percent"))
-    );
-    let (status, body) = post_json(
-        &admin.addr,
-        "/api/journeys/abandoned-checkout/canary",
-        &token,
-        &json!({ "version": 9, "percent": 5 }),
-    );
-    assert_eq!(
-        (
-            status,
-            serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
-        ),
-        (400, json!("version"))
-    );
+    for (request, field) in [
+        (json!({ "version": 3, "percent": 150 }), "percent"),
+        (json!({ "version": 9, "percent": 5 }), "version"),
+    ] {
+        let (status, body) = post_json(
+            &admin.addr,
+            "/api/journeys/abandoned-checkout/canary",
+            &token,
+            &request,
+        );
+        assert_eq!(
+            (
+                status,
+                serde_json::from_str::<Value>(&body).unwrap()["field"].clone()
+            ),
+            (400, json!(field))
+        );
+    }
 
     // Promoted, version 3 takes every new checkout; nothing is left to roll back.
     let (status, body) = post(

@@ -20,8 +20,7 @@ use dripline_tests::{deployment_root, repo_root};
 use serde_json::{Value, json};
 
 use dripline_tests::gateway::{
-    SHOPIFY_SECRET as SECRET, TALLY_SECRET, TRACK_KEY as WRITE_KEY, TYPEFORM_SECRET,
-    signed_deliveries,
+    SHOPIFY_SECRET as SECRET, TRACK_KEY as WRITE_KEY, signed_deliveries,
 };
 
 /// A deployment root in `dir`: the shipped journeys and templates, a policy
@@ -76,28 +75,7 @@ fn up(dir: &Path) -> Up {
 
 /// [`up`] with the clock `speed` times the wall clock's.
 fn up_at(dir: &Path, speed: &str) -> Up {
-    let spin = repo_root().join("spin.toml");
-    Up::start(
-        dir,
-        &[
-            "--clock-speed",
-            speed,
-            "--data",
-            "data",
-            "--components",
-            "components",
-            "--spin",
-            spin.to_str().unwrap(),
-            "--root",
-            ".",
-        ],
-        &[
-            ("SPIN_VARIABLE_SHOPIFY_SECRET", SECRET),
-            ("SPIN_VARIABLE_TRACK_WRITE_KEY", WRITE_KEY),
-            ("SPIN_VARIABLE_TYPEFORM_SECRET", TYPEFORM_SECRET),
-            ("SPIN_VARIABLE_TALLY_SECRET", TALLY_SECRET),
-        ],
-    )
+    Up::deployment(dir, speed)
 }
 
 /// The 3-hour reminders among `mails`.

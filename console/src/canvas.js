@@ -85,6 +85,9 @@ function outline(kind, w, h) {
   }
 }
 
+/** Nodes that are passed through at once: only who reached them counts. */
+const ONLY_REACHED = ["trigger", "end", "exit", "hand_off", "goal"];
+
 const KIND_NAME = {
   trigger: "Trigger",
   send: "Message",
@@ -107,7 +110,7 @@ export function describe(node) {
     node.detail,
     `${count(c.entered)} entered`,
   ];
-  if (!["trigger", "end", "exit", "hand_off", "goal"].includes(node.kind)) {
+  if (!ONLY_REACHED.includes(node.kind)) {
     words.push(`${count(c.waiting)} waiting`, `${count(c.passed)} passed`, `${count(c.dropped)} dropped`);
   }
   if (node.message) {
@@ -124,7 +127,7 @@ export function describe(node) {
 
 function countsLine(node) {
   const c = node.counts;
-  if (["trigger", "end", "exit", "hand_off", "goal"].includes(node.kind)) {
+  if (ONLY_REACHED.includes(node.kind)) {
     return `${count(c.entered)} ${node.kind === "trigger" ? "entered" : "reached"}`;
   }
   return `${count(c.entered)} in · ${count(c.waiting)} wait · ${count(c.passed)} on · ${count(c.dropped)} out`;

@@ -236,7 +236,7 @@ function canvasPage(id) {
     const entered = journey.versions.reduce(
       (sum, v) => sum + (v.nodes.find((n) => n.id === "@trigger")?.counts.entered || 0), 0);
     const converted = journey.converted;
-    const chosen = picked && newest ? journey.versions.flatMap((v) => v.nodes.map((n) => [v.version, n]))
+    const chosen = picked ? journey.versions.flatMap((v) => v.nodes.map((n) => [v.version, n]))
       .find(([, n]) => n.id === picked) : null;
     const refresh = () => current && current();
     queueMicrotask(() => performance.mark("dripline:canvas"));

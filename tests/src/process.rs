@@ -34,8 +34,8 @@ impl Up {
 
     /// Starts `dripline up` on the deployment root that
     /// [`crate::deployment_root`] made in `dir` (data in `dir/data`), with the
-    /// repository's `spin.toml`, the test Shopify secret, and the clock
-    /// `speed` times the wall clock's.
+    /// repository's `spin.toml`, the test secrets of every source the gateway
+    /// serves, and the clock `speed` times the wall clock's.
     pub fn deployment(dir: &Path, speed: &str) -> Self {
         let spin = crate::repo_root().join("spin.toml");
         let spin = spin.to_string_lossy();
@@ -53,10 +53,18 @@ impl Up {
                 "--root",
                 ".",
             ],
-            &[(
-                "SPIN_VARIABLE_SHOPIFY_SECRET",
-                crate::gateway::SHOPIFY_SECRET,
-            )],
+            &[
+                (
+                    "SPIN_VARIABLE_SHOPIFY_SECRET",
+                    crate::gateway::SHOPIFY_SECRET,
+                ),
+                ("SPIN_VARIABLE_TRACK_WRITE_KEY", crate::gateway::TRACK_KEY),
+                (
+                    "SPIN_VARIABLE_TYPEFORM_SECRET",
+                    crate::gateway::TYPEFORM_SECRET,
+                ),
+                ("SPIN_VARIABLE_TALLY_SECRET", crate::gateway::TALLY_SECRET),
+            ],
         )
     }
 

@@ -136,6 +136,11 @@ impl VersionCounts {
             .or_default() += value;
     }
 
+    /// Per step (`-` for the journey's own), what → count, channels aside.
+    pub fn into_steps(self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        self.by_step
+    }
+
     /// The journey's own count of `what` (`entered`, `converted`).
     pub fn total(&self, what: &str) -> i64 {
         self.step("-", what)

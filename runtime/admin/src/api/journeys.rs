@@ -22,7 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{AdminState, blocking, need};
 use crate::analytics::{JourneyAnalytics, Splits, report};
 use crate::auth::{Caller, Scope};
-use crate::canvas::{Canvas, canvas as draw, counts_by_version};
+use crate::canvas::{Canvas, VersionCounts, canvas as draw, counts_by_version};
 use crate::problem::Problem;
 
 /// A journey in the list.
@@ -114,6 +114,22 @@ pub(crate) fn stored_versions(
     Ok(journeys)
 }
 
+/// The stored versions of journey `id`, oldest first; 404 if it has none.
+fn versions_of(store: &dyn Store, id: &str) -> Result<Vec<StoredVersion>, Problem> {
+    stored_versions(store)?
+        .remove(id)
+        .ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))
+}
+
+/// A journey's name, as its newest version's file gives it (else its id).
+fn name_of(versions: &[StoredVersion], id: &str) -> String {
+    versions
+        .last()
+        .and_then(|v| v.definition.get("name").and_then(Value::as_str))
+        .unwrap_or(id)
+        .to_owned()
+}
+
 /// The split ways of a version: split step → way names (the step each
 /// leads to, or `holdout`), as the engine names a contact's arm.
 pub(crate) fn splits_of(definition: &Value) -> Splits {
@@ -150,6 +166,11 @@ fn analytics_of(store: &dyn Store, journey: &str) -> Result<BTreeMap<String, i64
         .map_err(Problem::store)
 }
 
+/// A journey's counters, summed over days, per version.
+fn counts_of(store: &dyn Store, journey: &str) -> Result<BTreeMap<u32, VersionCounts>, Problem> {
+    Ok(counts_by_version(&analytics_of(store, journey)?))
+}
+
 /// Lists the journeys.
 #[utoipa::path(get, path = "/api/journeys", tag = "journeys",
     responses((status = 200, body = [JourneySummary]), (status = 401, body = Problem), (status = 403, body = Problem)))]
@@ -166,34 +187,18 @@ pub async fn list(
             let Some(newest) = versions.last() else {
                 continue;
             };
-            let mut summary = JourneySummary {
-                name: newest
-                    .definition
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&id)
-                    .to_owned(),
+            let counts = counts_of(store, &id)?;
+            let total = |what: &str| counts.values().map(|c| c.total(what)).sum::<i64>();
+            list.push(JourneySummary {
+                name: name_of(&versions, &id),
                 version: newest.version,
                 versions: versions.iter().map(|v| v.version).collect(),
                 state: controls.get(&id).map(|c| c.state).unwrap_or_default(),
-                entered: 0,
-                converted: 0,
+                entered: total("entered"),
+                converted: total("converted"),
                 canary: canary_now(&controls.get(&id).cloned().unwrap_or_default(), &versions),
                 id,
-            };
-            for (name, value) in analytics_of(store, &summary.id)? {
-                let Some(counter) = analytics::parse(&name) else {
-                    continue;
-                };
-                if counter.step.is_none() {
-                    match counter.what {
-                        "entered" => summary.entered += value,
-                        "converted" => summary.converted += value,
-                        _ => {}
-                    }
-                }
-            }
-            list.push(summary);
+            });
         }
         Ok(Json(list))
     })
@@ -212,25 +217,8 @@ pub async fn show(
     need(&caller, Scope::JourneysRead)?;
     blocking(move || {
         let store = state.store.as_ref();
-        let mut all = stored_versions(store)?;
-        let versions = all
-            .remove(&id)
-            .ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))?;
-        let mut counts: BTreeMap<u32, BTreeMap<String, BTreeMap<String, i64>>> = BTreeMap::new();
-        for (name, value) in analytics_of(store, &id)? {
-            let Some(counter) = analytics::parse(&name) else {
-                continue;
-            };
-            if counter.channel.is_none() {
-                *counts
-                    .entry(counter.version)
-                    .or_default()
-                    .entry(counter.step.unwrap_or("-").to_owned())
-                    .or_default()
-                    .entry(counter.what.to_owned())
-                    .or_default() += value;
-            }
-        }
+        let versions = versions_of(store, &id)?;
+        let mut counts = counts_of(store, &id)?;
         let control = journey_control(store, &id).map_err(Problem::store)?;
         Ok(Json(JourneyDetail {
             canary: canary_now(&control, &versions),
@@ -240,7 +228,10 @@ pub async fn show(
                 .into_iter()
                 .rev()
                 .map(|v| VersionDetail {
-                    counts: counts.remove(&v.version).unwrap_or_default(),
+                    counts: counts
+                        .remove(&v.version)
+                        .map(VersionCounts::into_steps)
+                        .unwrap_or_default(),
                     version: v.version,
                     definition: v.definition,
                 })
@@ -285,9 +276,7 @@ pub async fn analytics(
     check_day("to", range.to.as_deref())?;
     blocking(move || {
         let store = state.store.as_ref();
-        let versions = stored_versions(store)?
-            .remove(&id)
-            .ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))?;
+        let versions = versions_of(store, &id)?;
         let splits = versions
             .iter()
             .map(|v| (v.version, splits_of(&v.definition)))
@@ -388,9 +377,7 @@ async fn change_control(
     need(&caller, Scope::JourneysWrite)?;
     blocking(move || {
         let store = state.store.as_ref();
-        let versions = stored_versions(store)?
-            .remove(&id)
-            .ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))?;
+        let versions = versions_of(store, &id)?;
         let mut control = journey_control(store, &id).map_err(Problem::store)?;
         change(&mut control, &versions)?;
         control.changed_at = state.clock.now_ms();
@@ -533,18 +520,12 @@ pub async fn canvas(
     need(&caller, Scope::JourneysRead)?;
     blocking(move || {
         let store = state.store.as_ref();
-        let versions = stored_versions(store)?
-            .remove(&id)
-            .ok_or_else(|| Problem::not_found(format!("no journey {id:?}")))?;
-        let mut counts = counts_by_version(&analytics_of(store, &id)?);
+        let versions = versions_of(store, &id)?;
+        let mut counts = counts_of(store, &id)?;
         let total = |what: &str| counts.values().map(|c| c.total(what)).sum::<i64>();
         let (entered, converted) = (total("entered"), total("converted"));
         let control = journey_control(store, &id).map_err(Problem::store)?;
-        let name = versions
-            .last()
-            .and_then(|v| v.definition.get("name").and_then(Value::as_str))
-            .unwrap_or(&id)
-            .to_owned();
+        let name = name_of(&versions, &id);
         Ok(Json(JourneyCanvas {
             canary: canary_now(&control, &versions),
             state: control.state,
