@@ -49,7 +49,7 @@ fn raw_get(address: &str, path: &str) -> String {
 }
 
 /// Every route the admin API must serve, as the OpenAPI document names them.
-const ROUTES: [(&str, &str); 19] = [
+const ROUTES: [(&str, &str); 22] = [
     ("get", "/api/journeys"),
     ("get", "/api/journeys/{id}"),
     ("get", "/api/journeys/{id}/canvas"),
@@ -64,6 +64,9 @@ const ROUTES: [(&str, &str); 19] = [
     ("get", "/api/contacts/{id}"),
     ("get", "/api/contacts/{id}/timeline"),
     ("post", "/api/contacts/{id}/test"),
+    ("delete", "/api/contacts/{id}"),
+    ("get", "/api/contacts/{id}/export"),
+    ("get", "/api/data-requests"),
     ("post", "/api/simulate"),
     ("get", "/api/outbox"),
     ("get", "/api/metrics"),

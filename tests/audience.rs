@@ -252,6 +252,48 @@ fn post_form(gateway: &str, email: &str, consent: bool) {
 }
 
 #[test]
+fn an_unsigned_form_naming_someones_email_with_another_phone_links_no_phone_to_them() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    post_form(&gateway, "victim@example.com", true);
+    fire_at(&mut deployment, T0);
+    let before = deployment.contact_by_email("victim@example.com");
+    let (status, answer) = http(
+        &gateway,
+        "POST /forms/whitepaper-download HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        b"email=victim%40example.com&phone=%2B14155550199&company=Acme&form=whitepaper-download",
+    );
+    assert!(status == 200 || status == 303, "{status}: {answer}");
+    fire_at(&mut deployment, T0 + 1_000);
+    let after = deployment.contact_by_email("victim@example.com");
+    assert_eq!(after.contact.id, before.contact.id);
+    assert!(
+        !after
+            .contact
+            .identities
+            .contains(&dripline_store::Identity::Phone("+14155550199".into())),
+        "{:?}",
+        after.contact.identities
+    );
+    // A new person's form still makes a contact with both.
+    let (status, _) = http(
+        &gateway,
+        "POST /forms/whitepaper-download HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        b"email=newcomer%40example.com&phone=%2B14155550198&company=Acme&form=whitepaper-download",
+    );
+    assert!(status == 200 || status == 303);
+    fire_at(&mut deployment, T0 + 2_000);
+    let newcomer = deployment.contact_by_email("newcomer@example.com");
+    assert!(
+        newcomer
+            .contact
+            .identities
+            .contains(&dripline_store::Identity::Phone("+14155550198".into()))
+    );
+}
+
+#[test]
 fn a_form_lead_who_ticks_the_consent_box_gets_the_nurture_emails_and_one_who_does_not_gets_none() {
     let mut deployment = Deployment::new(T0);
     let front = deployment.serve_gateway();

@@ -590,7 +590,7 @@ async fn an_operator_reads_the_abandoned_checkout_counts_on_its_canvas_opens_a_t
     // reads, however many contacts they count.
     {
         use dripline_store::Metrics as _;
-        let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+        let store = dripline_tests::deployment_store(&dir.path().join("data/dripline.db"));
         let day = 86_400_000;
         let now = chrono::Utc::now().timestamp_millis();
         let add = |step: Option<&str>, at: i64, what: &str, n: i64| {

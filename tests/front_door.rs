@@ -161,7 +161,7 @@ fn an_order_that_arrives_before_its_checkout_keeps_the_shopper_out_of_the_cart_j
     assert_eq!(status, 200, "{body}");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(post_checkout(&gateway).0, 200);
-    let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+    let store = dripline_tests::deployment_store(&dir.path().join("data/dripline.db"));
     within_a_minute("the refusal counted", || {
         use dripline_store::prelude::*;
         let refused = store
@@ -223,7 +223,7 @@ fn two_shoppers_whose_checkouts_share_a_cart_token_stay_two_contacts() {
         assert_eq!(http(&gateway, &head, &body).0, 200);
     }
     use dripline_store::prelude::*;
-    let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+    let store = dripline_tests::deployment_store(&dir.path().join("data/dripline.db"));
     let find = |email: &str| {
         store
             .contact_find_by_identity(&dripline_store::Identity::Email(email.into()))
@@ -275,7 +275,7 @@ fn a_later_checkout_that_says_nothing_about_consent_leaves_an_opt_out_in_place()
             .unwrap()
             .map(|c| c.profile["consent"]["email"].clone())
     };
-    let store = dripline_store::SqliteStore::open(dir.path().join("data/dripline.db")).unwrap();
+    let store = dripline_tests::deployment_store(&dir.path().join("data/dripline.db"));
     within_a_minute("the opt-out", || {
         consent(&store).filter(|state| state == "denied")
     });

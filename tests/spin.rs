@@ -190,7 +190,7 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
     }
     drop(spin_up);
 
-    let spin_store = SqliteStore::open(data.join("dripline.db")).unwrap();
+    let spin_store = dripline_tests::deployment_store(&data.join("dripline.db"));
     let stored = inbox_records(&spin_store);
     assert_eq!(stored.len(), 5, "{stored:#?}");
     assert_eq!(stored, inbox_records(ours.store.as_ref()));
@@ -214,7 +214,7 @@ fn genuine_spin_stores_what_dripline_up_stores_and_dripline_runs_journeys_on_it(
         "{}",
         String::from_utf8_lossy(&processed.stderr)
     );
-    let store = SqliteStore::open(data.join("dripline.db")).unwrap();
+    let store = dripline_tests::deployment_store(&data.join("dripline.db"));
     assert!(
         store.inbox_peek(10).unwrap().is_empty(),
         "the inbox is consumed"

@@ -43,6 +43,14 @@ pub fn dripline_binary() -> PathBuf {
     binary
 }
 
+/// The SQLite store of a deployment whose data directory holds `database`,
+/// opened as `dripline` opens it: sealed under the keyring beside it.
+pub fn deployment_store(database: &Path) -> dripline_store::SqliteStore {
+    let keys = dripline_store::seal::Keyring::for_store(&database.with_file_name("store.key"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    dripline_store::SqliteStore::open_sealed(database, keys).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// The repository's root.
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -92,6 +92,15 @@ impl Source {
         }
     }
 
+    /// The `source` of the events the route's trigger returns: its name, but
+    /// `api` for the track API (Segment's word for server-side calls).
+    pub fn event_source(self) -> &'static str {
+        match self {
+            Source::Track => "api",
+            other => other.name(),
+        }
+    }
+
     fn content_types(self) -> &'static [&'static str] {
         match self {
             Source::Form => &["application/x-www-form-urlencoded", "multipart/form-data"],
@@ -472,6 +481,13 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
             return trigger_failed(backend, source, delivery.as_deref(), received_at, error);
         }
     };
+    // The route says where events come from, not the trigger: a trigger is
+    // a plugin, and one naming another source (Shopify, whose compliance
+    // webhooks erase contacts, or the runtime's own `admin`) would borrow
+    // that source's trust.
+    for event in &mut events {
+        source.event_source().clone_into(&mut event.source);
+    }
     if !route.consent_fields.is_empty() {
         for event in &mut events {
             take_consent(event, &route.consent_fields);

@@ -52,6 +52,9 @@ pub enum Scope {
     PersonalData,
     /// List the outbox.
     OutboxRead,
+    /// Erase contacts, and hand over what is kept of one (a data subject's
+    /// requests).
+    ContactsErase,
     /// Read the counters (`/api/metrics`, `/metrics`).
     MetricsRead,
     /// Run simulations and previews.
@@ -71,6 +74,7 @@ impl Role {
                 ContactsRead,
                 PersonalData,
                 OutboxRead,
+                ContactsErase,
                 Simulate,
             ],
             Role::Engineering => &[
@@ -79,6 +83,7 @@ impl Role {
                 ContactsRead,
                 PersonalData,
                 OutboxRead,
+                ContactsErase,
                 MetricsRead,
                 Simulate,
             ],

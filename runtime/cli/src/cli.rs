@@ -223,6 +223,30 @@ pub enum ContactAction {
         /// The contact merged into it.
         from: String,
     },
+    /// Erase a contact everywhere (profile, identities, enrollments, timers,
+    /// messages, dead letters, waiting events), leaving an anonymous
+    /// tombstone that keeps the same person from being imported or enrolled
+    /// again by a replay. The runner carries it out in its turn.
+    Erase {
+        /// A contact id or an email address.
+        who: String,
+    },
+    /// Print what is kept of a contact, as JSON (a data subject's request).
+    Export {
+        /// A contact id or an email address.
+        who: String,
+    },
+    /// Apply `[retention]` of `delivery.toml` now: queue the erasure of every
+    /// contact inactive past its limit, delete old messages. `dripline up`
+    /// does this once an hour by itself.
+    Retention {
+        /// The deployment's root, where `delivery.toml` is.
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// The time to measure ages from (ms since the epoch; default: now).
+        #[arg(long)]
+        now_ms: Option<i64>,
+    },
 }
 
 /// `dripline import`.
@@ -245,6 +269,10 @@ pub struct ImportArgs {
     /// No progress bar (for scripts and logs).
     #[arg(long)]
     pub quiet: bool,
+    /// The time the import is recorded at (ms since the epoch; default:
+    /// now): its consent changes, and the new contacts' first activity.
+    #[arg(long)]
+    pub now_ms: Option<i64>,
 }
 
 /// `dripline deadletters ...`.

@@ -7,7 +7,22 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use dripline_gateway_host::GatewayStore;
+use dripline_store::seal::Keyring;
 use dripline_store::{RedisStore, SqliteStore, Store};
+
+/// The environment variable naming the file of a SQLite store's keyring.
+pub const KEY_FILE_ENV: &str = "DRIPLINE_STORE_KEY_FILE";
+
+/// Where the keyring of the SQLite file at `database` is read from (and
+/// created, the first time): `DRIPLINE_STORE_KEY_FILE`, else `store.key` in
+/// the database's directory. `DRIPLINE_STORE_KEY`, if set, holds the keyring
+/// itself and wins over both.
+pub fn key_file(database: &std::path::Path) -> PathBuf {
+    match std::env::var_os(KEY_FILE_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => database.with_file_name("store.key"),
+    }
+}
 
 /// A store's URL, parsed.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,7 +97,8 @@ pub enum OpenStore {
 }
 
 impl OpenStore {
-    /// Opens the store `url` names (creating a SQLite file's directory).
+    /// Opens the store `url` names (creating a SQLite file's directory, and its
+    /// keyring the first time: see [`key_file`]).
     pub fn open(url: &StoreUrl) -> anyhow::Result<Self> {
         Ok(match url {
             StoreUrl::Sqlite(path) => {
@@ -90,8 +106,11 @@ impl OpenStore {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
                 }
+                let keys = Keyring::for_store(&key_file(path))
+                    .with_context(|| format!("the keyring of {url}"))?;
                 OpenStore::Sqlite(Arc::new(
-                    SqliteStore::open(path).with_context(|| format!("opening {url}"))?,
+                    SqliteStore::open_sealed(path, keys)
+                        .with_context(|| format!("opening {url}"))?,
                 ))
             }
             StoreUrl::Redis(address) => OpenStore::Redis(Arc::new(

@@ -104,7 +104,7 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
     let database = dir.path().join("data/dripline.db");
     std::fs::create_dir_all(database.parent().unwrap()).unwrap();
     {
-        let store = dripline_store::SqliteStore::open(&database).unwrap();
+        let store = sealed_store(&database);
         let write = dripline_store::Write::inbox_put(1_000, "broken-1", b"{not json".to_vec());
         store.apply(&[write]).unwrap();
     }
@@ -149,7 +149,7 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
 
     let (ok, said) = run(&["deadletters", "--data", "data", "replay", key]);
     assert!(ok, "{said}");
-    let store = dripline_store::SqliteStore::open(&database).unwrap();
+    let store = sealed_store(&database);
     assert_eq!(store.inbox_peek(10).unwrap().len(), 1, "back in the inbox");
     assert!(
         run(&["deadletters", "--data", "data", "list"])
@@ -163,4 +163,12 @@ fn a_dead_letter_is_listed_shown_and_replayed_into_the_inbox_from_the_command_li
         !ok && said.contains(&format!("no dead letter `{key}`")),
         "{said}"
     );
+}
+
+/// The deployment's store, opened as `dripline` opens it: sealed under the
+/// keyring beside the database (made here if the command has not made it).
+fn sealed_store(database: &std::path::Path) -> dripline_store::SqliteStore {
+    let keys =
+        dripline_store::seal::Keyring::for_store(&database.with_file_name("store.key")).unwrap();
+    dripline_store::SqliteStore::open_sealed(database, keys).unwrap()
 }

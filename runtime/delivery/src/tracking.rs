@@ -16,7 +16,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dripline_engine::Event;
-use dripline_store::{Contacts, Dedupe, KeyValue, Outbox, RUNTIME_KV_STORE, StoreError, Write};
+use dripline_store::{Contacts, Dedupe, KeyValue, Outbox, StoreError, Write};
 use hmac::{Hmac, Mac};
 use lol_html::html_content::ContentType;
 use lol_html::{RewriteStrSettings, element, rewrite_str};
@@ -33,9 +33,6 @@ pub enum TrackingError {
     /// The store failed; try again.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The system has no randomness to make a key from.
-    #[error("no random key: {0}")]
-    Random(String),
 }
 
 /// Where the deployment keeps its tracking key when none is configured: in the
@@ -101,18 +98,7 @@ impl Tracker {
         {
             return Ok(Self::new(base_url, secret.into_bytes()));
         }
-        if let Some(key) = store.kv_get(RUNTIME_KV_STORE, SECRET_KEY)? {
-            return Ok(Self::new(base_url, key));
-        }
-        let mut key = vec![0u8; 32];
-        getrandom::fill(&mut key).map_err(|e| TrackingError::Random(e.to_string()))?;
-        store.apply(&[Write::KvSet {
-            store: RUNTIME_KV_STORE.into(),
-            key: SECRET_KEY.into(),
-            value: key.clone(),
-        }])?;
-        // Another process may have made one first; everyone uses what is stored.
-        let key = store.kv_get(RUNTIME_KV_STORE, SECRET_KEY)?.unwrap_or(key);
+        let key = dripline_store::deployment_secret(store, SECRET_KEY)?;
         Ok(Self::new(base_url, key))
     }
 

@@ -9,9 +9,10 @@ use dripline_delivery::names::{CHANNELS, PREFERRED_CHANNEL, PREFERS_TAG, UNSUBSC
 use dripline_engine::{ConsentState, ContactView, Event, Facts, Identities};
 use dripline_sandbox::{Effect, bindings};
 use dripline_store::{Contact, Contacts, Identity, StoreError};
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// What Dripline knows of a contact beyond its identities: the store keeps it
 /// as the contact's JSON profile.
@@ -63,6 +64,10 @@ pub struct Profile {
     /// analytics.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub test: bool,
+    /// When an event about the contact or an import last touched it: what
+    /// `[retention] contacts_inactive_for` is measured from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active_at: Option<i64>,
 }
 
 /// How many events a contact's timeline keeps.
@@ -115,6 +120,12 @@ pub const DRIPLINE: &str = "dripline";
 /// may undo an unsubscribe made through Dripline. A store's webhook repeats the state it recorded, possibly from
 /// before the unsubscribe, and an imported list may be stale: neither may.
 pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "api"];
+
+/// Sources nobody vouches for: the HTML form route is unsigned, so what it
+/// names (an email, a phone) is only what someone typed. Their events may
+/// create a contact, and reach the one their identity already names, but
+/// link no new identity to an existing contact.
+pub const UNVOUCHED: &[&str] = &["form"];
 
 /// How many of a contact's goal events are kept for the "goal already met"
 /// check: orders for the checkouts a contact may still be in, not a history.
@@ -257,6 +268,11 @@ impl ContactRecord {
                         conflicts.push((identity, owner.id));
                     }
                 }
+                // Anyone can post an unsigned form naming someone's email and
+                // their own phone: it may make a new contact of what it
+                // names, never hang a new identity on one that exists (their
+                // reminders and coupons would go to the poster).
+                _ if UNVOUCHED.contains(&event.source.as_str()) && self.as_read.is_some() => {}
                 _ => self.contact.identities.push(identity),
             }
         }
@@ -405,6 +421,11 @@ impl ContactRecord {
         if let Value::Array(list) = merges {
             list.push(serde_json::json!({ "contact": other.contact.id, "at": at }));
         }
+    }
+
+    /// Notes activity at `at` (an event, an import), for retention.
+    pub fn touch(&mut self, at: i64) {
+        self.profile.last_active_at = Some(self.profile.last_active_at.map_or(at, |l| l.max(at)));
     }
 
     /// Whether this is what is left of a contact merged into another.
@@ -601,23 +622,97 @@ fn disagrees(known: &Contact, identities: &Identities) -> bool {
     })
 }
 
-/// A new contact for an event nobody matched. Its id is derived from the event's
-/// first identity, so reprocessing the event after a crash creates the same id.
-pub fn new_for(identities: &Identities) -> ContactRecord {
-    let first = event_identities(identities).into_iter().next();
-    let seed = first.map(|i| format!("{i:?}")).unwrap_or_default();
-    let digest = Sha256::digest(seed.as_bytes());
-    let id = format!("c_{}", hex::encode(&digest[..10]));
-    ContactRecord {
-        contact: Contact {
-            id,
-            identities: Vec::new(),
-            profile: Value::Null,
-        },
-        profile: Profile::default(),
-        as_read: None,
+/// The ids of new contacts: derived from a contact's first identity, so
+/// reprocessing an event after a crash creates the same id, and keyed by a
+/// secret of the deployment, so an id tells nobody without the key whose
+/// email it was made from (an unkeyed hash of a guessed address would match).
+pub struct ContactIds {
+    key: Vec<u8>,
+}
+
+/// The name of the deployment secret contact ids are keyed by.
+const CONTACT_ID_KEY: &str = "contact-id-key";
+
+impl ContactIds {
+    /// The deployment's contact ids, keyed by the secret in its store (made
+    /// the first time).
+    pub fn for_store(store: &dyn dripline_store::KeyValue) -> Result<Self, StoreError> {
+        Ok(Self {
+            key: dripline_store::deployment_secret(store, CONTACT_ID_KEY)?,
+        })
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> Vec<u8> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        for part in parts {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// A new contact for an event nobody matched.
+    pub fn new_for(&self, identities: &Identities) -> ContactRecord {
+        let first = event_identities(identities).into_iter().next();
+        let seed = first.map(|i| format!("{i:?}")).unwrap_or_default();
+        let digest = self.mac(&[seed.as_bytes()]);
+        let id = format!("c_{}", hex::encode(&digest[..10]));
+        ContactRecord {
+            contact: Contact {
+                id,
+                identities: Vec::new(),
+                profile: Value::Null,
+            },
+            profile: Profile::default(),
+            as_read: None,
+        }
     }
 }
+
+impl ContactIds {
+    /// What an erased contact keeps of `identity`: a keyed hash under the
+    /// `erased` system, which the same identity gives again and nobody
+    /// without the deployment's key can turn back into an address.
+    pub fn erased(&self, identity: &Identity) -> Identity {
+        let kind = identity.index_kind();
+        let digest = self.mac(&[
+            b"erased\x1f",
+            kind.as_bytes(),
+            b"\x1f",
+            identity.index_value().as_bytes(),
+        ]);
+        Identity::External {
+            system: ERASED_SYSTEM.into(),
+            id: hex::encode(&digest[..16]),
+        }
+    }
+
+    /// The anonymous tombstone an erasure leaves of contact `id`, which had
+    /// `identities`.
+    pub fn tombstone(&self, id: &str, identities: &[Identity], at: i64) -> Contact {
+        let mut markers: Vec<Identity> = identities
+            .iter()
+            .filter(|i| !matches!(i, Identity::External { system, .. } if system == ERASED_SYSTEM))
+            .map(|i| self.erased(i))
+            .collect();
+        markers.extend(
+            identities
+                .iter()
+                .filter(
+                    |i| matches!(i, Identity::External { system, .. } if system == ERASED_SYSTEM),
+                )
+                .cloned(),
+        );
+        Contact {
+            id: id.to_owned(),
+            identities: markers,
+            profile: serde_json::json!({ "erased_at": at }),
+        }
+    }
+}
+
+/// The identity system of an erased contact's keyed hashes.
+pub const ERASED_SYSTEM: &str = "erased";
 
 /// An event's identities as the store indexes them: email, phone, then the
 /// external ids.

@@ -151,6 +151,8 @@ pub struct Report {
     pub unchanged: usize,
     /// Identities a row named that belong to another contact, left with it.
     pub identity_conflicts: usize,
+    /// Rows about a person who was erased, skipped (see `dripline_runner::erasure`).
+    pub erased: usize,
     /// Rows not imported: the line and why.
     pub failed: Vec<(usize, String)>,
 }
@@ -250,6 +252,8 @@ pub struct Importer<'a> {
     now: i64,
     pending: Vec<Parsed>,
     report: Report,
+    /// How new contacts are named, read from the store at the first flush.
+    contact_ids: Option<contacts::ContactIds>,
 }
 
 impl<'a> Importer<'a> {
@@ -263,6 +267,7 @@ impl<'a> Importer<'a> {
             now,
             pending: Vec::new(),
             report: Report::default(),
+            contact_ids: None,
         }
     }
 
@@ -299,6 +304,9 @@ impl<'a> Importer<'a> {
         if pending.is_empty() {
             return Ok(());
         }
+        if self.contact_ids.is_none() {
+            self.contact_ids = Some(contacts::ContactIds::for_store(self.store)?);
+        }
         // Every identity of the batch, looked up together.
         let mut seen = std::collections::HashSet::new();
         let asked: Vec<Identity> = pending
@@ -313,6 +321,25 @@ impl<'a> Importer<'a> {
         let mut owner: HashMap<Identity, String> = HashMap::new();
         let mut records: Vec<ContactRecord> = Vec::new();
         let mut index_of: HashMap<String, usize> = HashMap::new();
+        let ids = self
+            .contact_ids
+            .as_ref()
+            .ok_or(StoreError::Internal("contact ids are read first"))?;
+        // Identities nobody holds may be an erased person's: looked up by
+        // their keyed hash, all at once.
+        let unheld: Vec<&Identity> = asked
+            .iter()
+            .zip(&found)
+            .filter(|(_, c)| c.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        let markers: Vec<Identity> = unheld.iter().map(|i| ids.erased(i)).collect();
+        let erased: std::collections::HashSet<&Identity> = unheld
+            .iter()
+            .zip(self.store.contacts_find_by_identities(&markers)?)
+            .filter(|(_, tombstone)| tombstone.is_some())
+            .map(|(i, _)| *i)
+            .collect();
         for (identity, contact) in asked.iter().zip(found) {
             if let Some(contact) = contact {
                 owner.insert(identity.clone(), contact.id.clone());
@@ -327,8 +354,12 @@ impl<'a> Importer<'a> {
                 index_of.get(id).map(|i| &records[*i].contact)
             }) {
                 Some(id) => index_of[&id],
+                None if row.wanted.iter().any(|i| erased.contains(i)) => {
+                    self.report.erased += 1;
+                    continue;
+                }
                 None => {
-                    let record = contacts::new_for(&row.identities);
+                    let record = ids.new_for(&row.identities);
                     let id = record.contact.id.clone();
                     // A new contact's id comes from its first identity: a
                     // second row with that identity would have found it.
@@ -350,6 +381,11 @@ impl<'a> Importer<'a> {
                         owner.insert(identity.clone(), record.contact.id.clone());
                     }
                 }
+            }
+            if record.as_read.is_none() {
+                // A new contact's activity starts with its import (for
+                // retention); importing a known one again says nothing of it.
+                record.touch(self.now);
             }
             let profile = &mut record.profile;
             for (name, value) in row.attributes {

@@ -134,12 +134,22 @@ impl Runner {
         if event.name == TEST_MARKED && event.source == crate::merge::ADMIN {
             return on_test_marked(unit, event);
         }
+        if crate::erasure::is_compliance(event) {
+            return self.on_compliance(unit, event);
+        }
         let store = self.store.as_ref();
         let mut contact = match contacts::find(store, &event.identities)? {
             Some(contact) => contact,
-            None => contacts::new_for(&event.identities),
+            // Only an event about nobody known can be about an erased person:
+            // their identities are no longer indexed as they were.
+            None if self.of_erased(store, &event.identities)? => {
+                unit.metric("events.of_erased_contact".into());
+                return Ok(());
+            }
+            None => self.contact_ids()?.new_for(&event.identities),
         };
         let conflicts = contact.absorb(event, store)?;
+        contact.touch(unit.now);
         let a_goal = self.journeys.current().any(|j| {
             j.goal
                 .as_ref()

@@ -22,10 +22,12 @@ pub mod audience;
 pub mod catalog;
 pub mod contacts;
 pub mod dead_letters;
+pub mod erasure;
 mod error;
 pub mod import;
 mod inbox;
 pub mod merge;
+pub mod retention;
 pub mod retries;
 mod step_run;
 pub mod templates;
@@ -83,6 +85,8 @@ pub struct Runner {
     /// Where every engine action is written down as it is carried out, for
     /// `dripline simulate` ([`Runner::with_trace`]).
     trace: Option<Trace>,
+    /// How new contacts are named, read from the store at the first need.
+    contact_ids: std::sync::OnceLock<contacts::ContactIds>,
 }
 
 /// The engine's actions as a runner carried them out, each with the time of
@@ -125,7 +129,29 @@ impl Runner {
             timer_lease_ms: timers::TIMER_LEASE_MS,
             inbox_claims: None,
             trace: None,
+            contact_ids: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Applies `[retention]` of the delivery policy once, now; a failure is
+    /// logged and the next pass tries again.
+    pub fn apply_retention(&self) {
+        let rules = &self.policy.retention;
+        if rules.contacts_inactive_for.is_none() && rules.messages_older_than.is_none() {
+            return;
+        }
+        if let Err(e) = retention::run(self.store.as_ref(), rules, self.clock.now_ms()) {
+            tracing::error!("retention: {e}");
+        }
+    }
+
+    /// How this deployment names new contacts.
+    fn contact_ids(&self) -> Result<&contacts::ContactIds, StoreError> {
+        if let Some(ids) = self.contact_ids.get() {
+            return Ok(ids);
+        }
+        let ids = contacts::ContactIds::for_store(self.store.as_ref())?;
+        Ok(self.contact_ids.get_or_init(|| ids))
     }
 
     /// Writes every action carried out to `trace`.

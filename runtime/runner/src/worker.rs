@@ -10,6 +10,9 @@ use dripline_store::Outbox;
 
 use crate::Runner;
 
+/// How often `[retention]` is applied.
+const RETENTION_EVERY: Duration = Duration::from_secs(3_600);
+
 /// The worker loop of `dripline up`: processes whatever is due, re-reads
 /// changed journey files every second, prints each new outbox message, and
 /// rests when idle. Stops when `stop` is set. Delivery runs apart, in
@@ -23,7 +26,12 @@ pub fn run_worker(runner: Runner, stop: Arc<AtomicBool>) {
     // background, a page between passes, so that webhooks keep flowing.
     let mut pass: Option<crate::audience::Reevaluation> = None;
     let mut looked_for_stale = false;
+    let mut last_retention: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
+        if last_retention.is_none_or(|at| at.elapsed() > RETENTION_EVERY) {
+            last_retention = Some(Instant::now());
+            runner.apply_retention();
+        }
         runner.beat();
         let mut busy = match runner.run_until_idle() {
             Ok(progress) => progress.events + progress.timers > 0,

@@ -12,7 +12,8 @@ use crate::{
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Runs each named test function against a fresh memory store, a fresh SQLite
-/// store in a temporary directory and a fresh Redis.
+/// store in a temporary directory (plain, and sealed under a new key) and a
+/// fresh Redis.
 macro_rules! behaviour_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -33,6 +34,17 @@ macro_rules! behaviour_suite {
                 }
             )*
         }
+        mod sealed_sqlite {
+            $(
+                #[test]
+                fn $name() -> super::TestResult {
+                    let dir = tempfile::tempdir()?;
+                    let keys = crate::seal::Keyring::parse(&crate::seal::Keyring::new_key_line()?)?;
+                    let store = crate::SqliteStore::open_sealed(dir.path().join("dripline.db"), keys)?;
+                    super::$name(&store)
+                }
+            )*
+        }
         mod redis {
             $(
                 #[test]
@@ -48,6 +60,7 @@ macro_rules! behaviour_suite {
 }
 
 behaviour_suite!(
+    a_deleted_message_is_gone_from_every_listing_and_its_key_is_free,
     a_value_set_in_a_key_value_store_can_be_read_back_until_deleted,
     key_value_stores_with_different_names_do_not_share_keys,
     a_prefix_scan_returns_only_keys_with_the_prefix_in_order_and_pages_with_after,
@@ -616,6 +629,36 @@ fn an_outbox_insert_with_a_known_idempotency_key_returns_the_first_message(
     );
     assert_eq!(s.outbox_get_by_key("e1/s1/0")?, stored);
     assert_eq!(s.outbox_get_by_key("nope")?, None);
+    Ok(())
+}
+
+fn a_deleted_message_is_gone_from_every_listing_and_its_key_is_free(s: &dyn Store) -> TestResult {
+    let (pending, _) = s.outbox_insert(message("m-pending", "c1", 0))?;
+    let (sent, _) = s.outbox_insert(message("m-sent", "c1", 0))?;
+    let (kept, _) = s.outbox_insert(message("m-kept", "c2", 0))?;
+    assert!(s.outbox_set_status(sent, OutboxStatus::Sent, 5)?);
+    let deleted = s.apply(&[
+        Write::OutboxDelete { id: pending },
+        Write::OutboxDelete { id: sent },
+        Write::OutboxDelete { id: 9_999 },
+    ])?;
+    assert_eq!(
+        deleted,
+        vec![
+            WriteResult::Flag(true),
+            WriteResult::Flag(true),
+            WriteResult::Flag(false)
+        ]
+    );
+    assert_eq!(s.outbox_get(pending)?, None);
+    assert_eq!(s.outbox_get_by_key("m-sent")?, None);
+    assert!(s.outbox_of_contact("c1")?.is_empty());
+    assert!(s.outbox_due(10, 10)?.iter().all(|m| m.id == kept));
+    assert!(s.outbox_with_status(OutboxStatus::Sent, 10)?.is_empty());
+    let listed: Vec<i64> = s.outbox_list(None, 10)?.iter().map(|m| m.id).collect();
+    assert_eq!(listed, vec![kept]);
+    let (again, inserted) = s.outbox_insert(message("m-sent", "c1", 1))?;
+    assert!(inserted && again != sent, "the key can be used again");
     Ok(())
 }
 

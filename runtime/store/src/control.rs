@@ -5,7 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{KeyValue, RUNTIME_KV_STORE, Result, StoreError, Write};
+use crate::{KeyValue, RUNTIME_KV_STORE, Result, Store, StoreError, Write};
+use serde_json::{Value, json};
 
 /// The source of the inbox events operators' tools queue for the runner
 /// (a merge, a test mark): no trigger may emit it.
@@ -14,6 +15,18 @@ pub const ADMIN_SOURCE: &str = "admin";
 /// The admin event that makes a contact a test contact or an ordinary one
 /// again (properties `contact`, `test`).
 pub const TEST_MARKED: &str = "contact.test_marked";
+
+/// Erase a contact: `properties.contact` (an id) or the event's identities.
+pub const ERASE_REQUESTED: &str = "contact.erase_requested";
+
+/// Erase every contact that came from a Shopify shop (`shop/redact`).
+pub const SHOP_ERASE_REQUESTED: &str = "shop.erase_requested";
+
+/// Write down what is kept of a person (`customers/data_request`).
+pub const DATA_REQUESTED: &str = "contact.data_requested";
+
+/// Where data requests' answers are kept in the runtime's store, by event id.
+pub const DATA_REQUESTS_PREFIX: &str = "data-request/";
 
 /// The prefix, in the runtime's key-value store, of the journey versions the
 /// runner loaded (`journey/<id>/v<version, 10 digits>`, the file's text): a
@@ -172,4 +185,44 @@ pub fn set_journey_control(journey: &str, control: &JourneyControl) -> Write {
         key: format!("{JOURNEY_CONTROL_PREFIX}{journey}"),
         value: serde_json::to_vec(control).unwrap_or_default(),
     }
+}
+
+/// What is kept of contact `id`, as JSON: its identities and profile, its
+/// enrollments and its messages.
+pub fn export(store: &dyn Store, id: &str) -> Result<Value> {
+    let Some(contact) = store.contact_get(id)? else {
+        return Ok(Value::Null);
+    };
+    let enrollments: Vec<Value> = store
+        .enrollments_of_contact(id)?
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "journey": e.journey,
+                "active": e.active,
+                "state": serde_json::from_str::<Value>(&e.state).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let messages: Vec<Value> = store
+        .outbox_of_contact(id)?
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "channel": m.channel,
+                "status": m.status,
+                "created_at": m.created_at_ms,
+                "content": m.content,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "id": contact.id,
+        "identities": contact.identities,
+        "profile": contact.profile,
+        "enrollments": enrollments,
+        "messages": messages,
+    }))
 }

@@ -27,6 +27,7 @@
 pub mod control;
 mod memory;
 pub mod redis;
+pub mod seal;
 mod sqlite;
 
 #[cfg(test)]
@@ -65,6 +66,24 @@ pub const INBOX_PREFIX: &str = "inbox/";
 /// is ever granted it (the gateway host refuses a manifest that names it),
 /// so nothing a webhook's component writes can pose as one of them.
 pub const RUNTIME_KV_STORE: &str = "dripline";
+
+/// A deployment's secret named `name`: 32 random bytes made the first time
+/// one is asked for and kept in [`RUNTIME_KV_STORE`] (sealed, on a sealed
+/// store), so every process of the deployment and every restart uses the same.
+/// When two processes make one at once, both end up with whichever was stored.
+pub fn deployment_secret(store: &dyn KeyValue, name: &str) -> Result<Vec<u8>> {
+    if let Some(secret) = store.kv_get(RUNTIME_KV_STORE, name)? {
+        return Ok(secret);
+    }
+    let mut secret = vec![0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| StoreError::Key(format!("no randomness: {e}")))?;
+    store.apply(&[Write::KvSet {
+        store: RUNTIME_KV_STORE.into(),
+        key: name.into(),
+        value: secret.clone(),
+    }])?;
+    Ok(store.kv_get(RUNTIME_KV_STORE, name)?.unwrap_or(secret))
+}
 
 /// Where an outbox message is in its life. Stored as its lower-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -194,6 +213,10 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The store's keyring is missing, malformed, or lacks the key a value
+    /// was sealed with.
+    #[error("store key: {0}")]
+    Key(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
@@ -487,6 +510,13 @@ pub enum Write {
     /// Inserts a message unless one with its idempotency key exists.
     /// Result: [`WriteResult::Outbox`].
     OutboxInsert(NewOutboxMessage),
+    /// Removes a message, its content and its indexes, whatever its status:
+    /// for erasing a contact and for retention. Result: [`WriteResult::Flag`],
+    /// whether it existed.
+    OutboxDelete {
+        /// The message's id.
+        id: i64,
+    },
     /// Sets a message's status. Result: [`WriteResult::Flag`], whether the message
     /// exists.
     OutboxSetStatus {

@@ -362,6 +362,14 @@ impl State {
                     WriteResult::Outbox { id, inserted: true }
                 }
             }
+            Write::OutboxDelete { id } => match self.outbox.contains_key(id) {
+                true => {
+                    let old = self.set_outbox(*id, None);
+                    log.push(Undo::Outbox(*id, old));
+                    WriteResult::Flag(true)
+                }
+                false => WriteResult::Flag(false),
+            },
             Write::OutboxSetStatus { id, status, at_ms } => match self.outbox.get(id) {
                 Some(m) => {
                     let new = OutboxMessage {

@@ -10,14 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
-use rusqlite::types::Type;
+use std::borrow::Cow;
+
+use rusqlite::types::{Type, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::de::DeserializeOwned;
 
+use crate::seal::{self, Keyring};
 use crate::{
-    Apply, Contact, Contacts, Dedupe, Enrollment, Enrollments, Identity, KeyValue, Metrics, Millis,
-    Outbox, OutboxMessage, OutboxStatus, Result, StoreError, Timer, Timers, Write, WriteResult,
-    dedup_identities, prefix_upper_bound,
+    Apply, Contact, Contacts, DEFAULT_KV_STORE, Dedupe, Enrollment, Enrollments, INBOX_PREFIX,
+    Identity, KeyValue, Metrics, Millis, Outbox, OutboxMessage, OutboxStatus, RUNTIME_KV_STORE,
+    Result, StoreError, Timer, Timers, Write, WriteResult, dedup_identities, prefix_upper_bound,
 };
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
@@ -119,15 +122,35 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
     path: PathBuf,
+    sealing: Sealing,
     /// Dropped with the store, which stops the checkpointer thread.
     _checkpointer: Option<mpsc::Sender<()>>,
 }
 
 impl SqliteStore {
     /// Opens the store in the file at `path`, creating the file and its schema if
-    /// needed.
+    /// needed, and keeps everything in it plain: for tests and benchmarks. A
+    /// file that was sealed is refused (its values would not read).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
+        Self::open_with(path.as_ref(), Sealing(None))
+    }
+
+    /// Opens the store in the file at `path` as [`SqliteStore::open`] does,
+    /// sealing personal data under `keys` (see [`crate::seal`]): identities,
+    /// profiles, enrollment states, timer payloads, message contents and
+    /// errors, inbox records and the runtime's own records; identities are
+    /// indexed by their blind index only.
+    ///
+    /// A file last sealed under another key (after a rotation, or one written
+    /// plain before) is rewritten under the current key first, in one
+    /// transaction, so that no value stays under a key that is to be retired.
+    pub fn open_sealed(path: impl AsRef<Path>, keys: Keyring) -> Result<Self> {
+        Self::open_with(path.as_ref(), Sealing(Some(keys)))
+    }
+
+    fn open_with(path: &Path, sealing: Sealing) -> Result<Self> {
+        let path = path.to_path_buf();
+        create_private(&path)?;
         let mut writer = connect(&path)?;
         // WAL persists in the file: readers do not block the writer nor the other
         // way round, and a commit is one append to the log rather than a rewrite
@@ -140,6 +163,7 @@ impl SqliteStore {
             )));
         }
         migrate(&mut writer)?;
+        reseal(&mut writer, &sealing)?;
         // Checkpoints are the only writes that fsync under synchronous=NORMAL,
         // and SQLite runs them inside the commit that crosses the log's
         // threshold: every writer waiting on that commit waited for the disk
@@ -157,8 +181,15 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             reader: Mutex::new(reader),
             path,
+            sealing,
             _checkpointer: checkpointer,
         })
+    }
+
+    fn kv_row(&self, store: &str, row: &Row<'_>) -> rusqlite::Result<(String, Vec<u8>)> {
+        let key: String = row.get(0)?;
+        let value = self.sealing.col(row, 1, || kv_place(store, &key))?;
+        Ok((key, value))
     }
 
     /// The file the store is in.
@@ -177,14 +208,14 @@ impl SqliteStore {
         &self,
         sql: &str,
         ids: &[&str],
-        from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+        from_row: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Vec<Option<T>>> {
         let mut conn = self.reader()?;
         let tx = conn.transaction()?;
         let mut stmt = tx.prepare_cached(sql)?;
         let found = ids
             .iter()
-            .map(|id| stmt.query_row(params![id], from_row).optional())
+            .map(|id| stmt.query_row(params![id], &from_row).optional())
             .collect::<rusqlite::Result<_>>()?;
         drop(stmt);
         tx.commit()?;
@@ -265,6 +296,128 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
+/// Which key the file's values are sealed under; no row means a plain file.
+const SEALING_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS sealing (
+    one    INTEGER PRIMARY KEY CHECK (one = 1),
+    key_id TEXT NOT NULL
+);";
+
+/// The columns that hold personal data, with the column their sealed values
+/// are bound to: `{table}.{column}:{key}`.
+const SEALED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("contacts", "id", "identities"),
+    ("contacts", "id", "profile"),
+    ("enrollments", "id", "state"),
+    ("timers", "key", "payload"),
+    ("outbox", "idempotency_key", "content"),
+    ("outbox", "id", "last_error"),
+];
+
+/// Brings the file's sealing in line with the keyring: a plain file opened
+/// with one, or one sealed under a key that is no longer current, has every
+/// sealed value and blind index rewritten under the current key. A sealed file
+/// opened without a keyring is refused rather than half read.
+fn reseal(conn: &mut Connection, sealing: &Sealing) -> Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(SEALING_TABLE)?;
+    let sealed_with: Option<String> = tx
+        .query_row("SELECT key_id FROM sealing", [], |r| r.get(0))
+        .optional()?;
+    let keys = match (&sealing.0, sealed_with) {
+        (None, None) => return Ok(()),
+        (None, Some(id)) => {
+            return Err(StoreError::Key(format!(
+                "the file is sealed under key {id}: open it with its keyring"
+            )));
+        }
+        (Some(keys), Some(id)) if id == keys.current_id() => return Ok(()),
+        (Some(keys), _) => keys,
+    };
+    let started = std::time::Instant::now();
+    for (table, key_column, column) in SEALED_COLUMNS {
+        let rows: Vec<(SqlValue, Vec<u8>)> = tx
+            .prepare(&format!(
+                "SELECT {key_column}, {column} FROM {table} WHERE {column} IS NOT NULL"
+            ))?
+            .query_map([], |r| {
+                let key: SqlValue = r.get(0)?;
+                let place = format!("{table}.{column}:{}", sql_text(&key));
+                Ok((key, sealing.col(r, 1, || place)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut update = tx.prepare(&format!(
+            "UPDATE {table} SET {column} = ?2 WHERE {key_column} = ?1"
+        ))?;
+        for (key, plain) in rows {
+            let place = format!("{table}.{column}:{}", sql_text(&key));
+            update.execute(params![key, keys.seal(&place, &plain)?])?;
+        }
+    }
+    let records: Vec<(String, String, Vec<u8>)> = tx
+        .prepare(
+            "SELECT store, key, value FROM spin_key_value
+             WHERE store = ?1 OR (store = ?2 AND key >= ?3 AND key < ?4)",
+        )?
+        .query_map(
+            params![
+                RUNTIME_KV_STORE,
+                DEFAULT_KV_STORE,
+                INBOX_PREFIX,
+                prefix_upper_bound(INBOX_PREFIX)
+            ],
+            |r| {
+                let (store, key): (String, String) = (r.get(0)?, r.get(1)?);
+                let value = sealing.col(r, 2, || kv_place(&store, &key))?;
+                Ok((store, key, value))
+            },
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    for (store, key, value) in records {
+        tx.prepare_cached("UPDATE spin_key_value SET value = ?3 WHERE store = ?1 AND key = ?2")?
+            .execute(params![store, key, sealing.kv_value(&store, &key, &value)?])?;
+    }
+    // The blind indexes, from the identities each contact holds.
+    let holders: Vec<(String, Vec<Identity>)> = tx
+        .prepare("SELECT id, identities FROM contacts")?
+        .query_map([], |r| {
+            let id: String = r.get(0)?;
+            let identities = sealing.json_col(r, 1, || format!("contacts.identities:{id}"))?;
+            Ok((id, identities))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    tx.execute("DELETE FROM contact_identities", [])?;
+    for (id, identities) in &holders {
+        for identity in identities {
+            tx.prepare_cached(
+                "INSERT INTO contact_identities (kind, value, contact_id) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![identity.index_kind(), sealing.index(identity), id])?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO sealing (one, key_id) VALUES (1, ?1)
+         ON CONFLICT (one) DO UPDATE SET key_id = excluded.key_id",
+        params![keys.current_id()],
+    )?;
+    tx.commit()?;
+    tracing::info!(
+        key = %keys.current_id(),
+        contacts = holders.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "store sealed under the current key"
+    );
+    Ok(())
+}
+
+fn sql_text(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Text(text) => text.clone(),
+        SqlValue::Integer(n) => n.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// The outbox's delivery bookkeeping, added to files written before it existed.
 /// A column added with a default needs no rewrite of the table, and a pending
 /// row from before becomes due at once, as it was meant to be.
@@ -307,10 +460,137 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encoding JSON: {e}")))
 }
 
-fn json_col<T: DeserializeOwned>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T> {
-    let text: String = row.get(idx)?;
-    serde_json::from_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+/// Creates the database file readable by its owner alone, and makes an
+/// existing one so: SQLite gives its log and shared-memory files the
+/// database's permissions.
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let io = |e: std::io::Error| StoreError::Corrupt(format!("opening {}: {e}", path.display()));
+    let file = options.open(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where a key-value record is stored, as its sealed value is bound to.
+fn kv_place(store: &str, key: &str) -> String {
+    format!("kv:{store}/{key}")
+}
+
+/// How a store writes personal data: sealed under a keyring, or plain.
+struct Sealing(Option<Keyring>);
+
+impl Sealing {
+    /// Text for a column that holds personal data.
+    fn text(&self, place: impl FnOnce() -> String, text: &str) -> Result<SqlValue> {
+        Ok(match &self.0 {
+            Some(keys) => SqlValue::Blob(keys.seal(&place(), text.as_bytes())?),
+            None => SqlValue::Text(text.to_owned()),
+        })
+    }
+
+    /// Bytes for a column that holds personal data.
+    fn blob(&self, place: impl FnOnce() -> String, bytes: &[u8]) -> Result<SqlValue> {
+        Ok(SqlValue::Blob(match &self.0 {
+            Some(keys) => keys.seal(&place(), bytes)?,
+            None => bytes.to_vec(),
+        }))
+    }
+
+    /// A key-value record's value: sealed if it is an inbox record (the
+    /// events people send, with their addresses) or one of the runtime's
+    /// own (dead letters, failed sends, secrets). The gateway's dedupe marks
+    /// and counters stay plain, as a Spin gateway sharing the file writes and
+    /// reads them.
+    fn kv_value(&self, store: &str, key: &str, value: &[u8]) -> Result<SqlValue> {
+        if store == RUNTIME_KV_STORE || (store == DEFAULT_KV_STORE && key.starts_with(INBOX_PREFIX))
+        {
+            self.blob(|| kv_place(store, key), value)
+        } else {
+            Ok(SqlValue::Blob(value.to_vec()))
+        }
+    }
+
+    /// The blind index of an identity, or its value in a plain store.
+    fn index<'a>(&self, identity: &'a Identity) -> Cow<'a, str> {
+        match &self.0 {
+            Some(keys) => Cow::Owned(keys.blind(&identity.index_kind(), identity.index_value())),
+            None => Cow::Borrowed(identity.index_value()),
+        }
+    }
+
+    /// The bytes of a column that may be sealed.
+    fn col(
+        &self,
+        row: &Row<'_>,
+        idx: usize,
+        place: impl FnOnce() -> String,
+    ) -> rusqlite::Result<Vec<u8>> {
+        let fail = |ty: Type, e: StoreError| {
+            rusqlite::Error::FromSqlConversionFailure(idx, ty, Box::new(e))
+        };
+        match row.get_ref(idx)? {
+            ValueRef::Text(text) => Ok(text.to_vec()),
+            ValueRef::Blob(bytes) => match &self.0 {
+                Some(keys) => keys
+                    .open(&place(), bytes.to_vec())
+                    .map_err(|e| fail(Type::Blob, e)),
+                None if bytes.starts_with(seal::MAGIC) => Err(fail(
+                    Type::Blob,
+                    StoreError::Key(format!("{} is sealed and no keyring was given", place())),
+                )),
+                None => Ok(bytes.to_vec()),
+            },
+            other => Err(rusqlite::Error::InvalidColumnType(
+                idx,
+                place(),
+                other.data_type(),
+            )),
+        }
+    }
+
+    fn text_col(
+        &self,
+        row: &Row<'_>,
+        idx: usize,
+        place: impl FnOnce() -> String,
+    ) -> rusqlite::Result<String> {
+        String::from_utf8(self.col(row, idx, place)?)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    }
+
+    fn optional_text_col(
+        &self,
+        row: &Row<'_>,
+        idx: usize,
+        place: impl FnOnce() -> String,
+    ) -> rusqlite::Result<Option<String>> {
+        match row.get_ref(idx)? {
+            ValueRef::Null => Ok(None),
+            _ => self.text_col(row, idx, place).map(Some),
+        }
+    }
+
+    fn json_col<T: DeserializeOwned>(
+        &self,
+        row: &Row<'_>,
+        idx: usize,
+        place: impl FnOnce() -> String,
+    ) -> rusqlite::Result<T> {
+        let bytes = self.col(row, idx, place)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, Box::new(e)))
+    }
 }
 
 fn version_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
@@ -346,25 +626,27 @@ fn find_by_identity() -> String {
     )
 }
 
-fn contact_from_row(row: &Row<'_>) -> rusqlite::Result<Contact> {
+fn contact_from_row(seal: &Sealing, row: &Row<'_>) -> rusqlite::Result<Contact> {
+    let id: String = row.get(0)?;
     Ok(Contact {
-        id: row.get(0)?,
-        identities: json_col(row, 1)?,
-        profile: json_col(row, 2)?,
+        identities: seal.json_col(row, 1, || format!("contacts.identities:{id}"))?,
+        profile: seal.json_col(row, 2, || format!("contacts.profile:{id}"))?,
+        id,
     })
 }
 
 const ENROLLMENT_COLUMNS: &str = "id, journey, contact_id, active, key, version, state";
 
-fn enrollment_from_row(row: &Row<'_>) -> rusqlite::Result<Enrollment> {
+fn enrollment_from_row(seal: &Sealing, row: &Row<'_>) -> rusqlite::Result<Enrollment> {
+    let id: String = row.get(0)?;
     Ok(Enrollment {
-        id: row.get(0)?,
         journey: row.get(1)?,
         contact_id: row.get(2)?,
         active: row.get(3)?,
         key: row.get(4)?,
         version: version_col(row, 5)?,
-        state: row.get(6)?,
+        state: seal.text_col(row, 6, || format!("enrollments.state:{id}"))?,
+        id,
     })
 }
 
@@ -378,34 +660,38 @@ fn status_col(row: &Row<'_>, index: usize) -> rusqlite::Result<OutboxStatus> {
     })
 }
 
-fn outbox_from_row(row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
+fn outbox_from_row(seal: &Sealing, row: &Row<'_>) -> rusqlite::Result<OutboxMessage> {
+    let id: i64 = row.get(0)?;
+    let idempotency_key: String = row.get(1)?;
     Ok(OutboxMessage {
-        id: row.get(0)?,
-        idempotency_key: row.get(1)?,
+        content: seal.json_col(row, 4, || format!("outbox.content:{idempotency_key}"))?,
+        last_error: seal.optional_text_col(row, 10, || format!("outbox.last_error:{id}"))?,
+        id,
+        idempotency_key,
         contact_id: row.get(2)?,
         channel: row.get(3)?,
-        content: json_col(row, 4)?,
         status: status_col(row, 5)?,
         created_at_ms: row.get(6)?,
         updated_at_ms: row.get(7)?,
         deliver_at_ms: row.get(8)?,
         attempts: row.get(9)?,
-        last_error: row.get(10)?,
     })
 }
 
-fn timer_from_row(row: &Row<'_>) -> rusqlite::Result<Timer> {
+fn timer_from_row(seal: &Sealing, row: &Row<'_>) -> rusqlite::Result<Timer> {
+    let key: String = row.get(0)?;
     Ok(Timer {
-        key: row.get(0)?,
+        payload: seal.col(row, 2, || format!("timers.payload:{key}"))?,
+        key,
         due_at_ms: row.get(1)?,
-        payload: row.get(2)?,
         claimed_until_ms: row.get(3)?,
     })
 }
 
-fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
+fn apply_write(tx: &Transaction<'_>, seal: &Sealing, write: &Write) -> Result<WriteResult> {
     Ok(match write {
         Write::KvSet { store, key, value } => {
+            let value = seal.kv_value(store, key, value)?;
             tx.prepare_cached(
                 "INSERT INTO spin_key_value (store, key, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT (store, key) DO UPDATE SET value = excluded.value",
@@ -449,7 +735,7 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
             WriteResult::Count(n as u64)
         }
         Write::ContactPut(contact) => {
-            contact_put(tx, contact)?;
+            contact_put(tx, seal, contact)?;
             WriteResult::Done
         }
         Write::ContactUnchanged { id, as_read } => {
@@ -457,7 +743,7 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                 .prepare_cached(&format!(
                     "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"
                 ))?
-                .query_row(params![id], contact_from_row)
+                .query_row(params![id], |r| contact_from_row(seal, r))
                 .optional()?;
             if stored.as_ref() != as_read.as_ref() {
                 return Err(StoreError::ContactChanged { id: id.clone() });
@@ -467,7 +753,7 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
         Write::EnrollmentPut {
             enrollment,
             if_version,
-        } => WriteResult::Version(enrollment_put(tx, enrollment, *if_version)?),
+        } => WriteResult::Version(enrollment_put(tx, seal, enrollment, *if_version)?),
         Write::EnrollmentDelete { id } => {
             let n = tx
                 .prepare_cached("DELETE FROM enrollments WHERE id = ?1")?
@@ -482,6 +768,7 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
             // Delete and insert rather than upsert: the due time is part of the
             // primary key, so a replaced timer moves.
             timer_delete(tx, key)?;
+            let payload = seal.blob(|| format!("timers.payload:{key}"), payload)?;
             tx.prepare_cached("INSERT INTO timers (due_at, key, payload) VALUES (?1, ?2, ?3)")?
                 .execute(params![due_at_ms, key, payload])?;
             WriteResult::Done
@@ -544,7 +831,10 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                         m.idempotency_key,
                         m.contact_id,
                         m.channel,
-                        to_json(&m.content)?,
+                        seal.text(
+                            || format!("outbox.content:{}", m.idempotency_key),
+                            &to_json(&m.content)?
+                        )?,
                         m.status.as_str(),
                         m.created_at_ms,
                         m.deliver_at_ms
@@ -564,6 +854,12 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                     }
                 }
             }
+        }
+        Write::OutboxDelete { id } => {
+            let n = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute(params![id])?;
+            WriteResult::Flag(n > 0)
         }
         Write::OutboxSetStatus { id, status, at_ms } => {
             let n = tx
@@ -590,7 +886,10 @@ fn apply_write(tx: &Transaction<'_>, write: &Write) -> Result<WriteResult> {
                     status.as_str(),
                     deliver_at_ms,
                     attempts,
-                    last_error,
+                    last_error
+                        .as_deref()
+                        .map(|e| seal.text(|| format!("outbox.last_error:{id}"), e))
+                        .transpose()?,
                     at_ms,
                     OutboxStatus::Pending.as_str()
                 ])?;
@@ -631,19 +930,26 @@ fn kv_delete(tx: &Transaction<'_>, store: &str, key: &str) -> Result<usize> {
         .execute(params![store, key])?)
 }
 
-fn contact_put(tx: &Transaction<'_>, contact: &Contact) -> Result<()> {
+fn contact_put(tx: &Transaction<'_>, seal: &Sealing, contact: &Contact) -> Result<()> {
     let mut identities = contact.identities.clone();
     dedup_identities(&mut identities);
+    let id = &contact.id;
+    let profile = seal.text(
+        || format!("contacts.profile:{id}"),
+        &to_json(&contact.profile)?,
+    )?;
     // Most writes change the profile alone (an event's facts, a step's tag):
     // identities that stayed as they were need no checks and no rewrite.
     let identities_json = to_json(&identities)?;
     let stored: Option<String> = tx
         .prepare_cached("SELECT identities FROM contacts WHERE id = ?1")?
-        .query_row(params![contact.id], |r| r.get(0))
+        .query_row(params![id], |r| {
+            seal.text_col(r, 0, || format!("contacts.identities:{id}"))
+        })
         .optional()?;
     if stored.as_deref() == Some(identities_json.as_str()) {
         tx.prepare_cached("UPDATE contacts SET profile = ?2 WHERE id = ?1")?
-            .execute(params![contact.id, to_json(&contact.profile)?])?;
+            .execute(params![id, profile])?;
         return Ok(());
     }
     for identity in &identities {
@@ -651,10 +957,9 @@ fn contact_put(tx: &Transaction<'_>, contact: &Contact) -> Result<()> {
             .prepare_cached(
                 "SELECT contact_id FROM contact_identities WHERE kind = ?1 AND value = ?2",
             )?
-            .query_row(
-                params![identity.index_kind(), identity.index_value()],
-                |r| r.get(0),
-            )
+            .query_row(params![identity.index_kind(), seal.index(identity)], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(owner) = owner
             && owner != contact.id
@@ -673,7 +978,7 @@ fn contact_put(tx: &Transaction<'_>, contact: &Contact) -> Result<()> {
         )?
         .execute(params![
             identity.index_kind(),
-            identity.index_value(),
+            seal.index(identity),
             contact.id
         ])?;
     }
@@ -683,14 +988,19 @@ fn contact_put(tx: &Transaction<'_>, contact: &Contact) -> Result<()> {
              profile = excluded.profile",
     )?
     .execute(params![
-        contact.id,
-        identities_json,
-        to_json(&contact.profile)?
+        id,
+        seal.text(|| format!("contacts.identities:{id}"), &identities_json)?,
+        profile
     ])?;
     Ok(())
 }
 
-fn enrollment_put(tx: &Transaction<'_>, e: &Enrollment, if_version: Option<u64>) -> Result<u64> {
+fn enrollment_put(
+    tx: &Transaction<'_>,
+    seal: &Sealing,
+    e: &Enrollment,
+    if_version: Option<u64>,
+) -> Result<u64> {
     let stored: Option<(u64, String, String)> = tx
         .prepare_cached("SELECT version, journey, contact_id FROM enrollments WHERE id = ?1")?
         .query_row(params![e.id], |r| {
@@ -727,6 +1037,7 @@ fn enrollment_put(tx: &Transaction<'_>, e: &Enrollment, if_version: Option<u64>)
         }
     }
     let version = current + 1;
+    let state = seal.text(|| format!("enrollments.state:{}", e.id), &e.state)?;
     let same_owner = stored
         .as_ref()
         .is_some_and(|(_, journey, contact)| *journey == e.journey && *contact == e.contact_id);
@@ -743,7 +1054,7 @@ fn enrollment_put(tx: &Transaction<'_>, e: &Enrollment, if_version: Option<u64>)
             e.active,
             e.key,
             version_param(version)?,
-            e.state
+            state
         ])?;
     } else {
         tx.prepare_cached(
@@ -760,7 +1071,7 @@ fn enrollment_put(tx: &Transaction<'_>, e: &Enrollment, if_version: Option<u64>)
             e.active,
             e.key,
             version_param(version)?,
-            e.state
+            state
         ])?;
     }
     Ok(version)
@@ -779,7 +1090,7 @@ impl Apply for SqliteStore {
         let mut results = Vec::with_capacity(batch.len());
         for write in batch {
             // An early return drops `tx`, which rolls the whole batch back.
-            results.push(apply_write(&tx, write)?);
+            results.push(apply_write(&tx, &self.sealing, write)?);
         }
         tx.commit()?;
         Ok(results)
@@ -791,7 +1102,9 @@ impl KeyValue for SqliteStore {
         Ok(self
             .reader()?
             .prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")?
-            .query_row(params![store, key], |r| r.get(0))
+            .query_row(params![store, key], |r| {
+                self.sealing.col(r, 0, || kv_place(store, key))
+            })
             .optional()?)
     }
 
@@ -841,12 +1154,12 @@ impl KeyValue for SqliteStore {
         let rows = match &upper {
             Some(upper) => stmt
                 .query_map(params![store, lower, sql_limit(limit), upper], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    self.kv_row(store, r)
                 })?
                 .collect::<rusqlite::Result<_>>()?,
             None => stmt
                 .query_map(params![store, lower, sql_limit(limit)], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
+                    self.kv_row(store, r)
                 })?
                 .collect::<rusqlite::Result<_>>()?,
         };
@@ -870,7 +1183,7 @@ impl Contacts for SqliteStore {
             .prepare_cached(&format!(
                 "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"
             ))?
-            .query_row(params![id], contact_from_row)
+            .query_row(params![id], |r| contact_from_row(&self.sealing, r))
             .optional()?)
     }
 
@@ -878,7 +1191,7 @@ impl Contacts for SqliteStore {
         self.read_many(
             &format!("SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id = ?1"),
             ids,
-            contact_from_row,
+            |r| contact_from_row(&self.sealing, r),
         )
     }
 
@@ -892,10 +1205,9 @@ impl Contacts for SqliteStore {
             .prepare_cached(&format!(
                 "SELECT {CONTACT_COLUMNS} FROM contacts c WHERE c.id > ?1 ORDER BY c.id LIMIT ?2"
             ))?
-            .query_map(
-                params![cursor.unwrap_or(""), sql_limit(limit)],
-                contact_from_row,
-            )?
+            .query_map(params![cursor.unwrap_or(""), sql_limit(limit)], |r| {
+                contact_from_row(&self.sealing, r)
+            })?
             .collect::<rusqlite::Result<_>>()?;
         let next = (page.len() == limit)
             .then(|| page.last().map(|c| c.id.clone()))
@@ -911,8 +1223,8 @@ impl Contacts for SqliteStore {
             .iter()
             .map(|identity| {
                 stmt.query_row(
-                    params![identity.index_kind(), identity.index_value()],
-                    contact_from_row,
+                    params![identity.index_kind(), self.sealing.index(identity)],
+                    |r| contact_from_row(&self.sealing, r),
                 )
                 .optional()
             })
@@ -927,8 +1239,8 @@ impl Contacts for SqliteStore {
             .reader()?
             .prepare_cached(&find_by_identity())?
             .query_row(
-                params![identity.index_kind(), identity.index_value()],
-                contact_from_row,
+                params![identity.index_kind(), self.sealing.index(identity)],
+                |r| contact_from_row(&self.sealing, r),
             )
             .optional()?)
     }
@@ -941,7 +1253,7 @@ impl Enrollments for SqliteStore {
             .prepare_cached(&format!(
                 "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?1"
             ))?
-            .query_row(params![id], enrollment_from_row)
+            .query_row(params![id], |r| enrollment_from_row(&self.sealing, r))
             .optional()?)
     }
 
@@ -949,7 +1261,7 @@ impl Enrollments for SqliteStore {
         self.read_many(
             &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE id = ?1"),
             ids,
-            enrollment_from_row,
+            |r| enrollment_from_row(&self.sealing, r),
         )
     }
 
@@ -959,7 +1271,9 @@ impl Enrollments for SqliteStore {
             "SELECT {ENROLLMENT_COLUMNS} FROM enrollments WHERE contact_id = ?1 ORDER BY id"
         ))?;
         let rows = stmt
-            .query_map(params![contact_id], enrollment_from_row)?
+            .query_map(params![contact_id], |r| {
+                enrollment_from_row(&self.sealing, r)
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -971,7 +1285,9 @@ impl Enrollments for SqliteStore {
                 "SELECT {ENROLLMENT_COLUMNS} FROM enrollments
                  WHERE journey = ?1 AND key = ?2 AND active = 1"
             ))?
-            .query_row(params![journey, key], enrollment_from_row)
+            .query_row(params![journey, key], |r| {
+                enrollment_from_row(&self.sealing, r)
+            })
             .optional()?)
     }
 }
@@ -989,10 +1305,11 @@ impl Timers for SqliteStore {
         let mut claimed: Vec<Timer> = tx
             .prepare_cached(CLAIMABLE_TIMERS)?
             .query_map(params![now_ms, sql_limit(limit)], |r| {
+                let key: String = r.get(0)?;
                 Ok(Timer {
-                    key: r.get(0)?,
+                    payload: self.sealing.col(r, 2, || format!("timers.payload:{key}"))?,
+                    key,
                     due_at_ms: r.get(1)?,
-                    payload: r.get(2)?,
                     claimed_until_ms: Some(claimed_until),
                 })
             })?
@@ -1021,7 +1338,7 @@ impl Timers for SqliteStore {
                  FROM timers t LEFT JOIN timer_claims c ON c.key = t.key
                  WHERE t.key = ?1",
             )?
-            .query_row(params![key], timer_from_row)
+            .query_row(params![key], |r| timer_from_row(&self.sealing, r))
             .optional()?)
     }
 
@@ -1055,7 +1372,7 @@ impl Outbox for SqliteStore {
             .prepare_cached(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"
             ))?
-            .query_row(params![id], outbox_from_row)
+            .query_row(params![id], |r| outbox_from_row(&self.sealing, r))
             .optional()?)
     }
 
@@ -1065,7 +1382,9 @@ impl Outbox for SqliteStore {
             .prepare_cached(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE idempotency_key = ?1"
             ))?
-            .query_row(params![idempotency_key], outbox_from_row)
+            .query_row(params![idempotency_key], |r| {
+                outbox_from_row(&self.sealing, r)
+            })
             .optional()?)
     }
 
@@ -1077,7 +1396,7 @@ impl Outbox for SqliteStore {
         let rows = stmt
             .query_map(
                 params![after_id.unwrap_or(i64::MIN), sql_limit(limit)],
-                outbox_from_row,
+                |r| outbox_from_row(&self.sealing, r),
             )?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
@@ -1089,7 +1408,9 @@ impl Outbox for SqliteStore {
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = ?1 ORDER BY id LIMIT ?2"
         ))?;
         let rows = stmt
-            .query_map(params![status.as_str(), sql_limit(limit)], outbox_from_row)?
+            .query_map(params![status.as_str(), sql_limit(limit)], |r| {
+                outbox_from_row(&self.sealing, r)
+            })?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -1114,7 +1435,7 @@ impl Outbox for SqliteStore {
                     channel,
                     sql_limit(limit)
                 ],
-                outbox_from_row,
+                |r| outbox_from_row(&self.sealing, r),
             )?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
@@ -1129,7 +1450,7 @@ impl Outbox for SqliteStore {
         let rows = stmt
             .query_map(
                 params![OutboxStatus::Pending.as_str(), now_ms, sql_limit(limit)],
-                outbox_from_row,
+                |r| outbox_from_row(&self.sealing, r),
             )?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
@@ -1141,7 +1462,7 @@ impl Outbox for SqliteStore {
             "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE contact_id = ?1 ORDER BY id"
         ))?;
         let rows = stmt
-            .query_map(params![contact_id], outbox_from_row)?
+            .query_map(params![contact_id], |r| outbox_from_row(&self.sealing, r))?
             .collect::<rusqlite::Result<_>>()?;
         Ok(rows)
     }
@@ -1588,6 +1909,129 @@ mod tests {
         );
         // The one claimed first came back: its lease lapsed long before `now`.
         assert_eq!(claimed, 1_000_000);
+        Ok(())
+    }
+
+    fn new_keys() -> std::result::Result<Keyring, StoreError> {
+        Keyring::parse(&Keyring::new_key_line()?)
+    }
+
+    /// Everything SQLite keeps of a store on disk, the log included.
+    fn raw_files(path: &Path) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            bytes.extend(std::fs::read(Path::new(&name)).unwrap_or_default());
+        }
+        bytes
+    }
+
+    fn holds(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    fn personal_contact() -> Contact {
+        Contact {
+            id: "c_1".into(),
+            identities: vec![
+                Identity::Email("ana.sealed@example.com".into()),
+                Identity::Phone("+14155550123".into()),
+            ],
+            profile: serde_json::json!({ "first_name": "Anastasia" }),
+        }
+    }
+
+    #[test]
+    fn a_sealed_file_holds_no_identity_profile_or_message_text_and_reads_them_back() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("d.db");
+        let store = SqliteStore::open_sealed(&path, new_keys()?)?;
+        store.apply(&[
+            Write::ContactPut(personal_contact()),
+            Write::inbox_put(1, "e1", b"{\"email\":\"ana.sealed@example.com\"}".to_vec()),
+            Write::OutboxInsert(crate::NewOutboxMessage {
+                idempotency_key: "k1".into(),
+                contact_id: "c_1".into(),
+                channel: "email".into(),
+                content: serde_json::json!({ "body": "Your basket misses you, Anastasia" }),
+                status: OutboxStatus::Pending,
+                created_at_ms: 1,
+                deliver_at_ms: 1,
+            }),
+        ])?;
+        let raw = raw_files(&path);
+        for secret in ["ana.sealed", "4155550123", "Anastasia", "basket misses"] {
+            assert!(!holds(&raw, secret), "{secret} is in the file");
+        }
+        let found = store
+            .contact_find_by_identity(&Identity::Email("ana.sealed@example.com".into()))?
+            .ok_or("not found by its email")?;
+        assert_eq!(found, personal_contact());
+        assert_eq!(
+            store.inbox_peek(1)?[0].1,
+            b"{\"email\":\"ana.sealed@example.com\"}"
+        );
+        let message = store.outbox_get_by_key("k1")?.ok_or("no message")?;
+        assert_eq!(message.content["body"], "Your basket misses you, Anastasia");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path)?.permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "the file is its owner's alone");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_plain_file_opened_with_a_key_is_sealed_and_then_refused_without_it() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("d.db");
+        SqliteStore::open(&path)?.apply(&[Write::ContactPut(personal_contact())])?;
+        let keys = Keyring::new_key_line()?;
+        let store = SqliteStore::open_sealed(&path, Keyring::parse(&keys)?)?;
+        assert_eq!(store.contact_get("c_1")?, Some(personal_contact()));
+        assert!(
+            store
+                .contact_find_by_identity(&Identity::Phone("+14155550123".into()))?
+                .is_some()
+        );
+        drop(store);
+        let refused = SqliteStore::open(&path)
+            .err()
+            .ok_or("opened without its key")?;
+        assert!(refused.to_string().contains("sealed"), "{refused}");
+        Ok(())
+    }
+
+    #[test]
+    fn after_a_key_rotation_the_file_is_resealed_and_the_old_key_can_be_retired() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("d.db");
+        let old = Keyring::new_key_line()?;
+        let new = Keyring::new_key_line()?;
+        SqliteStore::open_sealed(&path, Keyring::parse(&old)?)?
+            .apply(&[Write::ContactPut(personal_contact())])?;
+        // The new key first, the old one kept until the file is resealed.
+        drop(SqliteStore::open_sealed(
+            &path,
+            Keyring::parse(&format!("{new}\n{old}"))?,
+        )?);
+        let store = SqliteStore::open_sealed(&path, Keyring::parse(&new)?)?;
+        assert_eq!(store.contact_get("c_1")?, Some(personal_contact()));
+        assert!(
+            store
+                .contact_find_by_identity(&Identity::Email("ana.sealed@example.com".into()))?
+                .is_some(),
+            "the blind indexes were rebuilt under the new key"
+        );
+        drop(store);
+        let stale = SqliteStore::open_sealed(&path, Keyring::parse(&old)?)
+            .err()
+            .ok_or("opened with a retired key")?;
+        assert!(stale.to_string().contains("does not hold"), "{stale}");
         Ok(())
     }
 }

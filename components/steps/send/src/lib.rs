@@ -14,6 +14,8 @@
 //! - `template` (required): the template's name; the files are in
 //!   `templates/` (see `templates/README.md` and [`template`]).
 //! - `category`: `marketing` (the default) or `transactional`.
+//! - `max_segments`: the most segments an SMS may take (default 3; GSM-7
+//!   when every character has one, else UCS-2).
 //! - `template_files`: added by the runtime, never written in a journey: every
 //!   file in `templates/` whose name starts with `<template>.`, by file name.
 //! - Any other key is the template's to read as `config.<key>`.
@@ -21,8 +23,8 @@
 //! A template reads `contact`, `trigger`, `data`, `config` and `step` (see
 //! [`globals`]). `validate` refuses a template that reads anything else, a
 //! `config` key the step lacks, bad Liquid, an email without a subject, or a
-//! fixed SMS over 70 characters; `run` refuses (as a step error) a value that
-//! is missing for this contact, and an SMS that renders over 70 characters.
+//! fixed SMS over its segment limit; `run` refuses (as a step error) a value
+//! that is missing for this contact, and an SMS that renders over the limit.
 //!
 //! Outcomes: `sent`, `suppressed` and `deferred` deliveries all go on
 //! (`continue`); the runtime records why a message was held back. A host
@@ -49,6 +51,10 @@ pub struct Config {
     /// The template's files by name, added by the runtime.
     #[serde(default)]
     pub template_files: BTreeMap<String, String>,
+    /// The most segments an SMS may take (default
+    /// [`template::DEFAULT_SMS_SEGMENTS`]).
+    #[serde(default)]
+    pub max_segments: Option<usize>,
 }
 
 /// Whether a message needs marketing consent.
@@ -78,7 +84,9 @@ pub fn check_config(config_json: &str) -> Result<Checked, String> {
     let config = &checked.config;
     let (file, source) =
         template::select(&config.template_files, &config.template, &config.channel)?;
-    template::split(file, source)?.check(&config.channel, &checked.visible)?;
+    template::split(file, source)?
+        .with_sms_segments(config.max_segments)
+        .check(&config.channel, &checked.visible)?;
     Ok(checked)
 }
 
@@ -208,7 +216,11 @@ pub fn compose(context: &Context) -> Result<Message, Failure> {
         template::select(&config.template_files, &config.template, &config.channel)
             .map_err(Failure::InvalidConfig)?;
     let rendered = template::split(file, source)
-        .and_then(|parts| parts.render(&config.channel, &globals))
+        .and_then(|parts| {
+            parts
+                .with_sms_segments(config.max_segments)
+                .render(&config.channel, &globals)
+        })
         .map_err(Failure::Other)?;
     Ok(Message {
         channel: config.channel,

@@ -19,10 +19,11 @@ use std::collections::BTreeMap;
 /// The names a template may read; anything else is refused by `validate`.
 pub const ROOTS: &[&str] = &["contact", "trigger", "data", "config", "step"];
 
-/// The longest SMS body, in characters: one segment of UCS-2, which Chinese
-/// text needs (a GSM-7 segment holds 160, but Dripline does not guess the
-/// encoding a provider picks).
-pub const SMS_MAX_CHARS: usize = 70;
+/// The most segments an SMS may take unless the step's config says
+/// otherwise (`max_segments`): 459 characters of GSM-7, or 201 of UCS-2
+/// (Chinese text), enough for a reminder with its recovery link. Carriers
+/// bill each segment.
+pub const DEFAULT_SMS_SEGMENTS: usize = 3;
 
 /// The line that separates the plain-text body from the HTML body.
 const HTML_SEPARATOR: &str = "--- html";
@@ -43,6 +44,9 @@ pub struct Parts<'a> {
     pub text: &'a str,
     /// The HTML body, after the `--- html` line.
     pub html: Option<&'a str>,
+    /// The most segments an SMS may take ([`DEFAULT_SMS_SEGMENTS`] unless
+    /// [`Parts::with_sms_segments`] says otherwise).
+    pub sms_segments: usize,
 }
 
 /// One rendered message, before it becomes a WIT `message`.
@@ -110,10 +114,18 @@ pub fn split<'a>(file: &'a str, source: &'a str) -> Result<Parts<'a>, String> {
         subject,
         text,
         html,
+        sms_segments: DEFAULT_SMS_SEGMENTS,
     })
 }
 
 impl Parts<'_> {
+    /// The parts with an SMS limit of `max` segments (the step's
+    /// `max_segments`), or the default.
+    pub fn with_sms_segments(mut self, max: Option<usize>) -> Self {
+        self.sms_segments = max.unwrap_or(DEFAULT_SMS_SEGMENTS);
+        self
+    }
+
     /// Checks what can be checked without a contact: Liquid syntax, variables
     /// outside [`ROOTS`], `config` paths that the step's config lacks, and
     /// what the channel needs.
@@ -150,7 +162,7 @@ impl Parts<'_> {
             }
         }
         if channel == "sms" && !self.text.contains("{{") && !self.text.contains("{%") {
-            check_sms_length(file, self.text.trim())?;
+            check_sms_length(file, self.text.trim(), self.sms_segments)?;
         }
         Ok(())
     }
@@ -166,37 +178,50 @@ impl Parts<'_> {
         .join(SECTION)
     }
 
-    /// Renders the parts against the globals, in one pass.
+    /// Renders the parts against the globals: the subject and text as they
+    /// are, the HTML body with every string of the globals HTML-escaped, so
+    /// that nothing a shopper or a form typed becomes markup (or a link).
     pub fn render(&self, channel: &str, globals: &liquid::Object) -> Result<Rendered, String> {
         let file = self.file;
-        let output = render(file, &self.combined(), globals)?;
-        let [subject, text, html]: [&str; 3] = output
-            .split(SECTION)
-            .collect::<Vec<_>>()
-            .try_into()
-            .map_err(|_| {
-                format!("template {file}: a value holds control characters that split the message")
-            })?;
+        let template = parse(file, &self.combined())?;
+        let output = render_with(file, &template, globals)?;
+        let [subject, text, _] = sections(file, &output)?;
+        let html = match self.html {
+            Some(_) => {
+                let escaped = escaped_globals(globals)?;
+                let output = render_with(file, &template, &escaped)?;
+                Some(sections(file, &output)?[2].trim().to_string())
+            }
+            None => None,
+        };
         let text = text.trim().to_string();
         if text.is_empty() {
             return Err(format!("template {file}: the text body rendered empty"));
         }
         if channel == "sms" {
-            check_sms_length(file, &text)?;
+            check_sms_length(file, &text, self.sms_segments)?;
         }
         Ok(Rendered {
             subject: self.subject.map(|_| one_line(subject)),
             text,
-            html: self.html.map(|_| html.trim().to_string()),
+            html,
         })
     }
 }
 
-fn check_sms_length(file: &str, text: &str) -> Result<(), String> {
-    let chars = text.chars().count();
-    if chars > SMS_MAX_CHARS {
+/// How many segments `text` takes as an SMS, and in which encoding: GSM-7
+/// (160 characters alone, 153 a part; the extension table's characters count
+/// twice) when every character has one, else UCS-2 (70 alone, 67 a part).
+pub fn sms_segments(text: &str) -> (usize, String) {
+    let split = sms_splitter::SplitSms::default().split(text.to_owned());
+    (split.parts.len(), split.character_set)
+}
+
+fn check_sms_length(file: &str, text: &str, max: usize) -> Result<(), String> {
+    let (segments, encoding) = sms_segments(text);
+    if segments > max {
         return Err(format!(
-            "template {file}: the SMS is {chars} characters, over the {SMS_MAX_CHARS} of one segment: {text:?}"
+            "template {file}: the SMS takes {segments} segments of {encoding}, over the step's limit of {max} (`max_segments`): {text:?}"
         ));
     }
     Ok(())
@@ -215,8 +240,45 @@ fn parse(file: &str, source: &str) -> Result<liquid::Template, String> {
         .map_err(|e| format!("template {file}: {}", describe(&e.to_string())))
 }
 
-fn render(file: &str, source: &str, globals: &liquid::Object) -> Result<String, String> {
-    parse(file, source)?
+/// The subject, text and HTML of a rendered [`Parts::combined`].
+fn sections<'o>(file: &str, output: &'o str) -> Result<[&'o str; 3], String> {
+    output
+        .split(SECTION)
+        .collect::<Vec<_>>()
+        .try_into()
+        .map_err(|_| {
+            format!("template {file}: a value holds control characters that split the message")
+        })
+}
+
+/// The globals with every string HTML-escaped (`&`, `<`, `>`, `"`, `'`), for
+/// the HTML body: escaped once here, a template need not remember to.
+fn escaped_globals(globals: &liquid::Object) -> Result<liquid::Object, String> {
+    fn escape(value: Value) -> Value {
+        match value {
+            Value::String(text) => {
+                Value::String(html_escape::encode_quoted_attribute(&text).into_owned())
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(escape).collect()),
+            Value::Object(map) => {
+                Value::Object(map.into_iter().map(|(k, v)| (k, escape(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let json = serde_json::to_value(globals).map_err(|e| format!("liquid value: {e}"))?;
+    match liquid::model::to_value(&escape(json)).map_err(|e| format!("liquid value: {e}"))? {
+        LiquidValue::Object(object) => Ok(object),
+        _ => Err("liquid value: the globals are not an object".into()),
+    }
+}
+
+fn render_with(
+    file: &str,
+    template: &liquid::Template,
+    globals: &liquid::Object,
+) -> Result<String, String> {
+    template
         .render(globals)
         .map_err(|e| format!("template {file}: {}", describe(&e.to_string())))
 }
@@ -477,28 +539,90 @@ mod tests {
     }
 
     #[test]
-    fn a_fixed_sms_over_70_characters_is_refused_at_validate() {
-        let (long, chinese) = ("x".repeat(71), "购".repeat(70));
-        let parts = split("f", &long).unwrap();
+    fn a_name_with_markup_reaches_the_html_body_escaped_and_makes_no_link() {
+        let source = "---\nsubject: Hi {{ data.name }}\n---\nHi {{ data.name }}\n--- html\n<p>Hi {{ data.name }}</p>\n<a href=\"{{ data.url }}\">cart</a>";
+        let globals = liquid::object!({"data": {
+            "name": "<a href=\"https://evil.example/\">Ana</a> & co",
+            "url": "https://shop.example/cart?a=1&b=\"2\"",
+        }});
+        let rendered = split("f", source)
+            .unwrap()
+            .render("email", &globals)
+            .unwrap();
+        let html = rendered.html.unwrap();
+        assert!(!html.contains("evil.example/\">"), "{html}");
         assert!(
-            parts
-                .check("sms", &Map::new())
-                .unwrap_err()
-                .contains("71 characters")
+            html.contains("&lt;a href=&quot;https://evil.example/&quot;&gt;Ana&lt;/a&gt; &amp; co"),
+            "{html}"
         );
-        let parts = split("f", &chinese).unwrap();
+        assert!(
+            html.contains("href=\"https://shop.example/cart?a=1&amp;b=&quot;2&quot;\""),
+            "{html}"
+        );
+        // The text and subject are plain text: the value as it is.
+        assert!(
+            rendered
+                .text
+                .contains("<a href=\"https://evil.example/\">Ana</a> & co")
+        );
+        assert_eq!(
+            rendered.subject.unwrap(),
+            "Hi <a href=\"https://evil.example/\">Ana</a> & co"
+        );
+    }
+
+    #[test]
+    fn sms_length_is_counted_in_segments_of_gsm_7_or_ucs_2() {
+        assert_eq!(sms_segments(&"x".repeat(160)), (1, "GSM".into()));
+        assert_eq!(sms_segments(&"x".repeat(161)), (2, "GSM".into()));
+        // The extension table's characters take two septets each.
+        assert_eq!(sms_segments(&"€".repeat(80)), (1, "GSM".into()));
+        assert_eq!(sms_segments(&"€".repeat(81)).0, 2);
+        assert_eq!(sms_segments(&"购".repeat(70)), (1, "Unicode".into()));
+        assert_eq!(sms_segments(&"购".repeat(71)).0, 2);
+        assert_eq!(sms_segments(&"购".repeat(134)).0, 2);
+    }
+
+    #[test]
+    fn a_cart_reminder_with_its_recovery_link_fits_where_70_characters_did_not() {
+        let reminder = "李雷，你的购物车里还有 3 件商品，点此完成下单: \
+                        https://acme-mugs.myshopify.com/checkouts/c/0123456789abcdef0123456789abcdef/recover?key=5f2e8a";
+        assert!(reminder.chars().count() > 70);
+        let parts = split("f", reminder).unwrap();
         assert_eq!(parts.check("sms", &Map::new()), Ok(()));
     }
 
     #[test]
-    fn a_rendered_sms_over_70_characters_is_an_error() {
-        let globals = liquid::object!({"data": {"name": "n".repeat(80)}});
-        let parts = split("f", "Hi {{ data.name }}").unwrap();
+    fn a_fixed_sms_over_its_segment_limit_is_refused_at_validate() {
+        let (chinese, long, fits) = ("购".repeat(202), "x".repeat(161), "x".repeat(160));
+        let parts = split("f", &chinese).unwrap();
+        let error = parts.check("sms", &Map::new()).unwrap_err();
+        assert!(
+            error.contains("4 segments of Unicode, over the step's limit of 3"),
+            "{error}"
+        );
+        let parts = split("f", &long).unwrap().with_sms_segments(Some(1));
+        assert!(
+            parts
+                .check("sms", &Map::new())
+                .unwrap_err()
+                .contains("2 segments of GSM")
+        );
+        let parts = split("f", &fits).unwrap().with_sms_segments(Some(1));
+        assert_eq!(parts.check("sms", &Map::new()), Ok(()));
+    }
+
+    #[test]
+    fn a_rendered_sms_over_its_segment_limit_is_an_error() {
+        let globals = liquid::object!({"data": {"name": "n".repeat(160)}});
+        let parts = split("f", "Hi {{ data.name }}")
+            .unwrap()
+            .with_sms_segments(Some(1));
         assert!(
             parts
                 .render("sms", &globals)
                 .unwrap_err()
-                .contains("83 characters")
+                .contains("2 segments of GSM")
         );
         assert!(parts.render("email", &globals).is_ok());
     }

@@ -116,10 +116,10 @@ fn send(context: &Context, file: &str) -> Message {
     check_config(&context.config).unwrap_or_else(|e| panic!("{file}: validate: {e}"));
     let message = compose(context).unwrap_or_else(|e| panic!("{file}: compose: {e:?}"));
     if message.channel == "sms" {
-        let chars = message.body.chars().count();
+        let (segments, _) = template::sms_segments(&message.body);
         assert!(
-            chars <= template::SMS_MAX_CHARS,
-            "{file}: {chars} chars: {}",
+            segments <= template::DEFAULT_SMS_SEGMENTS,
+            "{file}: {segments} segments: {}",
             message.body
         );
     }

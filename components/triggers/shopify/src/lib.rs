@@ -66,6 +66,12 @@ enum Kind {
     Order,
     Customer,
     Cart,
+    /// A mandatory compliance webhook about one customer (`customers/redact`,
+    /// `customers/data_request`): the customer is nested, and nothing of the
+    /// payload is kept beyond who it is and the request itself.
+    Compliance,
+    /// `shop/redact`: about the whole shop, no customer.
+    Shop,
 }
 
 /// The event name and payload kind of a supported topic.
@@ -78,6 +84,11 @@ fn topic(topic: &str) -> Option<(&'static str, Kind)> {
         "customers/create" => ("customer.created", Kind::Customer),
         "customers/update" => ("customer.updated", Kind::Customer),
         "carts/update" => ("cart.updated", Kind::Cart),
+        // The names the runner carries out as an erasure and a data request
+        // (dripline_store::control), from this source only.
+        "customers/redact" => ("contact.erase_requested", Kind::Compliance),
+        "customers/data_request" => ("contact.data_requested", Kind::Compliance),
+        "shop/redact" => ("shop.erase_requested", Kind::Shop),
         _ => return None,
     })
 }
@@ -107,6 +118,9 @@ pub fn parse(request: &Request<'_>) -> Result<Event, TriggerError> {
         _ => payload.customer.0.as_deref(),
     };
     let identities = identities(&payload, customer, kind);
+    if matches!(kind, Kind::Compliance | Kind::Shop) {
+        return compliance_event(request, &payload, shop, topic_name, name, identities, kind);
+    }
     match kind {
         Kind::Checkout if identities.email.is_none() && identities.phone.is_none() => {
             return Err(TriggerError::MissingIdentity(
@@ -135,6 +149,46 @@ pub fn parse(request: &Request<'_>) -> Result<Event, TriggerError> {
         identities,
         properties: Value::Object(properties),
         occurred_at: occurred_at(request, &payload),
+        received_at: request.received_at,
+    })
+}
+
+/// A compliance webhook's event: who it is about (`customers/*`) or which
+/// shop (`shop/redact`), and the request's own ids, nothing else.
+fn compliance_event(
+    request: &Request<'_>,
+    payload: &Record,
+    shop: &str,
+    topic_name: &str,
+    name: &str,
+    identities: Identities,
+    kind: Kind,
+) -> Result<Event, TriggerError> {
+    if kind == Kind::Compliance && identities.is_empty() {
+        return Err(TriggerError::MissingIdentity(format!(
+            "{topic_name} payload has no customer email, phone or id"
+        )));
+    }
+    let mut properties = Map::new();
+    properties.insert("shop".into(), json!(shop));
+    properties.insert("topic".into(), json!(topic_name));
+    for field in [
+        "shop_id",
+        "orders_to_redact",
+        "orders_requested",
+        "data_request",
+    ] {
+        if let Some(value) = payload.get(field) {
+            properties.insert(field.into(), value.clone());
+        }
+    }
+    Ok(Event {
+        id: event_id(request, shop, topic_name),
+        source: "shopify".into(),
+        name: name.into(),
+        identities,
+        properties: Value::Object(properties),
+        occurred_at: request.received_at,
         received_at: request.received_at,
     })
 }
@@ -206,6 +260,7 @@ fn identities(payload: &Record, customer: Option<&Record>, kind: Kind) -> Identi
     };
     let customer_id = match kind {
         Kind::Customer => id_text(payload.get("id")),
+        Kind::Shop => None,
         _ => id_text(from_customer("id")),
     };
     if let Some(id) = customer_id {
@@ -214,7 +269,7 @@ fn identities(payload: &Record, customer: Option<&Record>, kind: Kind) -> Identi
     let cart_token = match kind {
         Kind::Cart => id_text(payload.get("token")).or_else(|| id_text(payload.get("id"))),
         Kind::Checkout | Kind::Order => id_text(payload.get("cart_token")),
-        Kind::Customer => None,
+        Kind::Customer | Kind::Compliance | Kind::Shop => None,
     };
     if let Some(token) = cart_token {
         identities.add_external("shopify_cart", token);
@@ -361,6 +416,8 @@ fn kind_properties(
                 "updated_at",
             ],
         ),
+        // Made by `compliance_event`, never reaching here.
+        Kind::Compliance | Kind::Shop => {}
         Kind::Cart => {
             let token = payload.get("token").or_else(|| payload.get("id"));
             if let Some(token) = token {
@@ -639,5 +696,43 @@ mod tests {
         );
         assert_eq!(properties["line_items_count"], 1_499);
         assert_eq!(properties["line_items_truncated"], true);
+    }
+
+    #[test]
+    fn the_compliance_webhooks_become_erasure_and_data_requests_keeping_only_who_and_what() {
+        let customer =
+            json!({ "id": 191167, "email": "John@Example.com", "phone": "555-625-1199" });
+        let redact = deliver(
+            "customers/redact",
+            json!({ "shop_id": 954889, "shop_domain": "acme.myshopify.com",
+                    "customer": customer, "orders_to_redact": [299938, 280263] }),
+        )
+        .unwrap();
+        assert_eq!(redact.name, "contact.erase_requested");
+        assert_eq!(redact.identities.email.as_deref(), Some("john@example.com"));
+        assert_eq!(redact.identities.external_ids, ids([("shopify", "191167")]));
+        assert_eq!(
+            redact.properties["orders_to_redact"],
+            json!([299938, 280263])
+        );
+        assert!(redact.properties.get("consent").is_none());
+
+        let request = deliver(
+            "customers/data_request",
+            json!({ "shop_id": 954889, "customer": customer, "data_request": { "id": 9999 } }),
+        )
+        .unwrap();
+        assert_eq!(request.name, "contact.data_requested");
+        assert_eq!(request.properties["data_request"]["id"], 9999);
+
+        let shop = deliver("shop/redact", json!({ "shop_id": 954889 })).unwrap();
+        assert_eq!(shop.name, "shop.erase_requested");
+        assert!(shop.identities.is_empty());
+
+        let nobody = deliver("customers/redact", json!({ "shop_id": 954889 }));
+        assert!(
+            matches!(nobody, Err(TriggerError::MissingIdentity(_))),
+            "{nobody:?}"
+        );
     }
 }

@@ -24,6 +24,10 @@ use serde_json::Value;
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Record {
+    shop_id: Option<Value>,
+    orders_to_redact: Option<Value>,
+    orders_requested: Option<Value>,
+    data_request: Option<Value>,
     id: Option<Value>,
     token: Option<Value>,
     cart_token: Option<Value>,
@@ -116,6 +120,10 @@ impl Record {
             "state" => self.state.as_ref(),
             "verified_email" => self.verified_email.as_ref(),
             "note" => self.note.as_ref(),
+            "shop_id" => self.shop_id.as_ref(),
+            "orders_to_redact" => self.orders_to_redact.as_ref(),
+            "orders_requested" => self.orders_requested.as_ref(),
+            "data_request" => self.data_request.as_ref(),
             _ => None,
         }
     }
@@ -360,6 +368,10 @@ mod tests {
             "state",
             "verified_email",
             "note",
+            "shop_id",
+            "orders_to_redact",
+            "orders_requested",
+            "data_request",
         ];
         let body: serde_json::Map<String, Value> = names
             .iter()

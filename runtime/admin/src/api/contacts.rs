@@ -355,3 +355,103 @@ pub async fn mark_test(
     })
     .await
 }
+
+/// Erases a contact everywhere: profile, identities, enrollments, timers,
+/// messages, dead letters and waiting events. Queued for the runner, which
+/// carries it out in its turn behind the events already accepted, and leaves
+/// an anonymous tombstone that keeps a replay from bringing the person back.
+#[utoipa::path(delete, path = "/api/contacts/{id}", tag = "contacts",
+    params(("id" = String, Path, description = "The contact's id")),
+    responses((status = 202, description = "Queued", body = Object), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn erase(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<(axum::http::StatusCode, Json<Value>), Problem> {
+    need(&caller, Scope::ContactsErase)?;
+    blocking(move || {
+        let store = state.store.as_ref();
+        let known = store.contact_get(&id).map_err(Problem::store)?;
+        if known.is_none_or(|c| c.profile.get("erased_at").is_some()) {
+            return Err(Problem::not_found(format!("no contact {id:?}")));
+        }
+        let now = state.clock.now_ms();
+        let event_id = format!("erase-{id}-{now}");
+        let event = json!({
+            "id": event_id,
+            "source": dripline_store::control::ADMIN_SOURCE,
+            "name": dripline_store::control::ERASE_REQUESTED,
+            "properties": { "contact": id, "by": caller.name },
+            "occurred_at": now,
+            "received_at": now,
+        });
+        store
+            .apply(&[dripline_store::Write::inbox_put(
+                now,
+                &event_id,
+                event.to_string().into_bytes(),
+            )])
+            .map_err(Problem::store)?;
+        tracing::info!(contact = %id, by = %caller.name, "erasure queued");
+        Ok((
+            axum::http::StatusCode::ACCEPTED,
+            Json(json!({ "queued": true })),
+        ))
+    })
+    .await
+}
+
+/// What is kept of a contact, unmasked, as JSON: for answering a person who
+/// asks for their data.
+#[utoipa::path(get, path = "/api/contacts/{id}/export", tag = "contacts",
+    params(("id" = String, Path, description = "The contact's id")),
+    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn export(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Problem> {
+    need(&caller, Scope::ContactsErase)?;
+    need(&caller, Scope::PersonalData)?;
+    blocking(move || {
+        match dripline_store::control::export(state.store.as_ref(), &id).map_err(Problem::store)? {
+            Value::Null => Err(Problem::not_found(format!("no contact {id:?}"))),
+            data => {
+                tracing::info!(contact = %id, by = %caller.name, "contact data exported");
+                Ok(Json(data))
+            }
+        }
+    })
+    .await
+}
+
+/// The answers to data requests that came in through Shopify's
+/// `customers/data_request`, newest last: each what was kept of the person
+/// when the runner reached the request.
+#[utoipa::path(get, path = "/api/data-requests", tag = "contacts",
+    responses((status = 200, body = [Object]), (status = 403, body = Problem)))]
+pub async fn data_requests(
+    State(state): State<Arc<AdminState>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<Value>>, Problem> {
+    need(&caller, Scope::ContactsErase)?;
+    need(&caller, Scope::PersonalData)?;
+    blocking(move || {
+        let records = state
+            .store
+            .kv_scan_prefix(
+                dripline_store::RUNTIME_KV_STORE,
+                dripline_store::control::DATA_REQUESTS_PREFIX,
+                None,
+                1_000,
+            )
+            .map_err(Problem::store)?;
+        let mut answers: Vec<Value> = records
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_slice(&value).ok())
+            .collect();
+        answers.sort_by_key(|a: &Value| a.get("requested_at").and_then(Value::as_i64));
+        Ok(Json(answers))
+    })
+    .await
+}

@@ -1,5 +1,8 @@
 //! `dripline contacts merge INTO FROM`: queues a merge of two contacts for
-//! the runner (see [`dripline_runner::merge`]), by id or email.
+//! the runner (see [`dripline_runner::merge`]), by id or email;
+//! `dripline contacts erase WHO` queues an erasure (see
+//! [`dripline_runner::erasure`]) and `dripline contacts export WHO` prints
+//! what is kept of a contact.
 
 use std::path::Path;
 
@@ -35,9 +38,34 @@ pub fn run(data: &Path, store: Option<StoreUrl>, action: ContactAction) -> anyho
             println!("merge of {from} into {into} queued; the runner carries it out");
             Ok(())
         }
+        ContactAction::Erase { who } => {
+            let id = resolve(store.as_ref(), &who)?;
+            let now = dripline_clock::SystemClock.now_ms();
+            let write = dripline_runner::retention::erase_request(&id, now);
+            store.apply(&[write])?;
+            println!("erasure of {id} queued; the runner carries it out");
+            Ok(())
+        }
+        ContactAction::Retention { root, now_ms } => {
+            let policy = dripline_delivery::DeliveryPolicy::load(
+                &root.join(dripline_delivery::policy::DELIVERY_FILE),
+            )?;
+            let now = now_ms.unwrap_or_else(|| dripline_clock::SystemClock.now_ms());
+            let report = dripline_runner::retention::run(store.as_ref(), &policy.retention, now)?;
+            println!(
+                "retention: {} inactive contacts queued for erasure, {} old messages deleted",
+                report.contacts, report.messages
+            );
+            Ok(())
+        }
+        ContactAction::Export { who } => {
+            let id = resolve(store.as_ref(), &who)?;
+            let data = dripline_runner::erasure::export(store.as_ref(), &id)?;
+            println!("{}", serde_json::to_string_pretty(&data)?);
+            Ok(())
+        }
     }
 }
-
 /// A contact by id, or by email address.
 fn resolve(store: &dyn Store, who: &str) -> anyhow::Result<String> {
     if who.contains('@') {

@@ -20,6 +20,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<bool> {
         data,
         store,
         quiet,
+        now_ms,
     } = args;
     let mapping = match &mapping {
         Some(path) => {
@@ -54,7 +55,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<bool> {
         store.as_ref(),
         mapping,
         &name,
-        dripline_clock::SystemClock.now_ms(),
+        now_ms.unwrap_or_else(|| dripline_clock::SystemClock.now_ms()),
     );
     let input = File::open(&file).with_context(|| format!("opening {}", file.display()))?;
     dripline_runner::import::read_into(&mut importer, &name, bar.wrap_read(input))?;
@@ -82,6 +83,12 @@ fn print_report(name: &str, report: &Report) {
             )
         } else {
             String::new()
-        }
+        },
     );
+    if report.erased > 0 {
+        println!(
+            "{name}: {} rows skipped: they name people who were erased",
+            report.erased
+        );
+    }
 }

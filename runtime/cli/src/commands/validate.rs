@@ -253,29 +253,28 @@ fn line_of(text: &str, key: &str) -> usize {
 }
 
 /// How many segments an SMS template's fixed text makes (what the values
-/// add is known only when it renders): GSM-7 text takes 160 characters in
-/// one segment and 153 in each of several, anything else (Chinese, emoji)
-/// UCS-2, 70 and 67.
+/// add is known only when it renders), counted as the `send` step counts
+/// them (`sms_splitter`): GSM-7 text takes 160 characters in one segment and
+/// 153 in each of several, anything else (Chinese, emoji) UCS-2, 70 and 67.
 fn sms_segments(templates: &Templates, config: &Value) -> Option<String> {
     if config.get("channel").and_then(Value::as_str) != Some("sms") {
         return None;
     }
     let template = config.get("template").and_then(Value::as_str)?;
     let fixed = fixed_text(templates.file(&format!("{template}.sms.liquid"))?);
-    let gsm = fixed.chars().all(is_gsm7);
-    let length: usize = fixed
-        .chars()
-        .map(|c| if gsm && is_gsm7_extension(c) { 2 } else { 1 })
-        .sum();
-    let (one, each) = if gsm { (160, 153) } else { (70, 67) };
-    let segments = if length <= one {
-        1
-    } else {
-        length.div_ceil(each)
-    };
+    if fixed.is_empty() {
+        return None;
+    }
+    let length = fixed.chars().count();
+    let split = sms_splitter::SplitSms::default().split(fixed);
+    let segments = split.parts.len();
     Some(format!(
         "SMS {template:?}: {length} characters of fixed text ({}), {segments} segment{}, more with its values",
-        if gsm { "GSM-7" } else { "UCS-2" },
+        if split.character_set == "GSM" {
+            "GSM-7"
+        } else {
+            "UCS-2"
+        },
         if segments == 1 { "" } else { "s" }
     ))
 }
@@ -303,16 +302,6 @@ fn fixed_text(source: &str) -> String {
     }
     out.push_str(rest);
     out.trim().to_owned()
-}
-
-/// The GSM 03.38 default alphabet and its extension table.
-fn is_gsm7(c: char) -> bool {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    BASIC.contains(c) || is_gsm7_extension(c)
-}
-
-fn is_gsm7_extension(c: char) -> bool {
-    "^{}\\[~]|€\u{c}".contains(c)
 }
 
 /// The ids of the segment files that load beside a journey's directory.

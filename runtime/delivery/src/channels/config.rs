@@ -16,6 +16,7 @@
 //!
 //! [http_out]                 # the `webhook` step
 //! allowed_hosts = ["crm.example.com"]
+//! allowed_addresses = ["10.0.0.7"]   # a non-public address they may resolve to
 //! secret = { env = "DRIPLINE_WEBHOOK_SECRET" }
 //!
 //! [channels.email]
@@ -223,6 +224,11 @@ pub struct HttpOutConfig {
     /// grants itself in its config.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Non-public addresses (loopback, a private network) that an allowed
+    /// host may resolve to; a host that resolves to any other non-public
+    /// address is refused.
+    #[serde(default)]
+    pub allowed_addresses: Vec<std::net::IpAddr>,
     /// The HMAC-SHA256 key of `X-Dripline-Signature`.
     pub secret: Option<Secret>,
     /// How long one post may take.
@@ -525,7 +531,10 @@ pub fn build(name: &str, spec: &ChannelSpec) -> Result<Arc<dyn Channel>, ConfigE
 /// Builds the backend of the `webhook` step's posts.
 pub fn build_http_out(config: &HttpOutConfig) -> Result<Arc<dyn Channel>, ConfigError> {
     Ok(Arc::new(super::http::Webhook {
-        http: HttpConfig::new(timeout_of(config.timeout, DEFAULT_HTTP_TIMEOUT)),
+        http: HttpConfig::granting(
+            timeout_of(config.timeout, DEFAULT_HTTP_TIMEOUT),
+            config.allowed_addresses.clone(),
+        ),
         url: None,
         secret: resolve(&config.secret, "http_out.secret".into())?,
     }))

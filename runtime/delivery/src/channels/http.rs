@@ -10,6 +10,7 @@
 //! appear in no error text and no log line.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use dripline_store::{Contact, OutboxMessage};
@@ -32,9 +33,17 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    /// A client whose every request, connection included, ends within `timeout`.
+    /// A client whose every request, connection included, ends within
+    /// `timeout`, and which reaches a host by name only at a public address
+    /// (see [`OutboundResolver`]).
     pub fn new(timeout: Duration) -> Self {
-        let agent = ureq::Agent::config_builder()
+        Self::granting(timeout, Vec::new())
+    }
+
+    /// [`HttpConfig::new`] that may also reach the non-public addresses in
+    /// `granted` by name (`[http_out] allowed_addresses`).
+    pub fn granting(timeout: Duration, granted: Vec<IpAddr>) -> Self {
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             // Statuses are classified here, not turned into errors by ureq.
             .http_status_as_error(false)
@@ -43,8 +52,12 @@ impl HttpConfig {
             // metadata address). A 3xx is the target's answer, a failure.
             .max_redirects(0)
             .user_agent("dripline")
-            .build()
-            .into();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            OutboundResolver { granted },
+        );
         Self { agent }
     }
 
@@ -89,12 +102,92 @@ impl HttpConfig {
     }
 }
 
+/// Resolves a host for an outbound request and keeps only the addresses it
+/// may reach: a host named by its address (`http://10.0.0.5/`) is what the
+/// file that names it granted; a host named by a name is reached only at its
+/// public addresses, or at a non-public one listed in `granted`. So a name
+/// that resolves (or is made to resolve, by whoever runs its DNS) to
+/// loopback, a private network, a link-local address or the cloud's metadata
+/// service (`169.254.169.254`) is refused after resolution, where the check
+/// of the name alone could not see it.
+#[derive(Debug)]
+pub struct OutboundResolver {
+    granted: Vec<IpAddr>,
+}
+
+impl ureq::unversioned::resolver::Resolver for OutboundResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let resolved = ureq::unversioned::resolver::DefaultResolver::default()
+            .resolve(uri, config, timeout)?;
+        let host = uri.host().unwrap_or_default();
+        let literal = host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
+        if literal {
+            return Ok(resolved);
+        }
+        let mut kept = self.empty();
+        for address in resolved.iter() {
+            if is_public(address.ip()) || self.granted.contains(&address.ip()) {
+                kept.push(*address);
+            }
+        }
+        if kept.is_empty() {
+            return Err(ureq::Error::Other(Box::new(NotPublic(host.to_owned()))));
+        }
+        Ok(kept)
+    }
+}
+
+/// A host that resolves to no address it may reach: a permanent failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves to no public address (grant one in [http_out] allowed_addresses)")]
+struct NotPublic(String);
+
+/// Whether `ip` is on the public internet: not loopback, private, shared
+/// (carrier NAT), link-local (the metadata service among them), unique-local,
+/// unspecified, broadcast, documentation or multicast.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80)
+            }
+        },
+    }
+}
+
 /// Network failures may pass on another try; a URL that cannot be used will not.
 fn classify_error(what: &str, error: &ureq::Error) -> DeliveryError {
     match error {
         // Not the error's text: it quotes the URL, which may carry a key.
         ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) | ureq::Error::Http(_) => {
             DeliveryError::Permanent(format!("{what}: the URL or a header is not valid"))
+        }
+        // Its text names the host alone, never the URL's path or query.
+        ureq::Error::Other(e) if e.is::<NotPublic>() => {
+            DeliveryError::Permanent(format!("{what}: {e}"))
         }
         _ => DeliveryError::Transient(format!("{what}: {error}")),
     }
@@ -355,6 +448,70 @@ fn send_payload(message: &OutboxMessage, record: &OutboxRecord, contact: &Contac
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A one-shot HTTP server on loopback that answers 200 to one request.
+    fn answering_once() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn a_name_that_resolves_to_loopback_is_refused_unless_its_address_is_granted() {
+        let port = answering_once();
+        let by_name = format!("http://localhost:{port}/hook");
+        let refused =
+            HttpConfig::new(Duration::from_secs(5)).post("hook", &by_name, "text/plain", &[], b"x");
+        match refused {
+            Err(DeliveryError::Permanent(e)) => assert!(e.contains("no public address"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let granted =
+            HttpConfig::granting(Duration::from_secs(5), vec!["127.0.0.1".parse().unwrap()]);
+        assert!(
+            granted
+                .post("hook", &by_name, "text/plain", &[], b"x")
+                .is_ok()
+        );
+        // An address written out is the grant of whoever wrote it.
+        let port = answering_once();
+        let by_address = format!("http://127.0.0.1:{port}/hook");
+        assert!(
+            HttpConfig::new(Duration::from_secs(5))
+                .post("hook", &by_address, "text/plain", &[], b"x")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn loopback_private_link_local_and_metadata_addresses_are_not_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
 
     #[test]
     fn statuses_are_classified_transient_or_permanent() {

@@ -104,6 +104,25 @@ pub struct DeliveryPolicy {
     /// what).
     #[serde(default)]
     pub identities: IdentityRules,
+    /// How long personal data is kept (`[retention]`); nothing is deleted
+    /// by age unless it is set.
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+/// `[retention]` in `delivery.toml`: what `dripline up` deletes by age, once
+/// an hour (and `dripline contacts retention` at once).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// A contact with no event or import for this long is erased, as
+    /// `dripline contacts erase` would (the guides: a year, `"365d"`).
+    #[serde(default)]
+    pub contacts_inactive_for: Option<Duration>,
+    /// Messages older than this are deleted from the outbox once they are
+    /// no longer pending (sent, failed or suppressed).
+    #[serde(default)]
+    pub messages_older_than: Option<Duration>,
 }
 
 /// `[identities]` in `delivery.toml`.
@@ -178,6 +197,7 @@ impl Default for DeliveryPolicy {
             scoring: BTreeMap::new(),
             tracking: Tracking::default(),
             identities: IdentityRules::default(),
+            retention: Retention::default(),
         }
     }
 }

@@ -490,6 +490,25 @@ local function run()
                             updated = created, has_error = '0', error = '' })
         r = 'O' .. id .. ':1'
       end
+    elseif op == 'outbox_delete' then
+      local id = arg()
+      local old = ob_state(id)
+      if old then
+        local chan = h_get('dl:ob:chan', id)
+        local msg = cjson.decode(h_get('dl:ob:msg', id))
+        z_rem('dl:ob:st:' .. old.status, id)
+        if old.status == 'pending' then
+          z_rem('dl:ob:due', pad(id))
+          z_rem('dl:ob:due:' .. chan, pad(id))
+        end
+        h_del('dl:ob:key', msg.idempotency_key)
+        z_rem('dl:ob:all', id)
+        z_rem('dl:ob:contact', join(msg.contact_id, pad(id)))
+        h_del('dl:ob:msg', id)
+        h_del('dl:ob:chan', id)
+        h_del('dl:ob:state', id)
+      end
+      r = old and 'F1' or 'F0'
     elseif op == 'outbox_set_status' then
       local id, status, at = arg(), arg(), arg()
       local old = ob_state(id)

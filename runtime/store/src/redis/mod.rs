@@ -466,6 +466,7 @@ fn encode(batch: &[Write]) -> Result<Vec<Vec<u8>>> {
                     body,
                 ]);
             }
+            Write::OutboxDelete { id } => push(vec![s("outbox_delete"), n(*id)]),
             Write::OutboxSetStatus { id, status, at_ms } => push(vec![
                 s("outbox_set_status"),
                 n(*id),
