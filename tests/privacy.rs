@@ -453,3 +453,47 @@ fn a_retention_run_erases_exactly_the_contacts_inactive_past_the_limit() {
     assert!(present("edge@example.com") && present("recent@example.com"));
     assert_eq!(store.metric_get("contacts.erased").unwrap(), 2);
 }
+
+#[test]
+fn a_tracking_base_url_that_is_not_a_public_https_address_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    deployment_root(dir.path());
+    let components = dir.path().join("components");
+    let process = |delivery: &str| {
+        std::fs::write(dir.path().join("delivery.toml"), delivery).unwrap();
+        Command::new(dripline_binary())
+            .args(["process", "--data", "data", "--root", "."])
+            .arg("--components")
+            .arg(&components)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    for base in [
+        "http://127.0.0.1:8080",
+        "https://localhost",
+        "https://10.0.0.5",
+        "http://t.example.com",
+    ] {
+        let out = process(&format!("[tracking]\nbase_url = \"{base}\"\n"));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{base} was taken");
+        assert!(
+            said.contains("must be a public https address"),
+            "{base}: {said}"
+        );
+        assert!(said.contains("delivery.toml"), "{said}");
+    }
+    let out = process("[tracking]\nbase_url = \"https://t.example.com\"\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = process("[tracking]\nbase_url = \"http://127.0.0.1:8080\"\nlocal = true\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

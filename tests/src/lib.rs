@@ -116,6 +116,9 @@ pub fn fixtures() -> Vec<String> {
     names
 }
 
+/// Tracking on for one machine, as the harness's deployments have it.
+pub const LOCAL_TRACKING: &str = "[tracking]\nbase_url = \"http://127.0.0.1:8080\"\nlocal = true\n";
+
 /// A deployment in a temporary directory: the repository's journeys and
 /// templates, the shipped step components, a fresh SQLite file, and a manual
 /// clock. What `dripline up` runs, minus the HTTP.
@@ -208,6 +211,13 @@ impl Deployment {
         if let Some(text) = channels {
             std::fs::write(&channels_file, text).unwrap_or_else(|e| panic!("{e}"));
         }
+        // The shipped rules, with tracking on for this machine: links to
+        // `dripline up`'s listener on loopback, as the tracking tests follow.
+        let delivery = dir.path().join("delivery.toml");
+        let shipped = std::fs::read_to_string(repo_root().join("delivery.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&delivery, format!("{shipped}\n{LOCAL_TRACKING}"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let components = dir.path().join("components");
         std::fs::create_dir_all(&components).unwrap_or_else(|e| panic!("{e}"));
         for name in SHIPPED_STEPS {
@@ -218,7 +228,7 @@ impl Deployment {
             components,
             journeys: journeys.to_path_buf(),
             templates: templates.to_path_buf(),
-            delivery: repo_root().join("delivery.toml"),
+            delivery,
             store: dripline::StoreUrl::Sqlite(dir.path().join("dripline.db")),
             shared: false,
             lease_ms: dripline_runner::TIMER_LEASE_MS,

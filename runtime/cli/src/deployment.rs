@@ -97,7 +97,11 @@ impl Parts {
         }
         let plugins = Arc::new(Plugins::load_dir(sandbox, &deployment.components)?);
         let policy = DeliveryPolicy::load(&deployment.delivery)?;
-        let tracker = match &policy.tracking.base_url {
+        let base = policy
+            .tracking
+            .checked_base()
+            .map_err(|e| anyhow::anyhow!("{}: [tracking] {e}", deployment.delivery.display()))?;
+        let tracker = match base {
             Some(base) => Some(Tracker::for_deployment(base, store.as_ref())?),
             None => None,
         };

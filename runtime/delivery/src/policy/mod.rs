@@ -162,9 +162,47 @@ pub struct QuietHours {
 #[serde(deny_unknown_fields)]
 pub struct Tracking {
     /// The public base URL of `dripline up`'s HTTP listener, as recipients reach
-    /// it. Without it emails go out untracked.
+    /// it: an `https` address on the internet ([`Tracking::checked_base`]).
+    /// Without it emails go out untracked.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// Accept an `http` or loopback `base_url`, for trying Dripline on one
+    /// machine: links that only that machine can follow, sent in the clear.
+    #[serde(default)]
+    pub local: bool,
+}
+
+impl Tracking {
+    /// The base URL, once it is one recipients can reach safely: `https`, and
+    /// a host that is not `localhost` nor a loopback, private or link-local
+    /// address, unless `local` is set. Every open pixel, click link and
+    /// unsubscribe link of every email points there, so a wrong one is a
+    /// start-up error, not a deployment that sends dead links.
+    pub fn checked_base(&self) -> Result<Option<&str>, String> {
+        let Some(base) = self.base_url.as_deref() else {
+            return Ok(None);
+        };
+        if self.local {
+            return Ok(Some(base));
+        }
+        let uri: ureq::http::Uri = base
+            .parse()
+            .map_err(|e| format!("base_url {base:?} is not a URL: {e}"))?;
+        let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+        let private = host.eq_ignore_ascii_case("localhost")
+            || host.ends_with(".localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| !crate::channels::http::is_public(ip));
+        if uri.scheme_str() != Some("https") || host.is_empty() || private {
+            return Err(format!(
+                "base_url {base:?} must be a public https address, where recipients' mail \
+                 clients reach `dripline up`'s public listener (`local = true` allows one \
+                 for trying Dripline on one machine; no base_url sends emails untracked)"
+            ));
+        }
+        Ok(Some(base))
+    }
 }
 
 fn default_dedupe_window() -> Duration {
