@@ -192,6 +192,14 @@ impl Simulator {
             std::fs::write(segments_dir.join(file_name(name)), text)?;
         }
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        // A fixed key for the throwaway store's contact ids: they decide the
+        // contact's split ways and canary share, so the same script must
+        // meet the same ones at every run.
+        store.apply(&[Write::KvSet {
+            store: dripline_store::RUNTIME_KV_STORE.into(),
+            key: dripline_runner::contacts::CONTACT_ID_KEY.into(),
+            value: b"dripline simulate".to_vec(),
+        }])?;
         let clock = Arc::new(ManualClock::new(start - 1));
         let (journeys, problems) = Journeys::load(&journeys_dir, store.as_ref())?;
         if let Some(problem) = problems.first() {

@@ -16,6 +16,7 @@ pub mod alerts;
 pub mod analytics;
 pub mod channels;
 pub mod dispatcher;
+pub mod links;
 pub mod names;
 pub mod outbox_record;
 pub mod policy;

@@ -631,7 +631,7 @@ pub struct ContactIds {
 }
 
 /// The name of the deployment secret contact ids are keyed by.
-const CONTACT_ID_KEY: &str = "contact-id-key";
+pub const CONTACT_ID_KEY: &str = "contact-id-key";
 
 impl ContactIds {
     /// The deployment's contact ids, keyed by the secret in its store (made
@@ -752,5 +752,50 @@ pub fn wit_event(event: &Event) -> bindings::Event {
         properties: event.properties.to_string(),
         occurred_at: event.occurred_at,
         received_at: event.received_at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use dripline_store::MemoryStore;
+    use sha2::Digest as _;
+
+    use super::*;
+
+    fn ana() -> Identities {
+        Identities {
+            email: Some("ana@example.com".into()),
+            ..Identities::default()
+        }
+    }
+
+    #[test]
+    fn contact_ids_are_keyed_by_the_deployment_so_an_emails_hash_does_not_name_its_contact() {
+        let one = ContactIds::for_store(&MemoryStore::new()).unwrap();
+        let other = ContactIds::for_store(&MemoryStore::new()).unwrap();
+        let id = one.new_for(&ana()).contact.id;
+        // The same event makes the same id again (a replay after a crash).
+        assert_eq!(one.new_for(&ana()).contact.id, id);
+        // Another deployment's key makes another, and the unkeyed hash of
+        // the address, which anyone can compute, is not it.
+        assert_ne!(other.new_for(&ana()).contact.id, id);
+        let seed = format!("{:?}", Identity::Email("ana@example.com".into()));
+        let unkeyed = format!("c_{}", hex::encode(&Sha256::digest(seed.as_bytes())[..10]));
+        assert_ne!(id, unkeyed);
+    }
+
+    #[test]
+    fn an_erased_identity_is_kept_only_as_a_keyed_hash_the_same_address_finds_again() {
+        let ids = ContactIds::for_store(&MemoryStore::new()).unwrap();
+        let email = Identity::Email("ana@example.com".into());
+        let tombstone = ids.tombstone("c_1", &[email.clone()], 5);
+        assert!(!serde_json::to_string(&tombstone).unwrap().contains("ana"));
+        assert_eq!(tombstone.identities, vec![ids.erased(&email)]);
+        assert_ne!(
+            ids.erased(&email),
+            ids.erased(&Identity::Email("bo@example.com".into()))
+        );
     }
 }

@@ -247,6 +247,7 @@ impl Runner {
                         delivery,
                     );
                     entry.record.category = Some(prepared.category);
+                    refuse_unsafe_links(&mut entry);
                     if let Some(tracker) = &self.tracker {
                         tracker.instrument(&mut entry);
                     }
@@ -349,5 +350,27 @@ fn declared_category(config: &Value) -> messaging::Category {
     match config.get("category").and_then(Value::as_str) {
         Some("transactional") => messaging::Category::Transactional,
         _ => messaging::Category::Marketing,
+    }
+}
+
+/// Takes the target off every link of an email's HTML whose scheme is not
+/// http, https or mailto (`dripline_delivery::links`), before tracking signs
+/// any of them.
+fn refuse_unsafe_links(entry: &mut OutboxEntry) {
+    let Some(html) = &entry.record.html else {
+        return;
+    };
+    match dripline_delivery::links::refuse_unsafe_links(html) {
+        Ok((safe, refused)) => {
+            if refused > 0 {
+                tracing::warn!(message = %entry.idempotency_key, refused, "links of other schemes than http, https and mailto taken out of an email");
+            }
+            entry.record.html = Some(safe);
+        }
+        Err(e) => {
+            // HTML that cannot be read for its links is not sent as HTML.
+            tracing::warn!(message = %entry.idempotency_key, "email HTML dropped, its links could not be checked: {e}");
+            entry.record.html = None;
+        }
     }
 }

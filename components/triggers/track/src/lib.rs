@@ -158,6 +158,11 @@ fn event(call: Call, body: &Map<String, Value>, received_at: i64) -> Result<Even
             let original = str_of(body.get("event"))
                 .ok_or_else(|| TriggerError::Malformed("event: missing".into()))?;
             let name = event_name(original)?;
+            if let Some(owner) = reserved(&name) {
+                return Err(TriggerError::Malformed(format!(
+                    "event: {original:?} ({name}) is a name only {owner} emits"
+                )));
+            }
             segment.insert("event".into(), json!(original));
             (name, properties_of(body)?)
         }
@@ -262,6 +267,32 @@ pub fn event_name(original: &str) -> Result<String, TriggerError> {
     Ok(name)
 }
 
+/// The names a track call may not take, with who owns them. A write key is
+/// often in a site's JavaScript, where anyone can read it: with it, an event
+/// named like a store's checkout would start the recovery flow for any
+/// address, and one named like an unsubscribe or an email click would change
+/// a stranger's consent or lead score.
+const RESERVED: &[(&str, &str)] = &[
+    ("checkout.", "the store (Shopify)"),
+    ("cart.", "the store (Shopify)"),
+    ("customer.", "the store (Shopify)"),
+    ("shop.", "the store (Shopify)"),
+    ("form.", "a form"),
+    ("contact.", "Dripline"),
+    ("email.", "Dripline's tracking"),
+    ("sms.", "Dripline's channels"),
+    ("wecom.", "Dripline's channels"),
+    ("push.", "Dripline's channels"),
+];
+
+/// Who owns `name`, if a track call may not emit it.
+pub fn reserved(name: &str) -> Option<&'static str> {
+    RESERVED
+        .iter()
+        .find(|(prefix, _)| name.starts_with(prefix))
+        .map(|(_, owner)| *owner)
+}
+
 /// Splits a name into lower-case words at separators and camelCase humps.
 fn words(text: &str) -> Vec<String> {
     let mut words = Vec::new();
@@ -309,6 +340,29 @@ mod tests {
             body: body.as_bytes(),
             received_at: 1_700_000_000_000,
         })
+    }
+
+    #[test]
+    fn a_track_call_named_like_a_checkout_an_unsubscribe_or_an_email_click_is_refused() {
+        for name in [
+            "Checkout Created",
+            "contact.unsubscribed",
+            "Email Clicked",
+            "form.submitted",
+        ] {
+            let refused = call("/v1/track", json!({"userId": "u", "event": name}));
+            match refused {
+                Err(TriggerError::Malformed(reason)) => {
+                    assert!(
+                        reason.starts_with("event:") && reason.contains("only"),
+                        "{reason}"
+                    )
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(call("/v1/track", json!({"userId": "u", "event": "Order Paid"})).is_ok());
+        assert!(call("/v1/identify", json!({"userId": "u", "traits": {}})).is_ok());
     }
 
     #[test]
