@@ -52,7 +52,7 @@ pub fn run(contacts: usize, due: usize) -> anyhow::Result<()> {
     // ---- import ----
     let csv = root.join("customers.csv");
     write_list(&csv, contacts, now)?;
-    let store = Arc::new(SqliteStore::open(root.join("import.db"))?);
+    let store = Arc::new(crate::sealed_store(root.join("import.db"))?);
     let started = Instant::now();
     let mut importer = Importer::new(store.as_ref(), mapping(), "customers.csv", now);
     read_into(&mut importer, "customers.csv", std::fs::File::open(&csv)?)?;
@@ -62,7 +62,7 @@ pub fn run(contacts: usize, due: usize) -> anyhow::Result<()> {
         report.created == contacts && report.failed.is_empty(),
         "import: {report:?}"
     );
-    let baseline_store = SqliteStore::open(root.join("baseline.db"))?;
+    let baseline_store = crate::sealed_store(root.join("baseline.db"))?;
     let import_rss = peak_rss_mib();
     let started = Instant::now();
     // Built a batch at a time, as the import holds them.
@@ -112,7 +112,7 @@ pub fn run(contacts: usize, due: usize) -> anyhow::Result<()> {
     drop(store);
 
     // ---- time-driven entries ----
-    let store = Arc::new(SqliteStore::open(root.join("entries.db"))?);
+    let store = Arc::new(crate::sealed_store(root.join("entries.db"))?);
     // Each contact's 180 days run out within one minute, starting in 5 s.
     let first = SystemClock.now_ms() + 5_000;
     let mut writes = Vec::new();

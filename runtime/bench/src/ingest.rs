@@ -42,7 +42,6 @@ use dripline_gateway_host::{
     DEFAULT_REQUEST_DEADLINE, Gateway, GatewayStore, SpinApp, VariableSource,
 };
 use dripline_sandbox::{Sandbox, SandboxConfig};
-use dripline_store::SqliteStore;
 
 const SECRET: &str = "shpss_bench_secret";
 
@@ -72,7 +71,7 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     let signature = webhook_auth::sign(SECRET.as_bytes(), CHECKOUT.as_bytes());
 
     // ---- over HTTP, through the components ----
-    let store = Arc::new(SqliteStore::open(dir.join("http.db"))?);
+    let store = Arc::new(crate::sealed_store(dir.join("http.db"))?);
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         cache_dir: Some(dir.join("cache")),
         deadline: Duration::from_secs(1),
@@ -97,7 +96,7 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
 
     // ---- natively behind the same HTTP server: the baseline ----
     let native_store: Arc<dyn GatewayStore> =
-        Arc::new(SqliteStore::open(dir.join("native-http.db"))?);
+        Arc::new(crate::sealed_store(dir.join("native-http.db"))?);
     let (native_runtime, listener, native_url) = server_runtime("bench-native")?;
     let commit = GroupCommit::start(native_store.clone())?;
     native_runtime.spawn(serve_native(listener, native_store.clone(), commit));
@@ -139,7 +138,7 @@ pub fn ingest(options: &IngestOptions<'_>) -> anyhow::Result<()> {
     drop(native_runtime);
 
     // ---- natively, no HTTP: the path alone ----
-    let bare_store: Arc<dyn GatewayStore> = Arc::new(SqliteStore::open(dir.join("native.db"))?);
+    let bare_store: Arc<dyn GatewayStore> = Arc::new(crate::sealed_store(dir.join("native.db"))?);
     let cpu_before = CpuTime::now();
     let bare = native_rate(
         bare_store,

@@ -17,3 +17,20 @@ pub mod ingest;
 pub mod steps;
 pub mod timers;
 pub mod week;
+
+/// A SQLite store as a deployment opens it: sealed (`dripline_store::seal`),
+/// so the figures include what encryption at rest costs. One key for the
+/// whole run, so a benchmark that opens a file again (a restart) reads it.
+pub fn sealed_store(
+    path: impl AsRef<std::path::Path>,
+) -> Result<dripline_store::SqliteStore, dripline_store::StoreError> {
+    use dripline_store::seal::Keyring;
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let line = match KEY.get() {
+        Some(line) => line.clone(),
+        None => KEY
+            .get_or_init(|| Keyring::new_key_line().unwrap_or_default())
+            .clone(),
+    };
+    dripline_store::SqliteStore::open_sealed(path, Keyring::parse(&line)?)
+}

@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use dripline_engine::{AfterTimer, Enrollment, EnrollmentStatus, Event, Pending, Timer, TimerKind};
 use dripline_store::prelude::*;
-use dripline_store::{Contact, Identity, RedisStore, SqliteStore, Write};
+use dripline_store::{Contact, Identity, RedisStore, Write};
 
 use dripline_clock::{Clock, SystemClock};
 use dripline_delivery::DeliveryPolicy;
@@ -77,7 +77,7 @@ pub fn run(pending: usize) -> anyhow::Result<()> {
     let fill_started = Instant::now();
     let first_due = FIRST_DUE;
     {
-        let store = SqliteStore::open(&database)?;
+        let store = crate::sealed_store(&database)?;
         let (_journeys, problems) = Journeys::load(&journeys_dir, &store)?;
         anyhow::ensure!(problems.is_empty(), "bench journey: {problems:?}");
         fill(&store, pending, first_due, window_ms)?;
@@ -90,7 +90,7 @@ pub fn run(pending: usize) -> anyhow::Result<()> {
     let clock = Arc::new(OffsetClock {
         offset_ms: first_due - LEAD_MS - SystemClock.now_ms(),
     });
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&database)?);
+    let store: Arc<dyn Store> = Arc::new(crate::sealed_store(&database)?);
     let (journeys, _) = Journeys::load(&journeys_dir, store.as_ref())?;
     let plugins = Arc::new(Plugins {
         steps: BTreeMap::new(),

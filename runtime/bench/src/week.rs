@@ -100,7 +100,7 @@ pub fn run(components: &Path, root: &Path, contacts: usize) -> anyhow::Result<()
     for file in ["abandoned-checkout.toml", "new-customer-care.toml"] {
         std::fs::copy(root.join("journeys").join(file), journeys_dir.join(file))?;
     }
-    let store = Arc::new(SqliteStore::open(dir.path().join("dripline.db"))?);
+    let store = Arc::new(crate::sealed_store(dir.path().join("dripline.db"))?);
     let clock = Arc::new(ManualClock::new(T0));
     let sandbox = Arc::new(Sandbox::new(SandboxConfig {
         cache_dir: Some(std::env::temp_dir().join("dripline-bench-cache")),
@@ -166,7 +166,7 @@ pub fn run(components: &Path, root: &Path, contacts: usize) -> anyhow::Result<()
     }
     // The baseline: the store writing as many outbox rows, 1,000 a batch.
     let baseline_dir = tempfile::tempdir()?;
-    let baseline = SqliteStore::open(baseline_dir.path().join("baseline.db"))?;
+    let baseline = crate::sealed_store(baseline_dir.path().join("baseline.db"))?;
     let written = Instant::now();
     for from in (0..messages).step_by(1000) {
         let batch: Vec<Write> = (from..(from + 1000).min(messages))

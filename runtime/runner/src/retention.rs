@@ -6,7 +6,6 @@
 
 use dripline_delivery::policy::Retention;
 use dripline_store::{OutboxStatus, Store, StoreError, Write};
-use serde_json::json;
 
 use crate::contacts::ContactRecord;
 
@@ -49,7 +48,11 @@ pub fn run(store: &dyn Store, rules: &Retention, now: i64) -> Result<RetentionRe
                     continue;
                 }
                 if last_active(&record).is_some_and(|at| at < before) {
-                    writes.push(erase_request(&record.contact.id, now));
+                    writes.push(dripline_store::control::erase_request(
+                        &record.contact.id,
+                        now,
+                        "retention",
+                    ));
                     report.contacts += 1;
                 }
             }
@@ -90,20 +93,4 @@ pub fn run(store: &dyn Store, rules: &Retention, now: i64) -> Result<RetentionRe
         );
     }
     Ok(report)
-}
-
-/// The inbox record that asks the runner to erase contact `id` (from the
-/// runtime's own source, which only it and its commands write).
-pub fn erase_request(id: &str, now: i64) -> Write {
-    let event_id = format!("erase:{id}:{now}");
-    let event = json!({
-        "id": event_id,
-        "source": dripline_store::control::ADMIN_SOURCE,
-        "name": dripline_store::control::ERASE_REQUESTED,
-        "identities": {},
-        "properties": { "contact": id },
-        "occurred_at": now,
-        "received_at": now,
-    });
-    Write::inbox_put(now, &event_id, event.to_string().into_bytes())
 }

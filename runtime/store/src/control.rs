@@ -28,6 +28,23 @@ pub const DATA_REQUESTED: &str = "contact.data_requested";
 /// Where data requests' answers are kept in the runtime's store, by event id.
 pub const DATA_REQUESTS_PREFIX: &str = "data-request/";
 
+/// The inbox record that asks the runner to erase contact `id`, from the
+/// runtime's own source, which only it and its commands write; `by` names who
+/// asked, for the log.
+pub fn erase_request(id: &str, now: crate::Millis, by: &str) -> Write {
+    let event_id = format!("erase:{id}:{now}");
+    let event = json!({
+        "id": event_id,
+        "source": ADMIN_SOURCE,
+        "name": ERASE_REQUESTED,
+        "identities": {},
+        "properties": { "contact": id, "by": by },
+        "occurred_at": now,
+        "received_at": now,
+    });
+    Write::inbox_put(now, &event_id, event.to_string().into_bytes())
+}
+
 /// The prefix, in the runtime's key-value store, of the journey versions the
 /// runner loaded (`journey/<id>/v<version, 10 digits>`, the file's text): a
 /// contact in flight finishes its version from there, and the admin API

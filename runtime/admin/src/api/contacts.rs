@@ -376,20 +376,11 @@ pub async fn erase(
             return Err(Problem::not_found(format!("no contact {id:?}")));
         }
         let now = state.clock.now_ms();
-        let event_id = format!("erase-{id}-{now}");
-        let event = json!({
-            "id": event_id,
-            "source": dripline_store::control::ADMIN_SOURCE,
-            "name": dripline_store::control::ERASE_REQUESTED,
-            "properties": { "contact": id, "by": caller.name },
-            "occurred_at": now,
-            "received_at": now,
-        });
         store
-            .apply(&[dripline_store::Write::inbox_put(
+            .apply(&[dripline_store::control::erase_request(
+                &id,
                 now,
-                &event_id,
-                event.to_string().into_bytes(),
+                &caller.name,
             )])
             .map_err(Problem::store)?;
         tracing::info!(contact = %id, by = %caller.name, "erasure queued");

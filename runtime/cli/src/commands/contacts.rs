@@ -41,7 +41,7 @@ pub fn run(data: &Path, store: Option<StoreUrl>, action: ContactAction) -> anyho
         ContactAction::Erase { who } => {
             let id = resolve(store.as_ref(), &who)?;
             let now = dripline_clock::SystemClock.now_ms();
-            let write = dripline_runner::retention::erase_request(&id, now);
+            let write = dripline_store::control::erase_request(&id, now, "dripline contacts erase");
             store.apply(&[write])?;
             println!("erasure of {id} queued; the runner carries it out");
             Ok(())
