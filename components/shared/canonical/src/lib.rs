@@ -46,7 +46,12 @@ pub fn normalize_phone(raw: &str, default_country_code: Option<&str>) -> Option<
     } else if let Some(rest) = digits.strip_prefix("00") {
         digits = rest.to_string();
     } else {
-        let country = default_country_code?;
+        // The default may come from the submitter (a form's country field),
+        // so it is checked like the number: one to three digits, no more.
+        let country = default_country_code?.trim();
+        if !(1..=3).contains(&country.len()) || !country.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let national = digits.trim_start_matches('0');
         digits = format!("{country}{national}");
     }
@@ -185,6 +190,17 @@ mod tests {
             normalize_phone("0044 20 7946 0958", None),
             Some("+442079460958".into())
         );
+    }
+
+    #[test]
+    fn a_country_code_that_is_not_one_to_three_digits_gives_no_phone() {
+        for country in ["<4", "", "4444", "+44", "4 4"] {
+            assert_eq!(
+                normalize_phone("020 7946 0958", Some(country)),
+                None,
+                "{country:?}"
+            );
+        }
     }
 
     #[test]
