@@ -293,43 +293,170 @@ fn an_unsigned_form_naming_someones_email_with_another_phone_links_no_phone_to_t
     );
 }
 
+/// The steps of the messages queued for `email`, oldest first.
+fn steps_of(deployment: &Deployment, email: &str) -> Vec<String> {
+    sent_to(deployment, email)
+        .iter()
+        .map(|m| m.content["step"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The confirmation link in a queued email's HTML.
+fn confirm_link(message: &dripline_store::OutboxMessage) -> String {
+    let html = message.content["html"].as_str().unwrap();
+    html.split('"')
+        .find(|part| part.starts_with("http://127.0.0.1:8080/y/"))
+        .unwrap_or_else(|| panic!("no confirmation link: {html}"))
+        .to_string()
+}
+
+/// An HTML form post: (status, body).
+fn post_raw(gateway: &str, body: &str) -> (u16, String) {
+    http(
+        gateway,
+        "POST /forms/whitepaper-download HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
+        body.as_bytes(),
+    )
+}
+
 #[test]
-fn a_form_lead_who_ticks_the_consent_box_gets_the_nurture_emails_and_one_who_does_not_gets_none() {
+fn a_form_post_whose_honeypot_is_filled_is_answered_as_accepted_and_reaches_nobody() {
+    use dripline_store::prelude::*;
     let mut deployment = Deployment::new(T0);
     let front = deployment.serve_gateway();
     let gateway = front.addr.to_string();
-    post_form(&gateway, "lead-yes@example.com", true);
-    post_form(&gateway, "lead-no@example.com", false);
+    let (status, answer) = post_raw(
+        &gateway,
+        "email=target%40example.com&form=whitepaper-download&_gotcha=https%3A%2F%2Fspam.example",
+    );
+    assert_eq!(status, 200, "{answer}");
     fire_at(&mut deployment, T0);
+    assert!(deployment.outbox().is_empty());
+    assert!(
+        deployment
+            .store
+            .contact_find_by_identity(&dripline_store::Identity::Email(
+                "target@example.com".into()
+            ))
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn the_sixth_form_post_naming_one_address_in_an_hour_is_refused_naming_email_and_stores_nothing() {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    for n in 0..5 {
+        let body = format!("email=victim%40example.com&company=c{n}&form=whitepaper-download");
+        assert_eq!(post_raw(&gateway, &body).0, 200);
+    }
+    let (status, answer) = post_raw(
+        &gateway,
+        "email=victim%40example.com&company=c5&form=whitepaper-download",
+    );
+    assert_eq!(status, 429, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["field"], "email");
+    fire_at(&mut deployment, T0);
+    let contact = deployment.contact_by_email("victim@example.com");
+    let companies = contact.profile.facts["form.submitted"].count;
+    assert_eq!(companies, 5, "the refused post stored nothing");
+    // Other addresses are not held up (the next hour is the gateway's unit
+    // tests': it reads the wall clock).
+    assert_eq!(
+        post_raw(
+            &gateway,
+            "email=other%40example.com&form=whitepaper-download"
+        )
+        .0,
+        200
+    );
+}
+
+#[test]
+fn one_client_posting_for_thirty_one_addresses_in_an_hour_is_refused_the_last() {
+    let deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let gateway = front.addr.to_string();
+    for n in 0..30 {
+        let body = format!("email=p{n}%40example.com&form=whitepaper-download");
+        assert_eq!(post_raw(&gateway, &body).0, 200, "post {n}");
+    }
+    let (status, answer) = post_raw(&gateway, "email=p30%40example.com&form=whitepaper-download");
+    assert_eq!(status, 429, "{answer}");
+    assert!(answer.contains("this client"), "{answer}");
+}
+
+#[test]
+fn an_unsigned_forms_consent_box_grants_nothing_until_the_address_confirms_and_then_the_nurture_follows()
+ {
+    let mut deployment = Deployment::new(T0);
+    let front = deployment.serve_gateway();
+    let public = deployment.serve_public();
+    let gateway = front.addr.to_string();
+    // Both tick the box; only one of the two addresses is the poster's own.
+    post_form(&gateway, "lead-yes@example.com", true);
+    post_form(&gateway, "lead-no@example.com", true);
+    fire_at(&mut deployment, T0);
+    for email in ["lead-yes@example.com", "lead-no@example.com"] {
+        let contact = deployment.contact_by_email(email);
+        assert_eq!(contact.profile.consent.get("email"), None, "{email}");
+        // One email asking to confirm, and not the paper.
+        assert_eq!(steps_of(&deployment, email), ["ask-to-confirm"]);
+    }
+
+    let ask = sent_to(&deployment, "lead-yes@example.com").remove(0);
+    assert_eq!(ask.content["category"], "transactional");
+    let link = public.on(&confirm_link(&ask));
+    let client: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .build()
+        .into();
+    // A mail scanner's GET only shows the button.
+    let mut page = client.get(&link).call().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("<button")
+    );
+    fire_at(&mut deployment, T0 + 60_000);
+    let yes = deployment.contact_by_email("lead-yes@example.com");
+    assert_eq!(yes.profile.consent.get("email"), None);
+    assert_eq!(steps_of(&deployment, "lead-yes@example.com").len(), 1);
+
+    // The person presses it: consent, from Dripline, and the paper.
+    let pressed = client.post(&link).send_empty().unwrap();
+    assert_eq!(pressed.status(), 200);
+    fire_at(&mut deployment, T0 + 120_000);
     let yes = deployment.contact_by_email("lead-yes@example.com");
     assert_eq!(
         yes.profile.consent.get("email"),
         Some(&ConsentState::Granted)
     );
+    assert_eq!(yes.profile.consent_source["email"].source, "dripline");
     assert_eq!(
-        yes.profile.consent_source["email"].source,
-        "form:whitepaper-download"
+        steps_of(&deployment, "lead-yes@example.com"),
+        ["ask-to-confirm", "send-whitepaper"]
     );
+
     fire_at(&mut deployment, T0 + 2 * DAY + HOUR);
-    let invite = |email: &str| -> Value {
-        sent_to(&deployment, email)
-            .into_iter()
-            .find(|m| m.content["step"] == "trial-invite")
-            .map(|m| m.content["delivery"].clone())
-            .unwrap_or(Value::Null)
-    };
+    let invite = sent_to(&deployment, "lead-yes@example.com")
+        .into_iter()
+        .find(|m| m.content["step"] == "trial-invite")
+        .map(|m| m.content["delivery"].clone())
+        .unwrap_or(Value::Null);
     // Queued to go (deferred out of the lead's quiet hours), not suppressed.
-    let yes_status = invite("lead-yes@example.com")["status"].clone();
-    assert!(
-        yes_status == "pending" || yes_status == "deferred",
-        "{}",
-        invite("lead-yes@example.com")
-    );
+    let status = invite["status"].clone();
+    assert!(status == "pending" || status == "deferred", "{invite}");
+    // The address that never confirmed got the one request and nothing more.
     assert_eq!(
-        invite("lead-no@example.com")["status"],
-        "suppressed",
-        "{}",
-        invite("lead-no@example.com")
+        steps_of(&deployment, "lead-no@example.com"),
+        ["ask-to-confirm"]
     );
 }
 

@@ -150,6 +150,29 @@ fn a_shopper_who_pays_gets_the_thank_you_and_never_the_cart_reminder() {
 }
 
 #[test]
+fn a_track_call_claiming_the_order_does_not_end_a_shoppers_cart_recovery() {
+    let (smtp_port, mails) = smtp_server();
+    let dir = tempfile::tempdir().unwrap();
+    deployment(dir.path(), smtp_port);
+    let up = up(dir.path());
+    let gateway = up.gateway();
+    assert_eq!(post_checkout(&gateway).0, 200);
+    // The track API's key can sit in a browser: an "order" from it names the
+    // checkout, but the journey's goal asks for the store's order.
+    let (status, body) = track_with(
+        &gateway,
+        "Order Paid",
+        "li.wei@example.com",
+        json!({ "checkout_token": "8a2f5c1e0b7d4e9f9c3a6b5d4e3f2a1b", "total_price": "1.00" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    within_a_minute("the 3-hour reminder", || {
+        (reminders(&mails.lock().unwrap()) == 1).then_some(())
+    });
+    drop(up);
+}
+
+#[test]
 fn an_order_that_arrives_before_its_checkout_keeps_the_shopper_out_of_the_cart_journey() {
     let (smtp_port, mails) = smtp_server();
     let dir = tempfile::tempdir().unwrap();
@@ -365,11 +388,16 @@ fn within_a_minute<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
 
 /// A signed track call naming `email`, as Segment's libraries send it.
 fn track(gateway: &str, event: &str, email: &str) -> (u16, String) {
+    track_with(gateway, event, email, json!({}))
+}
+
+/// [`track`] with the event's `properties`.
+fn track_with(gateway: &str, event: &str, email: &str, properties: Value) -> (u16, String) {
     let body = json!({
         "type": "track",
         "messageId": format!("msg-{event}-{email}"),
         "event": event,
-        "properties": {},
+        "properties": properties,
         "context": { "traits": { "email": email } },
     })
     .to_string();
@@ -379,12 +407,28 @@ fn track(gateway: &str, event: &str, email: &str) -> (u16, String) {
     http(gateway, &head, body.as_bytes())
 }
 
+/// The first link in `text` that starts with `prefix`, up to a space, a
+/// quote or a line end.
+fn link_in(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)?;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
 #[test]
-fn a_whitepaper_download_gets_its_paper_by_email_and_a_trial_sign_up_reaches_the_sales_crm() {
+fn a_whitepaper_download_from_an_html_form_gets_its_paper_once_the_address_confirms_and_a_trial_reaches_the_sales_crm()
+ {
     let (smtp_port, mails) = smtp_server();
     let crm = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     deployment(dir.path(), smtp_port);
+    let delivery = dir.path().join("delivery.toml");
+    let mut text = std::fs::read_to_string(&delivery).unwrap();
+    text.push_str(dripline_tests::LOCAL_TRACKING);
+    std::fs::write(&delivery, text).unwrap();
     // The shipped journey's CRM, moved to the receiver on loopback.
     let journey = dir.path().join("journeys/lead-nurture.toml");
     let text = std::fs::read_to_string(&journey)
@@ -401,22 +445,59 @@ fn a_whitepaper_download_gets_its_paper_by_email_and_a_trial_sign_up_reaches_the
     std::fs::write(&channels, text).unwrap();
     let up = up_at(dir.path(), "1");
     let gateway = up.gateway();
+    let public = up.admin();
 
-    let form = b"email=Li.Wei%40Example.com&company=Acme+Mugs";
+    // The honeypot field is there, empty, as a person leaves it.
+    let form = b"email=Li.Wei%40Example.com&company=Acme+Mugs&email_consent=on&_gotcha=";
     let (status, body) = http(
         &gateway,
         "POST /forms/whitepaper-download HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded",
         form,
     );
     assert_eq!(status, 200, "{body}");
-    let paper = within_a_minute("the whitepaper email", || {
+    let ask = within_a_minute("the confirmation email", || {
         mails
             .lock()
             .unwrap()
             .iter()
-            .find(|m| m.data.contains("Your whitepaper"))
+            .find(|m| m.data.contains("Confirm your address"))
             .cloned()
     });
+    assert_eq!(ask.to, ["li.wei@example.com"]);
+    assert!(!ask.data.contains("lifecycle-marketing-playbook.pdf"));
+    // The body as the mail client shows it (lettre sends it quoted-printable).
+    let shown = quoted_printable::decode(&ask.data, quoted_printable::ParseMode::Robust).unwrap();
+    let shown = String::from_utf8_lossy(&shown);
+    let link = link_in(&shown, "http://127.0.0.1:8080/y/").expect("a confirmation link");
+    let link = link.replace("http://127.0.0.1:8080", &format!("http://{public}"));
+
+    // A scanner's GET shows the button and confirms nothing.
+    let client: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut page = client.get(&link).call().unwrap();
+    assert_eq!(page.status(), 200, "{link}");
+    assert!(
+        page.body_mut()
+            .read_to_string()
+            .unwrap()
+            .contains("<button")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let papers = || {
+        mails
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.data.contains("Your whitepaper"))
+            .cloned()
+            .collect::<Vec<Mail>>()
+    };
+    assert!(papers().is_empty(), "a GET confirmed the address");
+
+    assert_eq!(client.post(&link).send_empty().unwrap().status(), 200);
+    let paper = within_a_minute("the whitepaper email", || papers().pop());
     assert_eq!(paper.to, ["li.wei@example.com"]);
     assert!(paper.data.contains("lifecycle-marketing-playbook.pdf"));
 

@@ -36,7 +36,7 @@ fn checkout(id: &str, email: &str, token: &str, at: i64) -> Value {
 
 fn event(id: &str, name: &str, email: &str, properties: Value, at: i64) -> Value {
     json!({
-        "id": id, "source": "api", "name": name, "identities": { "email": email },
+        "id": id, "source": dripline_tests::source_of(name), "name": name, "identities": { "email": email },
         "properties": properties, "occurred_at": at, "received_at": at
     })
 }
@@ -186,9 +186,11 @@ fn a_checkout_without_marketing_consent_is_reminded_by_nobody_and_the_suppressio
     );
 }
 
+/// A lead from a signed form (Typeform), whose consent Dripline holds: the
+/// journey sends the paper at once, without asking to confirm.
 fn whitepaper(id: &str, email: &str, at: i64) -> Value {
     json!({
-        "id": id, "source": "form", "name": "form.submitted", "identities": { "email": email },
+        "id": id, "source": "typeform", "name": "form.submitted", "identities": { "email": email },
         "properties": { "form": "whitepaper-download", "fields": { "company": "Acme" }, "consent": { "email": "granted" } },
         "occurred_at": at, "received_at": at
     })
@@ -203,7 +205,9 @@ fn a_whitepaper_lead_gets_the_paper_now_the_trial_invite_at_two_days_and_case_st
     let sent = messages_to(&deployment, "chen@example.com");
     assert_eq!(sent.len(), 1);
     assert_eq!((sent[0].0.as_str(), sent[0].1), ("email", T0));
-    assert_eq!(sent[0].2["category"], "transactional");
+    // A signed form's consent is held: the paper at once, as marketing.
+    assert_eq!(sent[0].2["step"], "send-whitepaper");
+    assert_eq!(sent[0].2["category"], "marketing");
 
     deployment.run_at(T0 + 2 * DAY);
     let sent = messages_to(&deployment, "chen@example.com");

@@ -377,6 +377,56 @@ fn a_contact_erased_mid_journey_by_the_command_line_the_api_or_shopify_leaves_no
 }
 
 #[test]
+fn a_shopify_data_request_is_answered_with_the_shoppers_data_for_operations_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    deployment_root(dir.path());
+    let operations = make_token(dir.path(), "olga", "operations");
+    let marketing = make_token(dir.path(), "maya", "marketing");
+    let up = Up::deployment(dir.path(), "600");
+    let (gateway, api) = (up.gateway(), up.api());
+    let now = chrono::Utc::now().timestamp_millis();
+    let (status, body) = shopify(
+        &gateway,
+        "checkouts/create",
+        "evt-7",
+        &named_checkout(7, now),
+    );
+    assert_eq!(status, 200, "{body}");
+    eventually("shopper 7's contact", || {
+        get(
+            &api,
+            "/api/contacts?email=shopper7@example.com",
+            &operations,
+        )
+        .0 == 200
+    });
+    let request = json!({
+        "shop_id": 954889,
+        "shop_domain": "acme-mugs.myshopify.com",
+        "orders_requested": [],
+        "customer": { "id": 20_007, "email": "shopper7@example.com", "phone": "+14155550007" },
+        "data_request": { "id": 9999 },
+    });
+    let (status, body) = shopify(&gateway, "customers/data_request", "request-7", &request);
+    assert_eq!(status, 200, "{body}");
+    let mut answers = Value::Null;
+    eventually("the data request's answer", || {
+        let (status, body) = get(&api, "/api/data-requests", &operations);
+        answers = serde_json::from_str(&body).unwrap_or(Value::Null);
+        status == 200 && answers.as_array().is_some_and(|a| !a.is_empty())
+    });
+    let answer = answers[0].to_string();
+    assert!(answer.contains("shopper7@example.com"), "{answer}");
+    assert!(
+        answer.contains("abandoned-checkout"),
+        "its journeys: {answer}"
+    );
+    // Personal data, so not for marketing.
+    assert_eq!(get(&api, "/api/data-requests", &marketing).0, 403);
+    drop(up);
+}
+
+#[test]
 fn a_retention_run_erases_exactly_the_contacts_inactive_past_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     deployment_root(dir.path());

@@ -37,7 +37,7 @@ fn member_event(id: &str, name: &str, email: &str, properties: Value, at: i64) -
         json!({ "email": "granted", "sms": "granted", "push": "granted", "wecom": "granted" });
     properties["time_zone"] = json!("Asia/Shanghai");
     json!({
-        "id": id, "source": "api", "name": name,
+        "id": id, "source": dripline_tests::source_of(name), "name": name,
         "identities": { "email": email, "phone": phone_of(email) },
         "properties": properties, "occurred_at": at, "received_at": at
     })
@@ -45,7 +45,7 @@ fn member_event(id: &str, name: &str, email: &str, properties: Value, at: i64) -
 
 fn plain_event(id: &str, name: &str, email: &str, properties: Value, at: i64) -> Value {
     json!({
-        "id": id, "source": "api", "name": name, "identities": { "email": email },
+        "id": id, "source": dripline_tests::source_of(name), "name": name, "identities": { "email": email },
         "properties": properties, "occurred_at": at, "received_at": at
     })
 }

@@ -6,10 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use dripline_admin::{ServerState, TrackingState};
 use dripline_tests::Deployment;
 use serde_json::{Value, json};
 
@@ -18,39 +14,11 @@ const DAY: i64 = 24 * HOUR;
 /// 2026-11-18 09:06:40 in Shanghai.
 const T0: i64 = 1_794_964_000_000;
 
-/// `dripline up`'s HTTP server over a deployment's store, on a loopback port.
-struct Served {
-    addr: SocketAddr,
-    _runtime: tokio::runtime::Runtime,
-}
+/// `dripline up`'s public server over the deployment's store.
+type Served = dripline_tests::PublicDoor;
 
 fn serve(deployment: &Deployment) -> Served {
-    let tracker = deployment
-        .runner
-        .tracker()
-        .cloned()
-        .expect("delivery.toml turns tracking on");
-    let state = Arc::new(ServerState {
-        steps: Vec::new(),
-        triggers: Vec::new(),
-        tracking: Some(TrackingState {
-            store: deployment.store.clone(),
-            tracker,
-            clock: deployment.clock.clone(),
-        }),
-        readiness: None,
-    });
-    let (runtime, listener) = dripline_tests::loopback(1);
-    let addr = listener.local_addr().unwrap();
-    runtime.spawn(dripline_admin::serve(
-        listener,
-        state,
-        std::future::pending(),
-    ));
-    Served {
-        addr,
-        _runtime: runtime,
-    }
+    deployment.serve_public()
 }
 
 /// A client that shows redirects instead of following them, and statuses
@@ -66,10 +34,7 @@ fn client() -> ureq::Agent {
 /// The same link on the test server's port (emails name the configured
 /// base URL, `http://127.0.0.1:8080`).
 fn on(served: &Served, link: &str) -> String {
-    let path = link
-        .strip_prefix("http://127.0.0.1:8080")
-        .unwrap_or_else(|| panic!("not a tracking link: {link}"));
-    format!("http://{}{path}", served.addr)
+    served.on(link)
 }
 
 /// Every `href`/`src` value in an HTML body that starts with `prefix`.
@@ -80,9 +45,11 @@ fn links(html: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// A lead from a signed form (Typeform), whose consent Dripline holds: the
+/// journey sends the paper at once, without asking to confirm.
 fn whitepaper(id: &str, email: &str, at: i64) -> Value {
     json!({
-        "id": id, "source": "form", "name": "form.submitted", "identities": { "email": email },
+        "id": id, "source": "typeform", "name": "form.submitted", "identities": { "email": email },
         "properties": { "form": "whitepaper-download", "consent": { "email": "granted" } },
         "occurred_at": at, "received_at": at
     })
@@ -288,5 +255,68 @@ fn an_open_pixel_loaded_eight_times_adds_the_points_of_one_open() {
     assert_eq!(
         deployment.contact_by_email("gao@example.com").profile.score,
         1
+    );
+}
+
+#[test]
+fn a_link_scanners_open_and_click_are_sent_on_but_move_no_lead_and_add_no_score() {
+    let mut deployment = Deployment::new(T0);
+    let served = serve(&deployment);
+    deployment.receive(whitepaper("wp-9", "scanned@example.com", T0));
+    deployment.run_at(T0);
+    deployment.run_at(T0 + 2 * DAY);
+    let invite = emails_to(&deployment, "scanned@example.com").pop().unwrap();
+    let html = invite["html"].as_str().unwrap();
+    let click = links(html, "http://127.0.0.1:8080/t/c/").remove(0);
+    let pixel = links(html, "http://127.0.0.1:8080/t/o/").remove(0);
+    let scanners = [
+        "Mozilla/5.0 (compatible; Barracuda Sentinel)",
+        "Mimecast URL Protect",
+        "Proofpoint URL Defense",
+    ];
+    for agent in scanners {
+        let answer = client()
+            .get(&on(&served, &click))
+            .header("User-Agent", agent)
+            .call()
+            .unwrap();
+        assert!(
+            answer.status().is_redirection(),
+            "{agent}: {}",
+            answer.status()
+        );
+        let answer = client()
+            .get(&on(&served, &pixel))
+            .header("User-Agent", agent)
+            .call()
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    deployment.run_at(T0 + 2 * DAY + HOUR);
+    deployment.run_at(T0 + 3 * DAY + 2 * HOUR);
+    let contact = deployment.contact_by_email("scanned@example.com");
+    assert_eq!(contact.profile.score, 0, "a scanner scored");
+    let last = emails_to(&deployment, "scanned@example.com").pop().unwrap();
+    assert_eq!(
+        last["step"], "trial-invite",
+        "a scanner's click moved the lead on"
+    );
+    // The person's own click, from a mail client, still counts.
+    let answer = client()
+        .get(&on(&served, &click))
+        .header(
+            "User-Agent",
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko)",
+        )
+        .call()
+        .unwrap();
+    assert!(answer.status().is_redirection());
+    deployment.run_at(T0 + 3 * DAY + 3 * HOUR);
+    assert_eq!(
+        deployment
+            .contact_by_email("scanned@example.com")
+            .profile
+            .score,
+        3
     );
 }

@@ -116,6 +116,19 @@ pub fn fixtures() -> Vec<String> {
     names
 }
 
+/// The source an event of this name has in a deployment, for tests that put
+/// events straight into the inbox: the owner's (`shopify` for a checkout,
+/// `form` for a form, `dripline` for a click or a reply), orders from the
+/// store (the cart journey's goal asks for the store's), the rest from the
+/// track API.
+pub fn source_of(name: &str) -> &'static str {
+    match dripline_engine::trust::usual_source(name) {
+        Some(source) => source,
+        None if name.starts_with("order.") => "shopify",
+        None => "api",
+    }
+}
+
 /// Tracking on for one machine, as the harness's deployments have it.
 pub const LOCAL_TRACKING: &str = "[tracking]\nbase_url = \"http://127.0.0.1:8080\"\nlocal = true\n";
 
@@ -171,6 +184,25 @@ pub struct AdminDoor {
     /// Where it listens.
     pub addr: String,
     _runtime: tokio::runtime::Runtime,
+}
+
+/// `dripline up`'s public server (tracking, unsubscribe and confirmation
+/// links) served for a test ([`Deployment::serve_public`]).
+pub struct PublicDoor {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl PublicDoor {
+    /// A link an email names (on the configured base URL,
+    /// `http://127.0.0.1:8080`), on this server's port.
+    pub fn on(&self, link: &str) -> String {
+        let path = link
+            .strip_prefix("http://127.0.0.1:8080")
+            .unwrap_or_else(|| panic!("not a tracking link: {link}"));
+        format!("http://{}{path}", self.addr)
+    }
 }
 
 /// The step components a deployment ships (the fixtures are not among them).
@@ -272,6 +304,37 @@ impl Deployment {
         ));
         AdminDoor {
             addr: addr.to_string(),
+            _runtime: runtime,
+        }
+    }
+
+    /// `dripline up`'s public server over this deployment's store on
+    /// loopback HTTP: what answers the links in its emails.
+    pub fn serve_public(&self) -> PublicDoor {
+        let tracker = self
+            .runner
+            .tracker()
+            .cloned()
+            .unwrap_or_else(|| panic!("delivery.toml turns tracking on"));
+        let state = Arc::new(dripline_admin::ServerState {
+            steps: Vec::new(),
+            triggers: Vec::new(),
+            tracking: Some(dripline_admin::TrackingState {
+                store: self.store.clone(),
+                tracker,
+                clock: self.clock.clone(),
+            }),
+            readiness: None,
+        });
+        let (runtime, listener) = loopback(1);
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        runtime.spawn(dripline_admin::serve(
+            listener,
+            state,
+            std::future::pending(),
+        ));
+        PublicDoor {
+            addr,
             _runtime: runtime,
         }
     }

@@ -197,22 +197,14 @@ thread_local! {
     static STORE: Cell<Option<Store>> = const { Cell::new(None) };
 }
 
-/// The route's variables: `source` (required), `secret`, `redirect_hosts`,
-/// `consent_fields`.
+/// The route's variables (see [`crate::route_from`]).
 /// They are read once per instance: under Spin an instance serves one
 /// request, and `dripline up` resolves variables once, when it starts.
 fn route() -> Result<&'static Route, Reply> {
     static ROUTE: OnceLock<Option<Route>> = OnceLock::new();
     let variable = |name: &str| spin_sdk::variables::get(name).unwrap_or_default();
     ROUTE
-        .get_or_init(|| {
-            crate::route_from(
-                &variable("source"),
-                variable("secret"),
-                &variable("redirect_hosts"),
-                &variable("consent_fields"),
-            )
-        })
+        .get_or_init(|| crate::route_from(variable))
         .as_ref()
         .ok_or_else(|| {
             eprintln!(

@@ -52,6 +52,9 @@ pub const STORE: &str = "default";
 // grow without end.
 pub use dedupe_mark::{DEDUPE_TTL_MS, mark_holds};
 
+pub mod abuse;
+pub use abuse::{FormGuard, Verdict};
+
 /// Who sent a route's webhooks: decides the content types, the signature
 /// scheme, where the delivery id is and how errors are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -451,6 +454,8 @@ pub struct Route {
     /// For form sources: which answer carries consent to which channel
     /// (`newsletter=email`), from the `consent_fields` variable.
     pub consent_fields: Vec<(String, String)>,
+    /// For the unsigned HTML form route: its honeypot and limits.
+    pub guard: FormGuard,
 }
 
 /// Everything after the body is read: signature, dedupe, trigger, inbox.
@@ -475,6 +480,11 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
         _ => None,
     };
 
+    // The trigger takes the request; the guard reads its headers after.
+    let headers = match route.guard == FormGuard::default() {
+        true => Vec::new(),
+        false => request.headers.clone(),
+    };
     let mut events = match backend.trigger(request) {
         Ok(events) => events,
         Err(error) => {
@@ -487,6 +497,26 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
     // that source's trust.
     for event in &mut events {
         source.event_source().clone_into(&mut event.source);
+    }
+    match route
+        .guard
+        .judge(backend, &headers, &mut events, received_at)
+    {
+        Ok(Verdict::Pass) => {}
+        // Answered as an accepted post would be: a bot that learns it was
+        // caught tries again without the field.
+        Ok(Verdict::Trap) => {
+            return match redirect {
+                Some(location) => Reply {
+                    status: 303,
+                    body: json!({ "accepted": 0 }),
+                    headers: vec![("location", location)],
+                },
+                None => Reply::json(200, json!({ "accepted": 0 })),
+            };
+        }
+        Ok(Verdict::Refuse(reply)) => return reply,
+        Err(e) => return store_failed(&e),
     }
     if !route.consent_fields.is_empty() {
         for event in &mut events {
@@ -662,29 +692,36 @@ pub fn redirect_target(request: &Inbound, allowed_hosts: &[String]) -> Option<St
         .then(|| target.to_string())
 }
 
-/// The route's settings from its variables: `source`, `secret`,
-/// `redirect_hosts` (comma-separated) and `consent_fields` (comma-separated
-/// `field=channel` pairs). `None` if `source` names no source.
-pub fn route_from(
-    source: &str,
-    secret: String,
-    redirect_hosts: &str,
-    consent_fields: &str,
-) -> Option<Route> {
+/// The route's settings from its variables (`variable` gives each, empty
+/// when unset): `source`, `secret`, `redirect_hosts` (comma-separated),
+/// `consent_fields` (comma-separated `field=channel` pairs) and, for the
+/// unsigned HTML form route, `honeypot_field`, `limit_per_address` and
+/// `limit_per_client` (see [`FormGuard::from_variables`]). `None` if
+/// `source` names no source.
+pub fn route_from(variable: impl Fn(&str) -> String) -> Option<Route> {
+    let source = Source::from_name(&variable("source"))?;
     Some(Route {
-        source: Source::from_name(source)?,
-        secret,
-        redirect_hosts: redirect_hosts
+        source,
+        secret: variable("secret"),
+        redirect_hosts: variable("redirect_hosts")
             .split(',')
             .map(|h| h.trim().to_ascii_lowercase())
             .filter(|h| !h.is_empty())
             .collect(),
-        consent_fields: consent_fields
+        consent_fields: variable("consent_fields")
             .split(',')
             .filter_map(|pair| pair.split_once('='))
             .map(|(field, channel)| (field.trim().to_owned(), channel.trim().to_ascii_lowercase()))
             .filter(|(field, channel)| !field.is_empty() && !channel.is_empty())
             .collect(),
+        guard: match source {
+            Source::Form => FormGuard::from_variables(
+                &variable("honeypot_field"),
+                &variable("limit_per_address"),
+                &variable("limit_per_client"),
+            ),
+            _ => FormGuard::default(),
+        },
     })
 }
 

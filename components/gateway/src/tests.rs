@@ -63,6 +63,7 @@ fn route(source: Source) -> Route {
         secret: SECRET.into(),
         redirect_hosts: vec!["example.com".into()],
         consent_fields: Vec::new(),
+        guard: crate::FormGuard::default(),
     }
 }
 
@@ -406,12 +407,11 @@ fn an_html_form_with_a_thank_you_page_answers_303() {
 
 #[test]
 fn a_ticked_consent_field_grants_its_channel_and_an_absent_one_says_nothing() {
-    let route = crate::route_from(
-        "form",
-        String::new(),
-        "",
-        "email_consent=email, sms_consent=sms",
-    )
+    let route = crate::route_from(|name| match name {
+        "source" => "form".into(),
+        "consent_fields" => "email_consent=email, sms_consent=sms".into(),
+        _ => String::new(),
+    })
     .unwrap();
     let mut event = checkout_event();
     event.properties = serde_json::json!({

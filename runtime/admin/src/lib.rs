@@ -20,7 +20,7 @@ mod readiness;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -67,6 +67,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             "/u/{token}/{signature}",
             get(unsubscribe_page).post(unsubscribe),
         )
+        .route("/y/{token}/{signature}", get(confirm_page).post(confirm))
         .with_state(state)
 }
 
@@ -177,14 +178,24 @@ async fn verify_and_record(
     }
 }
 
+/// The request's `User-Agent`, for telling a person from a link scanner.
+fn agent(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+}
+
 async fn open(
     State(state): State<Arc<ServerState>>,
     Path((token, file)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     let signature = file.strip_suffix(".gif").unwrap_or(&file).to_string();
     // A pixel that fails to record still draws: the reader's email is not the
-    // place to show our problem.
-    let _ = verify_and_record(state, Link::Open, token, signature, String::new()).await;
+    // place to show our problem. A scanner's fetch is no open.
+    if !tracking::from_machine(agent(&headers)) {
+        let _ = verify_and_record(state, Link::Open, token, signature, String::new()).await;
+    }
     (
         [
             (header::CONTENT_TYPE, "image/gif"),
@@ -198,6 +209,7 @@ async fn open(
 async fn click(
     State(state): State<Arc<ServerState>>,
     Path((token, signature, url)): Path<(String, String, String)>,
+    headers: HeaderMap,
 ) -> Response {
     let Some(target) = URL_SAFE_NO_PAD
         .decode(&url)
@@ -207,7 +219,14 @@ async fn click(
     else {
         return problem(StatusCode::BAD_REQUEST, "url: not a link this server made");
     };
-    match verify_and_record(state, Link::Click, token, signature, target.clone()).await {
+    // A link scanner is sent on like a person, so it sees nothing odd, but
+    // its visit is no click: it would move the lead on and add to its score.
+    let verified = if tracking::from_machine(agent(&headers)) {
+        verify(&state, Link::Click, &token, &signature, &target)
+    } else {
+        verify_and_record(state, Link::Click, token, signature, target.clone()).await
+    };
+    match verified {
         Ok(true) => Redirect::to(&target).into_response(),
         // Never redirect on a link we did not sign: that would make us an open
         // redirect for phishing.
@@ -219,46 +238,136 @@ async fn click(
     }
 }
 
+/// Checks a link's signature without recording anything.
+fn verify(
+    state: &ServerState,
+    link: Link,
+    token: &str,
+    signature: &str,
+    url: &str,
+) -> Result<bool, Response> {
+    let Some(tracking) = state.tracking.as_ref() else {
+        return Err(problem(StatusCode::NOT_FOUND, "tracking is not enabled"));
+    };
+    Ok(tracking
+        .tracker
+        .verify(link, token, signature, url)
+        .is_some())
+}
+
+fn not_ours() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "signature: this link was not made by this server",
+    )
+}
+
+/// What the page of a link that acts on a POST says: a question with its
+/// button, and what is said once it is done.
+struct ButtonPage {
+    path: &'static str,
+    title: &'static str,
+    question: &'static str,
+    button: &'static str,
+    done: &'static str,
+}
+
+const UNSUBSCRIBE_PAGE: ButtonPage = ButtonPage {
+    path: "u",
+    title: "Unsubscribe",
+    question: "Stop receiving these emails?",
+    button: "Unsubscribe",
+    done: "You are unsubscribed. You will not get these emails again.",
+};
+
+const CONFIRM_PAGE: ButtonPage = ButtonPage {
+    path: "y",
+    title: "Confirm your address",
+    question: "Confirm that this address wants our emails: what you asked for, and what follows it. You can unsubscribe from any of them.",
+    button: "Confirm",
+    done: "Thank you: your address is confirmed.",
+};
+
 /// A GET only shows a button: mail scanners follow links, and must not
-/// unsubscribe anyone by doing so. The button (and RFC 8058 one-click
-/// unsubscribe from the mail client) POSTs.
+/// unsubscribe or confirm anyone by doing so. The button (and RFC 8058
+/// one-click unsubscribe from the mail client) POSTs.
+fn button_page(
+    state: &ServerState,
+    link: Link,
+    page: &ButtonPage,
+    token: &str,
+    signature: &str,
+) -> Response {
+    match verify(state, link, token, signature, "") {
+        Ok(true) => Html(format!(
+            "<!doctype html><title>{title}</title><form method=\"post\" action=\"/{path}/{token}/{signature}\">\
+             <p>{question}</p><button type=\"submit\">{button}</button></form>",
+            title = page.title,
+            path = page.path,
+            question = page.question,
+            button = page.button,
+        ))
+        .into_response(),
+        Ok(false) => not_ours(),
+        Err(response) => response,
+    }
+}
+
+async fn button_pressed(
+    state: Arc<ServerState>,
+    link: Link,
+    page: &ButtonPage,
+    token: String,
+    signature: String,
+) -> Response {
+    match verify_and_record(state, link, token, signature, String::new()).await {
+        Ok(true) => Html(format!(
+            "<!doctype html><title>{}</title><p>{}</p>",
+            page.title, page.done
+        ))
+        .into_response(),
+        Ok(false) => not_ours(),
+        Err(response) => response,
+    }
+}
+
 async fn unsubscribe_page(
     State(state): State<Arc<ServerState>>,
     Path((token, signature)): Path<(String, String)>,
 ) -> Response {
-    let Some(tracking) = state.tracking.as_ref() else {
-        return problem(StatusCode::NOT_FOUND, "tracking is not enabled");
-    };
-    if tracking
-        .tracker
-        .verify(Link::Unsubscribe, &token, &signature, "")
-        .is_none()
-    {
-        return problem(
-            StatusCode::NOT_FOUND,
-            "signature: this link was not made by this server",
-        );
-    }
-    Html(format!(
-        "<!doctype html><title>Unsubscribe</title><form method=\"post\" action=\"/u/{token}/{signature}\">\
-         <p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button></form>"
-    ))
-    .into_response()
+    button_page(
+        &state,
+        Link::Unsubscribe,
+        &UNSUBSCRIBE_PAGE,
+        &token,
+        &signature,
+    )
 }
 
 async fn unsubscribe(
     State(state): State<Arc<ServerState>>,
     Path((token, signature)): Path<(String, String)>,
 ) -> Response {
-    match verify_and_record(state, Link::Unsubscribe, token, signature, String::new()).await {
-        Ok(true) => Html(
-            "<!doctype html><title>Unsubscribed</title><p>You are unsubscribed. You will not get these emails again.</p>",
-        )
-        .into_response(),
-        Ok(false) => problem(
-            StatusCode::NOT_FOUND,
-            "signature: this link was not made by this server",
-        ),
-        Err(response) => response,
-    }
+    button_pressed(
+        state,
+        Link::Unsubscribe,
+        &UNSUBSCRIBE_PAGE,
+        token,
+        signature,
+    )
+    .await
+}
+
+async fn confirm_page(
+    State(state): State<Arc<ServerState>>,
+    Path((token, signature)): Path<(String, String)>,
+) -> Response {
+    button_page(&state, Link::Confirm, &CONFIRM_PAGE, &token, &signature)
+}
+
+async fn confirm(
+    State(state): State<Arc<ServerState>>,
+    Path((token, signature)): Path<(String, String)>,
+) -> Response {
+    button_pressed(state, Link::Confirm, &CONFIRM_PAGE, token, signature).await
 }

@@ -235,6 +235,7 @@ fn shopify_route() -> gateway::Route {
         secret: SECRET.to_string(),
         redirect_hosts: Vec::new(),
         consent_fields: Vec::new(),
+        guard: gateway::FormGuard::default(),
     }
 }
 

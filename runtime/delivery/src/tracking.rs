@@ -23,6 +23,8 @@ use lol_html::{RewriteStrSettings, element, rewrite_str};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use dripline_engine::trust::{CONFIRM_LINK, CONFIRMED};
+
 use crate::names::UNSUBSCRIBED;
 use crate::outbox_record::OutboxEntry;
 use crate::recipient::identities_of;
@@ -52,6 +54,9 @@ pub enum Link {
     Click,
     /// The unsubscribe link.
     Unsubscribe,
+    /// The link by which the address confirms it wants the emails (double
+    /// opt-in): where a template put `step.confirm_url`.
+    Confirm,
 }
 
 impl Link {
@@ -60,6 +65,7 @@ impl Link {
             Self::Open => b"open",
             Self::Click => b"click",
             Self::Unsubscribe => b"unsubscribe",
+            Self::Confirm => b"confirm",
         }
     }
 }
@@ -144,6 +150,7 @@ impl Tracker {
                 URL_SAFE_NO_PAD.encode(url)
             ),
             Link::Unsubscribe => format!("{base}/u/{token}/{signature}"),
+            Link::Confirm => format!("{base}/y/{token}/{signature}"),
         }
     }
 
@@ -157,19 +164,27 @@ impl Tracker {
         }
         let key = &entry.idempotency_key;
         let unsubscribe = self.url(Link::Unsubscribe, key, "");
+        let confirm = self.url(Link::Confirm, key, "");
         let record = &mut entry.record;
         if let Some(html) = &record.html {
-            match self.rewrite_html(html, key, &unsubscribe) {
+            match self.rewrite_html(html, key, &unsubscribe, &confirm) {
                 Ok(html) => record.html = Some(html),
                 // Untracked is better than unsent: the original goes out.
                 Err(e) => tracing::warn!(message = %key, "email HTML not instrumented: {e}"),
             }
         }
-        record.body = format!("{}\n\nUnsubscribe: {unsubscribe}", record.body);
+        let body = record.body.replace(CONFIRM_LINK, &confirm);
+        record.body = format!("{body}\n\nUnsubscribe: {unsubscribe}");
         record.unsubscribe_url = Some(unsubscribe);
     }
 
-    fn rewrite_html(&self, html: &str, key: &str, unsubscribe: &str) -> Result<String, String> {
+    fn rewrite_html(
+        &self,
+        html: &str,
+        key: &str,
+        unsubscribe: &str,
+        confirm: &str,
+    ) -> Result<String, String> {
         let footer = format!(
             r#"<p style="font-size:12px;color:#888"><a href="{unsubscribe}">Unsubscribe</a></p><img src="{}" width="1" height="1" alt="" style="display:none">"#,
             self.url(Link::Open, key, "")
@@ -183,7 +198,10 @@ impl Tracker {
                         // Attribute values come as written; `&amp;` in a query
                         // string is the `&` the browser would follow.
                         let target = href.trim().replace("&amp;", "&");
-                        if target.starts_with("https://") || target.starts_with("http://") {
+                        if target == CONFIRM_LINK {
+                            // Its own signed page, not a click to count.
+                            el.set_attribute("href", confirm)?;
+                        } else if target.starts_with("https://") || target.starts_with("http://") {
                             el.set_attribute("href", &self.url(Link::Click, key, &target))?;
                         }
                     }
@@ -201,6 +219,45 @@ impl Tracker {
         } else {
             rewritten + &footer
         })
+    }
+}
+
+/// Mail clients' image proxies that fetch a pixel when a person opens the
+/// email (Gmail, Yahoo): real opens, though bot lists name them.
+const MAIL_PROXIES: &[&str] = &["googleimageproxy", "yahoomailproxy"];
+
+/// Mail security gateways that open every message and follow every link
+/// before (or instead of) the person, as their agents name them.
+const LINK_SCANNERS: &[&str] = &[
+    "barracuda",
+    "mimecast",
+    "proofpoint",
+    "safelinks",
+    "symantec",
+    "trendmicro",
+    "ironport",
+    "messagelabs",
+    "forcepoint",
+];
+
+/// Whether a request for a tracking link came from a machine (a crawler, a
+/// script, a mail link scanner: `isbot`'s list and [`LINK_SCANNERS`]) rather
+/// than from the person, by its `User-Agent`. Its open or click is not
+/// recorded, so it moves no journey and adds no score; a request with no
+/// agent at all is taken as a machine's.
+pub fn from_machine(user_agent: Option<&str>) -> bool {
+    static BOTS: std::sync::LazyLock<isbot::Bots> = std::sync::LazyLock::new(|| {
+        let mut bots = isbot::Bots::default();
+        bots.remove(MAIL_PROXIES);
+        bots.append(LINK_SCANNERS);
+        bots
+    });
+    match user_agent.map(str::trim) {
+        None | Some("") => true,
+        Some(agent) => {
+            let agent = agent.to_ascii_lowercase();
+            !MAIL_PROXIES.iter().any(|p| agent.contains(p)) && BOTS.is_bot(&agent)
+        }
     }
 }
 
@@ -225,6 +282,7 @@ pub fn record<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
         Link::Open => format!("{}.opened", message.channel),
         Link::Click => format!("{}.clicked", message.channel),
         Link::Unsubscribe => UNSUBSCRIBED.to_string(),
+        Link::Confirm => CONFIRMED.to_string(),
     };
     // A row whose record does not read still names its channel and message.
     let record = crate::outbox_record::OutboxRecord::read(&message).ok();
@@ -251,12 +309,13 @@ pub fn record<S: KeyValue + Outbox + Contacts + Dedupe + ?Sized>(
     };
     // A message's engagement counts once: a pixel loaded eight times (a
     // mail client, a scanner, a forward) is one open, for the lead score
-    // and the waits as for the rates. An unsubscribe always goes through.
+    // and the waits as for the rates. An unsubscribe or a confirmation
+    // always goes through.
     // The mark comes first: a crash between the two loses an event rather
     // than counting one twice.
     let first = first_of(store, link, &message, now)?;
     let mut writes = Vec::new();
-    if first || link == Link::Unsubscribe {
+    if first || matches!(link, Link::Unsubscribe | Link::Confirm) {
         writes.push(Write::inbox_put(
             now,
             &event.id,
@@ -294,6 +353,7 @@ fn link_name(link: Link) -> &'static str {
         Link::Open => "opened",
         Link::Click => "clicked",
         Link::Unsubscribe => "unsubscribed",
+        Link::Confirm => "confirmed",
     }
 }
 
@@ -381,6 +441,63 @@ mod tests {
         let before = suppressed.clone();
         tracker().instrument(&mut suppressed);
         assert_eq!(suppressed, before);
+    }
+
+    #[test]
+    fn the_confirmation_placeholder_becomes_the_messages_signed_confirmation_link() {
+        let tracker = tracker();
+        let mut entry = email(&format!(
+            r#"<p><a href="{CONFIRM_LINK}">Confirm</a> <a href="https://shop.example/">Shop</a></p>"#
+        ));
+        entry.record.body = format!("Confirm: {CONFIRM_LINK}");
+        tracker.instrument(&mut entry);
+        let html = entry.record.html.unwrap();
+        let confirm = tracker.url(Link::Confirm, &entry.idempotency_key, "");
+        assert!(html.contains(&format!(r#"href="{confirm}""#)), "{html}");
+        assert!(!html.contains(CONFIRM_LINK), "{html}");
+        assert!(
+            html.contains("/t/c/"),
+            "other links are still tracked: {html}"
+        );
+        assert!(
+            entry
+                .record
+                .body
+                .starts_with(&format!("Confirm: {confirm}"))
+        );
+        let token = confirm.rsplit('/').nth(1).unwrap();
+        let signature = confirm.rsplit('/').next().unwrap();
+        assert!(
+            tracker
+                .verify(Link::Confirm, token, signature, "")
+                .is_some()
+        );
+        assert!(
+            tracker
+                .verify(Link::Unsubscribe, token, signature, "")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn crawlers_scanners_and_agentless_requests_are_machines_and_mail_clients_are_not() {
+        for machine in [
+            None,
+            Some(""),
+            Some("curl/8.5.0"),
+            Some("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"),
+            Some("Mozilla/5.0 (compatible; Barracuda Sentinel)"),
+            Some("Mimecast URL Protect"),
+        ] {
+            assert!(from_machine(machine), "{machine:?}");
+        }
+        for person in [
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+            "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+            "YahooMailProxy; https://help.yahoo.com/kb/yahoo-mail-proxy-SLN28749.html",
+        ] {
+            assert!(!from_machine(Some(person)), "{person}");
+        }
     }
 
     #[test]

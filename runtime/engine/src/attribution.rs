@@ -68,7 +68,7 @@ pub fn attribute(
         && enrollment.journey_version == journey.version
         && enrollment.converted_at.is_none()
         && event.id != enrollment.trigger.id
-        && goal.event.contains(&event.name)
+        && goal.matches(event)
         && event.occurred_at >= enrollment.entered_at
         && event.occurred_at <= enrollment.entered_at.saturating_add(window);
     if !counts {

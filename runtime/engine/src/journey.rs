@@ -138,6 +138,17 @@ pub struct Trigger {
     /// A date of the contact's (see [`crate::dates`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<crate::dates::DateTrigger>,
+    /// With `event`: the sources the event must come from (`["shopify"]`);
+    /// empty takes it from any source allowed to emit the name. A journey
+    /// that acts on a store's order says so, and an `order.paid` from a
+    /// track call (whose key may sit in a browser) does not start it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+/// Whether `source` is among `sources`, an empty list taking every source.
+fn from_one_of(sources: &[String], source: &str) -> bool {
+    sources.is_empty() || sources.iter().any(|s| s == source)
 }
 
 /// Which move across a segment's edge a trigger starts on.
@@ -179,7 +190,7 @@ impl Trigger {
             return event.name == crate::dates::DATE_REACHED
                 && property("journey") == Some(journey);
         }
-        self.event == event.name
+        self.event == event.name && from_one_of(&self.sources, &event.source)
     }
 
     /// What is wrong with the trigger's shape, if anything.
@@ -192,6 +203,9 @@ impl Trigger {
         match kinds.iter().filter(|k| **k).count() {
             1 if self.on.is_some() && self.segment.is_none() => {
                 Some("`on` goes only with `segment`".into())
+            }
+            1 if !self.sources.is_empty() && self.event.is_empty() => {
+                Some("`sources` goes only with `event`: segments and dates are Dripline's".into())
             }
             1 => None,
             0 => Some("give the trigger one of `event`, `segment` or `date`".into()),
@@ -349,6 +363,19 @@ pub struct Goal {
     /// window, so each split way and the holdout compare fairly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attribution: Option<Duration>,
+    /// The sources a goal event must come from (`["shopify"]`); empty takes
+    /// any. A cart journey that ends on the store's order names the store, so
+    /// that nobody ends a stranger's journey with a track call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<String>,
+}
+
+impl Goal {
+    /// Whether `event` is one of the goal's events, from one of its sources
+    /// (its condition aside).
+    pub fn matches(&self, event: &crate::event::Event) -> bool {
+        self.event.contains(&event.name) && from_one_of(&self.sources, &event.source)
+    }
 }
 
 /// One step of a journey: an id and what it does.

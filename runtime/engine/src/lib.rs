@@ -81,6 +81,9 @@ pub mod split;
 pub use action::{Action, MetricName, StepOutcome, WaitRequest};
 pub use attribution::{Conversion, attribute};
 pub use condition::CelExpr;
+/// What each source may do (`dripline-event`'s table, shared with the
+/// track trigger).
+pub use dripline_event::trust;
 pub use duration::Duration;
 pub use enrollment::{
     AfterTimer, Enrollment, EnrollmentStatus, Pending, Timer, TimerKind, enrollment_id,

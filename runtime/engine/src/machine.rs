@@ -291,7 +291,7 @@ fn resume_on_event(
     let mut walker = Walker::new(journey, contact, enrollment.clone(), now);
     if let Some(goal) = &journey.goal
         && !enrollment.goal_reached
-        && goal.event.contains(&event.name)
+        && goal.matches(event)
         && walker.holds(goal.condition.as_ref(), event, "goal.condition")
     {
         walker.metric(None, MetricName::GoalReached);
@@ -423,7 +423,7 @@ fn goal_already_met(
         // they went dormant does not meet the wake-up's goal.
         .filter(|e| {
             e.id != trigger.id
-                && goal.event.contains(&e.name)
+                && goal.matches(e)
                 && (goal.condition.is_some()
                     || e.occurred_at >= trigger.occurred_at.saturating_sub(GOAL_SLACK_MS))
         })

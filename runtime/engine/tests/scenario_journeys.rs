@@ -109,6 +109,10 @@ fn an_order_for_the_checkout_ends_the_journey_at_any_point_and_starts_new_custom
             .event(order_created("o-0", "tok-other", T0 + HOUR))
             .is_empty()
     );
+    // Nor is one that a track call claims: the goal asks for the store's.
+    let mut claimed = order_created("o-api", "tok-1", T0 + HOUR);
+    claimed.source = "api".into();
+    assert!(runtime.event(claimed).is_empty());
     let actions = runtime.event(order_created("o-1", "tok-1", T0 + 2 * HOUR));
     assert_eq!(
         effects(&actions),
@@ -147,6 +151,53 @@ fn whitepaper_download() -> dripline_engine::Event {
     )
 }
 
+/// The lead-nurture journey for a contact whose email consent Dripline holds
+/// (a signed form's, an earlier confirmation): the paper goes at once.
+fn consenting_lead() -> Runtime {
+    let mut runtime = Runtime::new(journey_file("lead-nurture.toml"));
+    runtime
+        .contact
+        .consent
+        .insert("email".into(), dripline_engine::ConsentState::Granted);
+    runtime
+}
+
+#[test]
+fn a_lead_without_consent_is_asked_to_confirm_and_gets_the_paper_only_once_confirmed() {
+    let mut runtime = Runtime::new(journey_file("lead-nurture.toml"));
+    let mut lines = effects(&runtime.event(whitepaper_download()));
+    lines.extend(effects(&runtime.answer(StepOutcome::Continue)));
+    let confirmed = event(
+        "confirm-1",
+        "contact.confirmed",
+        json!({"channel": "email"}),
+        T0 + HOUR,
+    );
+    lines.extend(effects(&runtime.event(confirmed)));
+    assert_eq!(
+        lines,
+        [
+            "enroll at ask-to-confirm",
+            "run ask-to-confirm (send) attempt 1",
+            "timer wait-confirmation/1/timeout at +3d",
+            "cancel wait-confirmation/1/timeout",
+            "run send-whitepaper (send) attempt 1",
+        ]
+    );
+}
+
+#[test]
+fn a_lead_who_never_confirms_gets_nothing_after_the_one_request() {
+    let mut runtime = Runtime::new(journey_file("lead-nurture.toml"));
+    runtime.event(whitepaper_download());
+    runtime.answer(StepOutcome::Continue);
+    assert_eq!(
+        effects(&runtime.run_until(T0 + 3 * DAY)),
+        ["exit: address never confirmed"]
+    );
+    assert!(runtime.run_until(T0 + 10 * DAY).is_empty());
+}
+
 fn trial_invite_click(at: i64) -> dripline_engine::Event {
     event(
         "click-1",
@@ -158,7 +209,7 @@ fn trial_invite_click(at: i64) -> dripline_engine::Event {
 
 #[test]
 fn a_lead_who_clicks_the_trial_link_but_does_not_sign_up_gets_the_case_studies() {
-    let mut runtime = Runtime::new(journey_file("lead-nurture.toml"));
+    let mut runtime = consenting_lead();
     let mut lines = effects(&runtime.event(whitepaper_download()));
     lines.extend(effects(&runtime.answer(StepOutcome::Continue)));
     lines.extend(effects(&runtime.run_until(T0 + 2 * DAY)));
@@ -184,7 +235,7 @@ fn a_lead_who_clicks_the_trial_link_but_does_not_sign_up_gets_the_case_studies()
 
 #[test]
 fn a_lead_who_never_clicks_leaves_on_day_five() {
-    let mut runtime = Runtime::new(journey_file("lead-nurture.toml"));
+    let mut runtime = consenting_lead();
     runtime.event(whitepaper_download());
     runtime.answer(StepOutcome::Continue);
     runtime.run_until(T0 + 2 * DAY);
@@ -205,7 +256,7 @@ fn a_lead_who_never_clicks_leaves_on_day_five() {
 
 #[test]
 fn a_trial_sign_up_at_any_step_tags_the_lead_notifies_sales_and_ends_the_journey() {
-    let mut runtime = Runtime::new(journey_file("lead-nurture.toml"));
+    let mut runtime = consenting_lead();
     runtime.contact.attributes = json!({"sales_rep": "wang.fang"});
     runtime.event(whitepaper_download());
     runtime.answer(StepOutcome::Continue);

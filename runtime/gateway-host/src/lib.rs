@@ -68,6 +68,9 @@ pub const DEFAULT_ROUTE_CONCURRENCY: usize = 256;
 /// What a provider is told to wait before it retries a 503.
 const RETRY_AFTER_SECONDS: &str = "5";
 
+/// The header Spin gives a component the client's address in.
+const CLIENT_ADDR: &str = "spin-client-addr";
+
 /// How many requests one gateway instance serves before it is dropped. A
 /// bound, so that anything a guest leaks per request (an unreleased handle, a
 /// heap that only grows) is cleared now and then.
@@ -314,7 +317,7 @@ impl Gateway {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let gateway = gateway.clone();
-                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(request).await) }
+                    async move { Ok::<_, std::convert::Infallible>(gateway.handle(request, peer).await) }
                 });
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -329,11 +332,18 @@ impl Gateway {
         }
     }
 
-    /// Answers one request: finds its route and runs the route's component.
+    /// Answers one request from `peer`: finds its route and runs the
+    /// route's component.
     pub async fn handle(
         &self,
-        request: hyper::Request<hyper::body::Incoming>,
+        mut request: hyper::Request<hyper::body::Incoming>,
+        peer: std::net::SocketAddr,
     ) -> hyper::Response<HyperOutgoingBody> {
+        // As Spin does: the client's address, for the forms' limits per
+        // client. Set here, over any the client sent, so nobody picks theirs.
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
+            request.headers_mut().insert(CLIENT_ADDR, value);
+        }
         let path = request.uri().path().to_string();
         if self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
             return retry_later(r#"{"error":"dripline is stopping; retry later","field":null}"#);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dripline_delivery::DeliveryPolicy;
 use dripline_delivery::names::{CHANNELS, PREFERRED_CHANNEL, PREFERS_TAG, UNSUBSCRIBED};
+use dripline_engine::trust::{self, Consent};
 use dripline_engine::{ConsentState, ContactView, Event, Facts, Identities};
 use dripline_sandbox::{Effect, bindings};
 use dripline_store::{Contact, Contacts, Identity, StoreError};
@@ -113,19 +114,7 @@ pub const CONSENT_HISTORY: usize = 20;
 
 /// The source of the consent changes Dripline itself makes (an unsubscribe
 /// link, a STOP reply).
-pub const DRIPLINE: &str = "dripline";
-
-/// Sources whose grant is a person acting now (a form they filled in, an
-/// identify or track call from the site they are on, source `api`), which
-/// may undo an unsubscribe made through Dripline. A store's webhook repeats the state it recorded, possibly from
-/// before the unsubscribe, and an imported list may be stale: neither may.
-pub const FIRST_PARTY: &[&str] = &["form", "typeform", "tally", "api"];
-
-/// Sources nobody vouches for: the HTML form route is unsigned, so what it
-/// names (an email, a phone) is only what someone typed. Their events may
-/// create a contact, and reach the one their identity already names, but
-/// link no new identity to an existing contact.
-pub const UNVOUCHED: &[&str] = &["form"];
+pub const DRIPLINE: &str = trust::DRIPLINE;
 
 /// How many of a contact's goal events are kept for the "goal already met"
 /// check: orders for the checkouts a contact may still be in, not a history.
@@ -257,6 +246,7 @@ impl ContactRecord {
     ) -> Result<Vec<(Identity, String)>, StoreError> {
         dripline_engine::facts::record(&mut self.profile.facts, event);
         self.note_in_timeline(event);
+        let trust = trust::of(&event.source);
         let mut conflicts = Vec::new();
         for identity in event_identities(&event.identities) {
             if self.contact.identities.contains(&identity) {
@@ -272,7 +262,7 @@ impl ContactRecord {
                 // their own phone: it may make a new contact of what it
                 // names, never hang a new identity on one that exists (their
                 // reminders and coupons would go to the poster).
-                _ if UNVOUCHED.contains(&event.source.as_str()) && self.as_read.is_some() => {}
+                _ if !trust.links_identities && self.as_read.is_some() => {}
                 _ => self.contact.identities.push(identity),
             }
         }
@@ -288,22 +278,30 @@ impl ContactRecord {
                 .filter(|_| matches!(event.source.as_str(), "form" | "typeform" | "tally"))
                 .map_or_else(|| event.source.clone(), str::to_owned);
             for (channel, state) in consent {
-                match serde_json::from_value::<ConsentState>(state.clone()) {
+                let state = match serde_json::from_value::<ConsentState>(state.clone()) {
                     // A source that says nothing about a channel's consent
                     // changes nothing: a later checkout without the box
                     // ticked must not erase an opt-out (or an opt-in).
-                    Ok(ConsentState::Unknown) | Err(_) => {}
-                    Ok(state) => {
-                        let first_party = FIRST_PARTY.contains(&event.source.as_str());
-                        let unsubscribed_here =
-                            self.profile.consent_source.get(channel).is_some_and(|c| {
-                                c.source == DRIPLINE && c.state == ConsentState::Denied
-                            });
-                        if state == ConsentState::Granted && unsubscribed_here && !first_party {
-                            continue;
-                        }
-                        self.set_consent(channel, state, &source, event.occurred_at);
-                    }
+                    Ok(ConsentState::Unknown) | Err(_) => continue,
+                    Ok(state) => state,
+                };
+                let unsubscribed_here = self
+                    .profile
+                    .consent_source
+                    .get(channel)
+                    .is_some_and(|c| c.source == DRIPLINE && c.state == ConsentState::Denied);
+                let taken = match (trust.consent, state) {
+                    (Consent::Ignored, _) => false,
+                    (_, ConsentState::Denied) => true,
+                    (Consent::FirstParty, _) => true,
+                    (Consent::Recorded, _) => !unsubscribed_here,
+                    // Anyone can type anyone's address into an unsigned
+                    // form: the grant is the address's own to give, by
+                    // confirming (see [`CONFIRMED`]).
+                    (Consent::Unconfirmed, _) => false,
+                };
+                if taken {
+                    self.set_consent(channel, state, &source, event.occurred_at);
                 }
             }
         }
@@ -509,7 +507,8 @@ impl ContactRecord {
     /// with `properties.channel`) makes that channel the preferred one and adds
     /// the deployment's lead score for the event; an unsubscribe, or a reply
     /// that is an unsubscribe keyword (`sms.replied` with `properties.text`),
-    /// withdraws consent on that channel at once.
+    /// withdraws consent on that channel at once; a confirmation
+    /// (`contact.confirmed`) grants it.
     pub fn engage(&mut self, event: &Event, policy: &DeliveryPolicy) -> Engagement {
         let mut engagement = Engagement::default();
         if let Some(points) = policy.scoring.get(&event.name) {
@@ -539,6 +538,11 @@ impl ContactRecord {
                 if text.is_some_and(|t| policy.is_unsubscribe_reply(t)) {
                     engagement.unsubscribed.push(channel);
                 }
+            }
+            // The address pressed the button of its confirmation link: the
+            // grant an unsigned form could not give.
+            "confirmed" if event.name == trust::CONFIRMED && known => {
+                self.set_consent(&channel, ConsentState::Granted, DRIPLINE, event.occurred_at);
             }
             "unsubscribed" if event.name == UNSUBSCRIBED => {
                 if known {

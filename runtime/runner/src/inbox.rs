@@ -128,6 +128,13 @@ impl Runner {
     }
 
     fn on_inbox_event(&self, unit: &mut Unit<'_>, event: &Event) -> Result<(), InputError> {
+        // Whatever trigger made it, an event carries only names its source
+        // may emit: a plugin's checkout or unsubscribe is not taken.
+        if let Err(owner) = dripline_engine::trust::may_emit(&event.source, &event.name) {
+            tracing::warn!(event = %event.id, source = %event.source, name = %event.name, "refused: only {owner} emits this name");
+            unit.metric(format!("events.refused.{}", event.source));
+            return Ok(());
+        }
         if event.name == crate::merge::MERGE_REQUESTED && event.source == crate::merge::ADMIN {
             return self.on_merge_request(unit, event);
         }
@@ -150,11 +157,10 @@ impl Runner {
         };
         let conflicts = contact.absorb(event, store)?;
         contact.touch(unit.now);
-        let a_goal = self.journeys.current().any(|j| {
-            j.goal
-                .as_ref()
-                .is_some_and(|g| g.event.contains(&event.name))
-        });
+        let a_goal = self
+            .journeys
+            .current()
+            .any(|j| j.goal.as_ref().is_some_and(|g| g.matches(event)));
         if a_goal {
             contact.remember(event);
         }

@@ -5,7 +5,7 @@
 //! (see [`export_trigger!`](crate::export_trigger)) converts it field by field
 //! into `dripline:journey/types.event`.
 
-pub use dripline_event::{Event, Identities, Timestamp};
+pub use dripline_event::{Event, Identities, Timestamp, trust};
 
 /// Why a request yields no events; mirrors `trigger-error` in `wit/worlds.wit`.
 #[derive(Debug, Clone, PartialEq)]

@@ -12,7 +12,7 @@ pub mod event;
 mod export;
 
 pub use calling_codes::calling_code;
-pub use event::{Event, Identities, Request, Timestamp, TriggerError};
+pub use event::{Event, Identities, Request, Timestamp, TriggerError, trust};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};

@@ -4,7 +4,9 @@
 //! writes one per accepted delivery and answers a retry of it as a duplicate
 //! while the mark holds; the host's sweep deletes marks that no longer hold.
 //! Both read a mark through [`mark_holds`], so they cannot disagree on when one
-//! lapses.
+//! lapses. The time may be followed by a space and more: the form route's
+//! limits (`dedupe/limit/...`) keep a count there, and date their marks so
+//! that they lapse when their hour ends.
 
 #![warn(missing_docs)]
 
@@ -20,7 +22,8 @@ pub const DEDUPE_TTL_MS: i64 = 72 * 60 * 60 * 1000;
 pub fn mark_holds(mark: &[u8], now_ms: i64) -> bool {
     match std::str::from_utf8(mark)
         .ok()
-        .and_then(|text| text.trim().parse::<i64>().ok())
+        // The time may be followed by more (a form limit's count).
+        .and_then(|text| text.split_whitespace().next()?.parse::<i64>().ok())
     {
         Some(marked_at) => now_ms.saturating_sub(marked_at) < DEDUPE_TTL_MS,
         None => true,

@@ -14,6 +14,8 @@
 
 #![warn(missing_docs)]
 
+pub mod trust;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

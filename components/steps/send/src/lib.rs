@@ -231,6 +231,12 @@ pub fn compose(context: &Context) -> Result<Message, Failure> {
     })
 }
 
+/// What `step.confirm_url` renders as: an address that resolves nowhere
+/// (`.invalid`, RFC 2606), which the runtime's tracking replaces with the
+/// message's signed confirmation link. Shared with the runtime through
+/// `dripline-event`, so the two cannot drift apart.
+pub use dripline_event::trust::CONFIRM_LINK;
+
 /// The variables a template reads:
 ///
 /// - `contact`: `id`, `email`, `phone`, `external_ids` (by system:
@@ -241,7 +247,10 @@ pub fn compose(context: &Context) -> Result<Message, Failure> {
 /// - `data`: the enrollment's data;
 /// - `config`: the step's config without `template_files`;
 /// - `step`: `journey`, `journey_version`, `enrollment_id`, `id`, `attempt`,
-///   `now` (ms).
+///   `now` (ms), and `confirm_url`: the link by which the address confirms
+///   it wants these emails (double opt-in). The runtime's tracking makes it
+///   a signed link of the message's own when the email goes out; it reads
+///   [`CONFIRM_LINK`] until then.
 ///
 /// Absent values and JSON nulls are left out, so `{{ }}` on them is an error
 /// and `{% if %}` on them is false.
@@ -287,6 +296,7 @@ pub fn globals(context: &Context, config: Map<String, Value>) -> Result<liquid::
                 "journey": context.journey, "journey_version": context.journey_version,
                 "enrollment_id": context.enrollment_id, "id": context.step_id,
                 "attempt": context.attempt, "now": context.now,
+                "confirm_url": CONFIRM_LINK,
             }),
         ),
     ];

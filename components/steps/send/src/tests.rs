@@ -276,12 +276,30 @@ fn a_coupon_without_a_code_is_refused_at_validate() {
 }
 
 #[test]
-fn the_whitepaper_email_is_transactional_and_links_the_paper() {
+fn the_confirmation_email_is_transactional_and_links_the_confirmation_placeholder() {
     let context = lead_context(
-        json!({"channel": "email", "template": "whitepaper-delivery", "category": "transactional"}),
+        json!({"channel": "email", "template": "confirm-download", "category": "transactional"}),
     );
-    let message = send(&context, "whitepaper-delivery.email.liquid");
+    let message = send(&context, "confirm-download.email.liquid");
     assert_eq!(message.category, Category::Transactional);
+    assert!(message.body.starts_with("Hi Ana,"));
+    assert!(
+        message.body.contains(crate::CONFIRM_LINK),
+        "{}",
+        message.body
+    );
+    let html = message.html.unwrap_or_default();
+    assert!(
+        html.contains(&format!("href=\"{}\"", crate::CONFIRM_LINK)),
+        "{html}"
+    );
+}
+
+#[test]
+fn the_whitepaper_email_links_the_paper() {
+    let context = lead_context(json!({"channel": "email", "template": "whitepaper-delivery"}));
+    let message = send(&context, "whitepaper-delivery.email.liquid");
+    assert_eq!(message.category, Category::Marketing);
     assert!(message.body.starts_with("Hi Ana,"));
     assert!(
         message
@@ -680,6 +698,7 @@ fn every_shipped_template_has_a_rendering_test() {
         "checkout-items.email.liquid",
         "checkout-coupon.email.liquid",
         "checkout-coupon-sms.sms.liquid",
+        "confirm-download.email.liquid",
         "whitepaper-delivery.email.liquid",
         "trial-invite.email.liquid",
         "case-studies.email.liquid",

@@ -158,7 +158,11 @@ fn event(call: Call, body: &Map<String, Value>, received_at: i64) -> Result<Even
             let original = str_of(body.get("event"))
                 .ok_or_else(|| TriggerError::Malformed("event: missing".into()))?;
             let name = event_name(original)?;
-            if let Some(owner) = reserved(&name) {
+            // A write key is often in a site's JavaScript, where anyone can
+            // read it: a name of the store's, a form's or Dripline's would
+            // start a checkout flow for any address or change a stranger's
+            // consent or score.
+            if let Err(owner) = canonical::trust::may_emit("api", &name) {
                 return Err(TriggerError::Malformed(format!(
                     "event: {original:?} ({name}) is a name only {owner} emits"
                 )));
@@ -265,32 +269,6 @@ pub fn event_name(original: &str) -> Result<String, TriggerError> {
         )));
     }
     Ok(name)
-}
-
-/// The names a track call may not take, with who owns them. A write key is
-/// often in a site's JavaScript, where anyone can read it: with it, an event
-/// named like a store's checkout would start the recovery flow for any
-/// address, and one named like an unsubscribe or an email click would change
-/// a stranger's consent or lead score.
-const RESERVED: &[(&str, &str)] = &[
-    ("checkout.", "the store (Shopify)"),
-    ("cart.", "the store (Shopify)"),
-    ("customer.", "the store (Shopify)"),
-    ("shop.", "the store (Shopify)"),
-    ("form.", "a form"),
-    ("contact.", "Dripline"),
-    ("email.", "Dripline's tracking"),
-    ("sms.", "Dripline's channels"),
-    ("wecom.", "Dripline's channels"),
-    ("push.", "Dripline's channels"),
-];
-
-/// Who owns `name`, if a track call may not emit it.
-pub fn reserved(name: &str) -> Option<&'static str> {
-    RESERVED
-        .iter()
-        .find(|(prefix, _)| name.starts_with(prefix))
-        .map(|(_, owner)| *owner)
 }
 
 /// Splits a name into lower-case words at separators and camelCase humps.
