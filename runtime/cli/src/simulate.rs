@@ -70,7 +70,10 @@ pub struct ScriptEvent {
     pub after: Duration,
     /// Its name: `checkout.created`, `order.paid`, ...
     pub name: String,
-    /// Where it comes from (default `api`).
+    /// Where it comes from; by default the source that owns the name
+    /// (`shopify` for `checkout.created`, `form` for `form.submitted`, see
+    /// `dripline_engine::trust`), else `api`. The runner refuses a name from
+    /// a source that may not emit it, as it would in a deployment.
     #[serde(default)]
     pub source: Option<String>,
     /// Its properties.
@@ -231,7 +234,11 @@ impl Simulator {
             .enumerate()
             .map(|(n, e)| Event {
                 id: format!("sim-{n}"),
-                source: e.source.clone().unwrap_or_else(|| "api".into()),
+                source: e.source.clone().unwrap_or_else(|| {
+                    dripline_engine::trust::usual_source(&e.name)
+                        .unwrap_or("api")
+                        .into()
+                }),
                 name: e.name.clone(),
                 identities: identities.clone(),
                 properties: Value::Object(e.properties.clone()),
