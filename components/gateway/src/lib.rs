@@ -481,9 +481,10 @@ pub fn handle_body<B: Backend>(backend: &mut B, route: &Route, request: Inbound)
     };
 
     // The trigger takes the request; the guard reads its headers after.
-    let headers = match route.guard == FormGuard::default() {
-        true => Vec::new(),
-        false => request.headers.clone(),
+    let headers = if route.guard == FormGuard::default() {
+        Vec::new()
+    } else {
+        request.headers.clone()
     };
     let mut events = match backend.trigger(request) {
         Ok(events) => events,
