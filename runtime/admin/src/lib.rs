@@ -230,10 +230,7 @@ async fn click(
         Ok(true) => Redirect::to(&target).into_response(),
         // Never redirect on a link we did not sign: that would make us an open
         // redirect for phishing.
-        Ok(false) => problem(
-            StatusCode::NOT_FOUND,
-            "signature: this link was not made by this server",
-        ),
+        Ok(false) => not_ours(),
         Err(response) => response,
     }
 }

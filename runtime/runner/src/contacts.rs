@@ -768,6 +768,11 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn the_trust_tables_admin_source_is_the_one_the_runtimes_commands_write() {
+        assert_eq!(trust::ADMIN, dripline_store::control::ADMIN_SOURCE);
+    }
+
     fn ana() -> Identities {
         Identities {
             email: Some("ana@example.com".into()),

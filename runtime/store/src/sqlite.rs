@@ -952,35 +952,34 @@ fn contact_put(tx: &Transaction<'_>, seal: &Sealing, contact: &Contact) -> Resul
             .execute(params![id, profile])?;
         return Ok(());
     }
-    for identity in &identities {
+    // Each blind index is an HMAC: made once, for the check and the insert.
+    let indexed: Vec<_> = identities
+        .iter()
+        .map(|identity| (identity, identity.index_kind(), seal.index(identity)))
+        .collect();
+    for (identity, kind, value) in &indexed {
         let owner: Option<String> = tx
             .prepare_cached(
                 "SELECT contact_id FROM contact_identities WHERE kind = ?1 AND value = ?2",
             )?
-            .query_row(params![identity.index_kind(), seal.index(identity)], |r| {
-                r.get(0)
-            })
+            .query_row(params![kind, value], |r| r.get(0))
             .optional()?;
         if let Some(owner) = owner
             && owner != contact.id
         {
             return Err(StoreError::IdentityTaken {
-                identity: identity.clone(),
+                identity: (*identity).clone(),
                 contact_id: owner,
             });
         }
     }
     tx.prepare_cached("DELETE FROM contact_identities WHERE contact_id = ?1")?
         .execute(params![contact.id])?;
-    for identity in &identities {
+    for (_, kind, value) in &indexed {
         tx.prepare_cached(
             "INSERT INTO contact_identities (kind, value, contact_id) VALUES (?1, ?2, ?3)",
         )?
-        .execute(params![
-            identity.index_kind(),
-            seal.index(identity),
-            contact.id
-        ])?;
+        .execute(params![kind, value, contact.id])?;
     }
     tx.prepare_cached(
         "INSERT INTO contacts (id, identities, profile) VALUES (?1, ?2, ?3)

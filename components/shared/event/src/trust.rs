@@ -82,6 +82,16 @@ pub const CONFIRM_LINK: &str = "https://confirm.dripline.invalid/";
 const OWNED: &[(&str, &[&str], &str)] = &[
     ("contact.identified", &["api"], "the track API's identify"),
     (
+        "contact.merge_requested",
+        &[ADMIN],
+        "the admin API and the command line",
+    ),
+    (
+        "contact.test_marked",
+        &[ADMIN],
+        "the admin API and the command line",
+    ),
+    (
         "contact.erase_requested",
         &[ADMIN, "shopify"],
         "the admin API and Shopify",
